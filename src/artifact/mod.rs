@@ -1,0 +1,67 @@
+//! The `.kolm` artifact (RS-1): writing it, reading it, verifying it, showing it.
+//!
+//! A zip with exactly seven entries in a fixed order. `zipwrite` and `zipread` own the byte
+//! layout, `manifest` the contract, `sign` the signature, `verify` the fail-closed checks, and
+//! `inspect` the human and JSON views. The normative format is `kolmfile-spec/rs-1.md`.
+
+pub mod inspect;
+pub mod manifest;
+pub mod sign;
+pub mod verify;
+pub mod zipread;
+pub mod zipwrite;
+
+use std::path::Path;
+
+pub use manifest::Manifest;
+use zipwrite::{EntrySpec, Method, Source};
+
+use crate::Result;
+
+/// The seven entries, in the order they must appear.
+pub const ENTRIES: [&str; 7] =
+    ["model.gguf", "lora.bin", "recipes.json", "index.sqlite-vec", "tests.jsonl", "manifest.json", "signature.sig"];
+
+/// `model.gguf`'s data starts at a multiple of this, so it can be mapped in place.
+pub const MODEL_ALIGN: u64 = 4096;
+
+/// The compression each entry is written with (part of the format, so part of reproducibility).
+pub fn method_of(name: &str) -> Method {
+    match name {
+        "recipes.json" | "index.sqlite-vec" | "tests.jsonl" => Method::Deflated,
+        _ => Method::Stored,
+    }
+}
+
+/// The payload entries (the first five) of an artifact about to be sealed.
+pub struct Payload<'a> {
+    pub model: &'a Path,
+    pub lora: &'a [u8],
+    pub recipes: &'a [u8],
+    pub index: &'a [u8],
+    pub tests: &'a [u8],
+}
+
+/// Writes the artifact to `dest` atomically: nothing appears at `dest` unless all of it was
+/// written. `on_bytes` reports streamed model bytes (progress).
+pub fn write(dest: &Path, payload: &Payload, manifest: &[u8], signature: &[u8], epoch: Option<i64>, on_bytes: &dyn Fn(u64)) -> Result<()> {
+    let sources: [Source; 7] = [
+        Source::File(payload.model),
+        Source::Bytes(payload.lora),
+        Source::Bytes(payload.recipes),
+        Source::Bytes(payload.index),
+        Source::Bytes(payload.tests),
+        Source::Bytes(manifest),
+        Source::Bytes(signature),
+    ];
+    let specs: Vec<EntrySpec> = ENTRIES
+        .iter()
+        .zip(sources)
+        .map(|(name, source)| EntrySpec { name, method: method_of(name), align: if *name == "model.gguf" { MODEL_ALIGN } else { 1 }, source })
+        .collect();
+    let tmp = crate::fsutil::temp_beside(dest)?;
+    let mut w = std::io::BufWriter::with_capacity(4 << 20, tmp);
+    zipwrite::write_zip(&mut w, dest, &specs, epoch, on_bytes)?;
+    let tmp = w.into_inner().map_err(|e| crate::Error::io(dest, "write the artifact", e.into_error()))?;
+    crate::fsutil::persist(tmp, dest)
+}

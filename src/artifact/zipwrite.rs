@@ -1,0 +1,270 @@
+//! Writing the RS-1 zip byte for byte.
+//!
+//! The layout is normative (`kolmfile-spec/rs-1.md`), so the bytes are written here rather than
+//! left to a general zip library whose defaults (extra fields, data descriptors, timestamps)
+//! may change between versions and silently break reproducibility. Entries are contiguous from
+//! offset 0; each local header carries its sizes (no data descriptors); an entry may be padded
+//! to an alignment with one extra field of id 0xD935 (the alignment field of Android's
+//! zipalign); ZIP64 records are used exactly when a size or offset does not fit 32 bits.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use flate2::{write::DeflateEncoder, Compression};
+
+use crate::{Error, Result};
+
+pub const ALIGN_EXTRA_ID: u16 = 0xD935;
+const ZIP64_EXTRA_ID: u16 = 0x0001;
+const U32_MAX: u64 = 0xFFFF_FFFF;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Stored,
+    Deflated,
+}
+
+impl Method {
+    pub fn code(self) -> u16 {
+        match self {
+            Method::Stored => 0,
+            Method::Deflated => 8,
+        }
+    }
+}
+
+pub enum Source<'a> {
+    Bytes(&'a [u8]),
+    /// A file streamed in (stored entries only); its size must not change while it is read.
+    File(&'a Path),
+}
+
+pub struct EntrySpec<'a> {
+    pub name: &'static str,
+    pub method: Method,
+    /// Data alignment (1 = none).
+    pub align: u64,
+    pub source: Source<'a>,
+}
+
+/// What was written for one entry.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub name: &'static str,
+    pub crc32: u32,
+    pub size: u64,
+    pub compressed: u64,
+    pub header_offset: u64,
+    pub method: Method,
+    pub zip64: bool,
+}
+
+/// Civil UTC (year, month, day, hour, minute, second) of a Unix timestamp (H. Hinnant's
+/// days-to-civil algorithm), so no date crate is needed for two formats.
+pub fn civil(epoch: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let days = epoch.div_euclid(86_400);
+    let rem = epoch.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// DOS date and time of a Unix timestamp (UTC), clamped to the zip epoch 1980-01-01.
+pub fn dos_datetime(epoch: Option<i64>) -> (u16, u16) {
+    let (y, m, d, hh, mm, ss) = civil(epoch.unwrap_or(315_532_800).max(315_532_800));
+    let y = y.min(2107);
+    (((y - 1980) << 9 | m << 5 | d) as u16, (hh << 11 | mm << 5 | ss / 2) as u16)
+}
+
+fn io<T>(r: std::io::Result<T>, dest: &Path) -> Result<T> {
+    r.map_err(|e| Error::io(dest, "write the artifact", e))
+}
+
+/// Writes the entries as a complete zip into `out` (positioned at 0). `on_bytes` is called as
+/// stored data streams, for progress.
+pub fn write_zip<W: Write + Seek>(
+    out: &mut W,
+    dest: &Path,
+    entries: &[EntrySpec],
+    epoch: Option<i64>,
+    on_bytes: &dyn Fn(u64),
+) -> Result<Vec<Written>> {
+    let (date, time) = dos_datetime(epoch);
+    let mut written = Vec::with_capacity(entries.len());
+    let mut pos = 0u64;
+    for e in entries {
+        let header_offset = pos;
+        // Sizes first: known for bytes (compressed now), from metadata for files.
+        let (payload, size, crc) = match (&e.source, e.method) {
+            (Source::Bytes(b), Method::Stored) => (None, b.len() as u64, Some(crc32fast::hash(b))),
+            (Source::Bytes(b), Method::Deflated) => {
+                let mut enc = DeflateEncoder::new(Vec::new(), Compression::new(9));
+                io(enc.write_all(b), dest)?;
+                (Some(io(enc.finish(), dest)?), b.len() as u64, Some(crc32fast::hash(b)))
+            }
+            (Source::File(p), Method::Stored) => (None, std::fs::metadata(p).map_err(|err| Error::io(p, "read", err))?.len(), None),
+            (Source::File(_), Method::Deflated) => return Err(Error::Other("internal: files are stored, not deflated".into())),
+        };
+        let compressed = payload.as_ref().map(|p| p.len() as u64).unwrap_or(size);
+        let zip64 = size >= U32_MAX || compressed >= U32_MAX;
+        let mut extra = Vec::new();
+        if zip64 {
+            extra.extend_from_slice(&ZIP64_EXTRA_ID.to_le_bytes());
+            extra.extend_from_slice(&16u16.to_le_bytes());
+            extra.extend_from_slice(&size.to_le_bytes());
+            extra.extend_from_slice(&compressed.to_le_bytes());
+        }
+        let name = e.name.as_bytes();
+        if e.align > 1 {
+            let unpadded = header_offset + 30 + name.len() as u64 + extra.len() as u64 + 4 + 2;
+            let pad = (e.align - unpadded % e.align) % e.align;
+            extra.extend_from_slice(&ALIGN_EXTRA_ID.to_le_bytes());
+            extra.extend_from_slice(&((2 + pad) as u16).to_le_bytes());
+            extra.extend_from_slice(&(e.align as u16).to_le_bytes());
+            extra.resize(extra.len() + pad as usize, 0);
+        }
+        let mut h = Vec::with_capacity(30 + name.len() + extra.len());
+        h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+        h.extend_from_slice(&(if zip64 { 45u16 } else { 20u16 }).to_le_bytes());
+        h.extend_from_slice(&0u16.to_le_bytes()); // flags: no descriptor, no encryption
+        h.extend_from_slice(&e.method.code().to_le_bytes());
+        h.extend_from_slice(&time.to_le_bytes());
+        h.extend_from_slice(&date.to_le_bytes());
+        let crc_at = h.len() as u64;
+        h.extend_from_slice(&crc.unwrap_or(0).to_le_bytes());
+        let (cs, us) = if zip64 { (U32_MAX, U32_MAX) } else { (compressed, size) };
+        h.extend_from_slice(&(cs as u32).to_le_bytes());
+        h.extend_from_slice(&(us as u32).to_le_bytes());
+        h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        h.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+        h.extend_from_slice(name);
+        h.extend_from_slice(&extra);
+        io(out.write_all(&h), dest)?;
+        pos += h.len() as u64;
+        let crc = match (&e.source, payload) {
+            (_, Some(p)) => {
+                io(out.write_all(&p), dest)?;
+                crc.expect("computed")
+            }
+            (Source::Bytes(b), None) => {
+                io(out.write_all(b), dest)?;
+                crc.expect("computed")
+            }
+            (Source::File(p), None) => {
+                let crc = stream_file(out, p, size, dest, on_bytes)?;
+                let end = pos + size;
+                io(out.seek(SeekFrom::Start(header_offset + crc_at)), dest)?;
+                io(out.write_all(&crc.to_le_bytes()), dest)?;
+                io(out.seek(SeekFrom::Start(end)), dest)?;
+                crc
+            }
+        };
+        pos += compressed;
+        written.push(Written { name: e.name, crc32: crc, size, compressed, header_offset, method: e.method, zip64 });
+    }
+    write_central(out, dest, &written, pos, date, time)?;
+    Ok(written)
+}
+
+/// Streams exactly `size` bytes of `path` into `out`, returning their CRC-32.
+fn stream_file<W: Write>(out: &mut W, path: &Path, size: u64, dest: &Path, on_bytes: &dyn Fn(u64)) -> Result<u32> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "read", e))?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 4 << 20];
+    let mut left = size;
+    while left > 0 {
+        crate::interrupt::check()?;
+        let want = left.min(buf.len() as u64) as usize;
+        let n = f.read(&mut buf[..want]).map_err(|e| Error::io(path, "read", e))?;
+        if n == 0 {
+            return Err(Error::invalid(format!("`{}` shrank while it was being sealed", path.display()), "do not modify the base model during a build"));
+        }
+        crc.update(&buf[..n]);
+        io(out.write_all(&buf[..n]), dest)?;
+        left -= n as u64;
+        on_bytes(n as u64);
+    }
+    let mut probe = [0u8; 1];
+    if f.read(&mut probe).map_err(|e| Error::io(path, "read", e))? != 0 {
+        return Err(Error::invalid(format!("`{}` grew while it was being sealed", path.display()), "do not modify the base model during a build"));
+    }
+    Ok(crc.finalize())
+}
+
+fn write_central<W: Write>(out: &mut W, dest: &Path, written: &[Written], cd_offset: u64, date: u16, time: u16) -> Result<()> {
+    let mut cd = Vec::new();
+    for w in written {
+        let off64 = w.header_offset >= U32_MAX;
+        let mut extra = Vec::new();
+        if w.zip64 || off64 {
+            let mut body = Vec::new();
+            if w.zip64 {
+                body.extend_from_slice(&w.size.to_le_bytes());
+                body.extend_from_slice(&w.compressed.to_le_bytes());
+            }
+            if off64 {
+                body.extend_from_slice(&w.header_offset.to_le_bytes());
+            }
+            extra.extend_from_slice(&ZIP64_EXTRA_ID.to_le_bytes());
+            extra.extend_from_slice(&(body.len() as u16).to_le_bytes());
+            extra.extend_from_slice(&body);
+        }
+        let needs = if w.zip64 || off64 { 45u16 } else { 20u16 };
+        cd.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        cd.extend_from_slice(&((3u16 << 8) | needs).to_le_bytes()); // made by: Unix
+        cd.extend_from_slice(&needs.to_le_bytes());
+        cd.extend_from_slice(&0u16.to_le_bytes());
+        cd.extend_from_slice(&w.method.code().to_le_bytes());
+        cd.extend_from_slice(&time.to_le_bytes());
+        cd.extend_from_slice(&date.to_le_bytes());
+        cd.extend_from_slice(&w.crc32.to_le_bytes());
+        let (cs, us) = if w.zip64 { (U32_MAX, U32_MAX) } else { (w.compressed, w.size) };
+        cd.extend_from_slice(&(cs as u32).to_le_bytes());
+        cd.extend_from_slice(&(us as u32).to_le_bytes());
+        cd.extend_from_slice(&(w.name.len() as u16).to_le_bytes());
+        cd.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+        cd.extend_from_slice(&0u16.to_le_bytes()); // comment
+        cd.extend_from_slice(&0u16.to_le_bytes()); // disk
+        cd.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+        cd.extend_from_slice(&(0o100644u32 << 16).to_le_bytes()); // -rw-r--r--
+        cd.extend_from_slice(&(if off64 { U32_MAX } else { w.header_offset } as u32).to_le_bytes());
+        cd.extend_from_slice(w.name.as_bytes());
+        cd.extend_from_slice(&extra);
+    }
+    let cd_size = cd.len() as u64;
+    let n = written.len() as u64;
+    let need64 = cd_offset >= U32_MAX || written.iter().any(|w| w.zip64 || w.header_offset >= U32_MAX);
+    if need64 {
+        let eocd64_at = cd_offset + cd_size;
+        cd.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
+        cd.extend_from_slice(&44u64.to_le_bytes());
+        cd.extend_from_slice(&((3u16 << 8) | 45).to_le_bytes());
+        cd.extend_from_slice(&45u16.to_le_bytes());
+        cd.extend_from_slice(&0u32.to_le_bytes());
+        cd.extend_from_slice(&0u32.to_le_bytes());
+        cd.extend_from_slice(&n.to_le_bytes());
+        cd.extend_from_slice(&n.to_le_bytes());
+        cd.extend_from_slice(&cd_size.to_le_bytes());
+        cd.extend_from_slice(&cd_offset.to_le_bytes());
+        cd.extend_from_slice(&0x0706_4b50u32.to_le_bytes());
+        cd.extend_from_slice(&0u32.to_le_bytes());
+        cd.extend_from_slice(&eocd64_at.to_le_bytes());
+        cd.extend_from_slice(&1u32.to_le_bytes());
+    }
+    cd.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    cd.extend_from_slice(&0u16.to_le_bytes());
+    cd.extend_from_slice(&0u16.to_le_bytes());
+    cd.extend_from_slice(&(n as u16).to_le_bytes());
+    cd.extend_from_slice(&(n as u16).to_le_bytes());
+    cd.extend_from_slice(&(if need64 { U32_MAX } else { cd_size } as u32).to_le_bytes());
+    cd.extend_from_slice(&(if need64 { U32_MAX } else { cd_offset } as u32).to_le_bytes());
+    cd.extend_from_slice(&0u16.to_le_bytes());
+    io(out.write_all(&cd), dest)
+}

@@ -1,0 +1,13 @@
+//! Caching: what makes a rebuild redo only what changed.
+//!
+//! `store` is the action cache and blob store, `fingerprint` avoids rehashing unchanged files,
+//! `lock` pins nondeterministic results in `Kolmfile.lock`, `admin` is `kolm cache ls|gc|verify|stats`.
+
+pub mod admin;
+pub mod fingerprint;
+pub mod lock;
+pub mod store;
+
+pub use fingerprint::Fingerprints;
+pub use lock::{Lock, Pin};
+pub use store::{ActionEntry, BlobRef, Store};

@@ -1,0 +1,229 @@
+//! `kolm build` / `kolmbuild`, `status`, `explain`, `graph`, `clean`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{GraphFormat, Global};
+use crate::executor::{self, BuildReport, ExecOptions, NodeStatus};
+use crate::home::Home;
+use crate::kolmfile::Kolmfile;
+use crate::progress::Progress;
+use crate::stages::{BuildOptions, Stages};
+use crate::{Error, Result};
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct BuildArgs {
+    /// Run at most N stages at once (default: the number of cores).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Refuse to change Kolmfile.lock or to redo pinned (nondeterministic) work.
+    #[arg(long)]
+    pub locked: bool,
+    /// Say, for every stage, whether it was fresh or exactly what changed.
+    #[arg(long)]
+    pub explain: bool,
+    /// Ship gate for every task, overriding the Kolmfile's `[gate] min_k`.
+    #[arg(long, value_name = "K", value_parser = parse_gate)]
+    pub gate: Option<f64>,
+    /// Build without a signing key; `kolm verify` reports the artifact as unsigned.
+    #[arg(long)]
+    pub unsigned: bool,
+    /// Refuse any network use (teacher must be replay/none, base must be local).
+    #[arg(long)]
+    pub airgap: bool,
+}
+
+fn parse_gate(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("the gate must be between 0 and 1, got {v}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Build,
+    Status,
+    Explain,
+}
+
+/// Finds and loads the Kolmfile named by `-f`, else the nearest `Kolmfile.toml`.
+pub fn load_kolmfile(g: &Global) -> Result<Kolmfile> {
+    let path = match &g.kolmfile {
+        Some(p) => p.clone(),
+        None => {
+            let cwd = std::env::current_dir().map_err(|e| Error::io(&PathBuf::from("."), "find the current folder", e))?;
+            let found = Kolmfile::find(&cwd).ok_or_else(|| Error::Invalid {
+                what: format!("no {} in `{}` or any parent folder", crate::kolmfile::FILE_NAME, cwd.display()),
+                help: "run `kolm init` to create one, or pass `-f path/to/Kolmfile.toml`".into(),
+            })?;
+            // Relative to the current folder when possible: shorter messages.
+            found.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(found)
+        }
+    };
+    Kolmfile::load(&path)
+}
+
+/// Build options from flags and the environment.
+pub fn options(a: &BuildArgs) -> Result<BuildOptions> {
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => Some(v.trim().parse::<i64>().map_err(|_| Error::invalid(format!("SOURCE_DATE_EPOCH=`{v}` is not a Unix timestamp"), "set it to whole seconds since 1970, or unset it"))?),
+        _ => None,
+    };
+    Ok(BuildOptions { gate: a.gate, unsigned: a.unsigned, airgap: a.airgap, source_date_epoch })
+}
+
+/// Under `--airgap`: refuse network teachers up front and tell spawned tools to stay offline.
+pub fn enforce_airgap(k: &Kolmfile) -> Result<()> {
+    for t in &k.tasks {
+        if t.teacher.provider.uses_network() {
+            return Err(Error::Refused {
+                what: format!("--airgap: task `{}` uses a network teacher ({:?})", t.name, t.teacher.provider),
+                help: "use `provider = \"replay\"` with a recorded cassette, or `\"none\"` with gold seeds".into(),
+            });
+        }
+    }
+    for (k, v) in [("KOLM_AIRGAP", "1"), ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1")] {
+        std::env::set_var(k, v);
+    }
+    Ok(())
+}
+
+pub fn build(g: &Global, a: BuildArgs, mode: Mode) -> Result<()> {
+    let kolmfile = load_kolmfile(g)?;
+    let opts = options(&a)?;
+    if a.airgap {
+        enforce_airgap(&kolmfile)?;
+    }
+    let exec = ExecOptions { jobs: a.jobs.unwrap_or(ExecOptions::default().jobs).max(1), locked: a.locked, dry_run: mode != Mode::Build };
+    let progress = if g.json || g.quiet { Progress::hidden() } else { Progress::new(true) };
+    let explain = a.explain || mode == Mode::Explain;
+    match executor::build(kolmfile, Home::from_env(), Stages::default(), opts, exec, progress) {
+        Ok(report) => {
+            print_report(g, &report, mode, explain, None);
+            Ok(())
+        }
+        Err(failed) => {
+            print_report(g, &failed.report, mode, explain, Some(&failed.error));
+            if g.json {
+                // The error was printed as part of the report.
+                std::process::exit(failed.error.exit_code());
+            }
+            Err(failed.error)
+        }
+    }
+}
+
+fn print_report(g: &Global, r: &BuildReport, mode: Mode, explain: bool, error: Option<&Error>) {
+    if g.json {
+        let mut v = serde_json::json!({
+            "ok": error.is_none(),
+            "nodes": r.nodes,
+            "artifacts": r.artifacts,
+            "hashed_bytes": r.hashed_bytes,
+            "lock_changed": r.lock_changed,
+        });
+        if let Some(e) = error {
+            v["error"] = e.to_json();
+            v["code"] = e.code().into();
+        }
+        println!("{}", serde_json::to_string_pretty(&v).expect("serialises"));
+        return;
+    }
+    if g.quiet {
+        return;
+    }
+    for n in &r.nodes {
+        let (word, show) = match n.status {
+            NodeStatus::Fresh => ("fresh", explain),
+            NodeStatus::Ran if n.cutoff => ("built", true),
+            NodeStatus::Ran => ("built", true),
+            NodeStatus::WouldRun => ("stale", true),
+            NodeStatus::Failed => ("failed", true),
+            NodeStatus::NotRun => ("skipped", explain || error.is_some()),
+        };
+        if !show {
+            continue;
+        }
+        let time = if n.status == NodeStatus::Ran { format!("  {:.2}s", n.millis as f64 / 1000.0) } else { String::new() };
+        let cut = if n.cutoff { "  (output unchanged: dependents stay fresh)" } else { "" };
+        eprintln!("{word:>9} {:<10} {}{time}{cut}", n.stage.name(), n.tasks.join(", "));
+        if explain || mode != Mode::Build {
+            if n.status == NodeStatus::Fresh {
+                eprintln!("{:>12}fresh: key {}", "", n.key.as_deref().map(|k| &k[..16]).unwrap_or("?"));
+            }
+            for reason in &n.reasons {
+                eprintln!("{:>12}because {reason}", "");
+            }
+        }
+    }
+    let ran = r.ran().len();
+    match mode {
+        Mode::Build if error.is_none() => {
+            if ran == 0 {
+                eprintln!("    fresh everything is up to date ({} stages)", r.nodes.len());
+            }
+            for a in &r.artifacts {
+                eprintln!(
+                    "   sealed {}  K={:.4}  {}  {}  sha256 {}…",
+                    a.artifact,
+                    a.k_score,
+                    crate::artifact::inspect::human(a.size),
+                    if a.signed { "signed" } else { "UNSIGNED" },
+                    &a.sha256[..12]
+                );
+            }
+        }
+        Mode::Status | Mode::Explain if error.is_none() => {
+            if ran == 0 {
+                eprintln!("nothing to do: all {} stages are fresh", r.nodes.len());
+            } else {
+                eprintln!("{ran} of {} stages would run", r.nodes.len());
+            }
+        }
+        _ => {}
+    }
+}
+
+pub fn graph(g: &Global, format: GraphFormat) -> Result<()> {
+    let kolmfile = load_kolmfile(g)?;
+    let graph = crate::graph::Graph::plan(&kolmfile, &Stages::default(), &BuildOptions::default())?;
+    match (format, g.json) {
+        (GraphFormat::Json, _) | (_, true) => println!("{}", serde_json::to_string_pretty(&graph.to_json()).expect("serialises")),
+        (GraphFormat::Dot, false) => print!("{}", graph.to_dot()),
+    }
+    Ok(())
+}
+
+/// Removes the project's artifacts, reports and local records (not the shared cache).
+pub fn clean(g: &Global) -> Result<()> {
+    let kolmfile = load_kolmfile(g)?;
+    let home = Home::from_env();
+    let mut removed = Vec::new();
+    let dist = kolmfile.abs(&kolmfile.project.dist);
+    for t in &kolmfile.tasks {
+        for suffix in [".kolm", ".report.json"] {
+            let p = dist.join(format!("{}{suffix}", t.name));
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, "remove", e))?;
+                removed.push(p.display().to_string());
+            }
+        }
+    }
+    let records = crate::explain::dir(&home.cache(), &kolmfile.dir);
+    if records.exists() {
+        std::fs::remove_dir_all(&records).map_err(|e| Error::io(&records, "remove", e))?;
+    }
+    if g.json {
+        println!("{}", serde_json::json!({ "removed": removed }));
+    } else if !g.quiet {
+        for p in &removed {
+            eprintln!("  removed {p}");
+        }
+        eprintln!("clean: {} files removed; the shared cache is kept (`kolm cache gc` trims it)", removed.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,447 @@
+//! Running the graph: keys, cache lookups, stage runs, early cutoff, the lock, and Ctrl-C.
+//!
+//! For each node, in dependency order and up to `--jobs` at once:
+//!
+//! 1. Fingerprint the files it reads (cheap when unchanged: see `cache::fingerprint`).
+//! 2. Describe it (stage, version, config slice, file digests, the output digests of its
+//!    inputs) and hash the description into its key.
+//! 3. If the action cache has the key and the stage agrees the result is still usable, the node
+//!    is fresh. Otherwise it runs, and its output is stored under the key.
+//! 4. Dependents key on the node's *output* digest, so a node that reruns and produces the same
+//!    output leaves them fresh (early cutoff).
+//!
+//! A build never writes a cache entry for work that did not finish, so Ctrl-C (which only
+//! raises a flag the stages check) loses nothing: the next run resumes from what finished.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use petgraph::stable_graph::NodeIndex;
+use serde::Serialize;
+
+use crate::cache::{ActionEntry, Fingerprints, Lock, Pin, Store};
+use crate::explain;
+use crate::graph::Graph;
+use crate::home::Home;
+use crate::kolmfile::Kolmfile;
+use crate::progress::Progress;
+use crate::stages::{BuildOptions, Cx, Inputs, StageKind, StageOutput, Stages};
+use crate::{Error, Result};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub jobs: usize,
+    /// `--locked`: refuse to change Kolmfile.lock or redo pinned work.
+    pub locked: bool,
+    /// `status`: decide what would run, run nothing.
+    pub dry_run: bool,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions { jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2), locked: false, dry_run: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    /// Cache hit.
+    Fresh,
+    /// Ran (its output may still equal the last one: see `cutoff`).
+    Ran,
+    /// `status` only: would run.
+    WouldRun,
+    Failed,
+    /// Not attempted (an input failed, or the build was stopped).
+    NotRun,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    pub id: String,
+    pub stage: StageKind,
+    pub tasks: Vec<String>,
+    pub status: NodeStatus,
+    pub key: Option<String>,
+    /// Why it ran (or would run); empty when fresh.
+    pub reasons: Vec<String>,
+    /// Ran, and produced the same output as last time: dependents stay fresh.
+    pub cutoff: bool,
+    pub millis: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub nodes: Vec<NodeReport>,
+    pub artifacts: Vec<crate::stages::SealOut>,
+    /// Bytes hashed to fingerprint inputs (0 on a no-op build of unchanged files).
+    pub hashed_bytes: u64,
+    pub lock_changed: bool,
+}
+
+impl BuildReport {
+    pub fn ran(&self) -> Vec<&NodeReport> {
+        self.nodes.iter().filter(|n| matches!(n.status, NodeStatus::Ran | NodeStatus::WouldRun)).collect()
+    }
+}
+
+/// A failed build: the error, and the report of what happened up to it.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: Error,
+    pub report: BuildReport,
+}
+
+struct Shared {
+    kolmfile: Kolmfile,
+    home: Home,
+    store: Store,
+    stages: Stages,
+    options: BuildOptions,
+    exec: ExecOptions,
+    progress: Progress,
+    graph: Graph,
+    fingerprints: Mutex<Fingerprints>,
+    explain_dir: std::path::PathBuf,
+    lock: Mutex<Lock>,
+}
+
+/// Outcome of one node, sent back to the scheduler.
+struct Done {
+    idx: NodeIndex,
+    report: NodeReport,
+    output: Option<StageOutput>,
+    error: Option<Error>,
+}
+
+/// Builds every task of the Kolmfile.
+pub fn build(
+    kolmfile: Kolmfile,
+    home: Home,
+    stages: Stages,
+    options: BuildOptions,
+    exec: ExecOptions,
+    progress: Progress,
+) -> std::result::Result<BuildReport, Box<Failed>> {
+    let empty = || BuildReport { nodes: vec![], artifacts: vec![], hashed_bytes: 0, lock_changed: false };
+    let fail = |error: Error| Box::new(Failed { error, report: empty() });
+    let graph = Graph::plan(&kolmfile, &stages, &options).map_err(fail)?;
+    let store = Store::new(home.cache());
+    let lock_path = Lock::path_for(&kolmfile.dir);
+    let lock = Lock::load(&lock_path).map_err(fail)?;
+    let fingerprints = Fingerprints::load(&home.cache(), &kolmfile.dir);
+    let explain_dir = explain::dir(&home.cache(), &kolmfile.dir);
+    let shared = Arc::new(Shared {
+        kolmfile,
+        home,
+        store,
+        stages,
+        options,
+        exec: exec.clone(),
+        progress,
+        graph,
+        fingerprints: Mutex::new(fingerprints),
+        explain_dir,
+        lock: Mutex::new(lock.clone()),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(exec.jobs.clamp(1, 64))
+        .max_blocking_threads(exec.jobs.clamp(1, 64))
+        .enable_all()
+        .build()
+        .map_err(|e| fail(Error::Other(format!("cannot start the runtime: {e}"))))?;
+    let (reports, outputs, first_error) = rt.block_on(schedule(shared.clone()));
+    drop(rt);
+
+    let mut report = empty();
+    report.nodes = reports;
+    for out in outputs.values() {
+        if let StageOutput::Seal(s) = out {
+            report.artifacts.push(s.clone());
+        }
+    }
+    {
+        let mut fp = shared.fingerprints.lock().expect("not poisoned");
+        report.hashed_bytes = fp.hashed_bytes;
+        if let Err(e) = fp.save() {
+            shared.progress.println(&format!("warning: could not save fingerprints: {e}"));
+        }
+    }
+    if let Some(error) = first_error {
+        return Err(Box::new(Failed { error, report }));
+    }
+    if !exec.dry_run {
+        let mut new_lock = shared.lock.lock().expect("not poisoned").clone();
+        let names: Vec<&str> = shared.kolmfile.tasks.iter().map(|t| t.name.as_str()).collect();
+        new_lock.retain_tasks(&names);
+        new_lock.version = 1;
+        if new_lock != lock || !lock_path.exists() {
+            if exec.locked {
+                let diff = lock.diff(&new_lock).join("; ");
+                return Err(Box::new(Failed {
+                    error: Error::Locked { what: format!("Kolmfile.lock needs to change: {diff}"), help: "run without --locked to update it, and commit the result".into() },
+                    report,
+                }));
+            }
+            if let Err(error) = new_lock.save(&lock_path) {
+                return Err(Box::new(Failed { error, report }));
+            }
+            report.lock_changed = true;
+        }
+    }
+    Ok(report)
+}
+
+async fn schedule(shared: Arc<Shared>) -> (Vec<NodeReport>, BTreeMap<NodeIndex, StageOutput>, Option<Error>) {
+    let order = shared.graph.order.clone();
+    let mut outputs: BTreeMap<NodeIndex, StageOutput> = BTreeMap::new();
+    let mut reports: BTreeMap<NodeIndex, NodeReport> = BTreeMap::new();
+    let mut started: std::collections::HashSet<NodeIndex> = Default::default();
+    let mut set = tokio::task::JoinSet::new();
+    let mut first_error: Option<Error> = None;
+    let mut stopping = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        if !stopping {
+            for &idx in &order {
+                if set.len() >= shared.exec.jobs.max(1) {
+                    break;
+                }
+                if started.contains(&idx) {
+                    continue;
+                }
+                let deps = shared.graph.deps(idx);
+                if deps.iter().any(|d| reports.get(d).is_some_and(|r| matches!(r.status, NodeStatus::Failed | NodeStatus::NotRun))) {
+                    started.insert(idx);
+                    reports.insert(idx, not_run(&shared, idx, "an input did not build"));
+                    continue;
+                }
+                if !deps.iter().all(|d| reports.contains_key(d)) {
+                    continue;
+                }
+                // In `status`, a node whose input would rerun would rerun too.
+                let upstream_changes: Vec<String> = deps
+                    .iter()
+                    .filter(|d| reports[d].status == NodeStatus::WouldRun)
+                    .map(|d| format!("input `{}` would be rebuilt", shared.graph.g[*d].kind))
+                    .collect();
+                started.insert(idx);
+                if !upstream_changes.is_empty() {
+                    let mut r = not_run(&shared, idx, "");
+                    r.status = NodeStatus::WouldRun;
+                    r.reasons = upstream_changes;
+                    reports.insert(idx, r);
+                    continue;
+                }
+                let mut inputs = Inputs::default();
+                let mut digests = BTreeMap::new();
+                for d in &deps {
+                    let out = outputs[d].clone();
+                    digests.insert(shared.graph.g[*d].kind.name().to_string(), out.digest());
+                    inputs.set(out);
+                }
+                let sh = shared.clone();
+                set.spawn_blocking(move || run_node(&sh, idx, inputs, digests));
+            }
+        }
+        if set.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = set.join_next() => {
+                let Some(joined) = joined else { break };
+                let done = match joined {
+                    Ok(d) => d,
+                    Err(e) => {
+                        first_error.get_or_insert(Error::Other(format!("a stage panicked: {e}")));
+                        stopping = true;
+                        continue;
+                    }
+                };
+                if let Some(out) = done.output {
+                    outputs.insert(done.idx, out);
+                }
+                if let Some(e) = done.error {
+                    stopping = true;
+                    if first_error.is_none() || matches!(first_error, Some(Error::Interrupted)) {
+                        first_error = Some(e);
+                    }
+                }
+                reports.insert(done.idx, done.report);
+            }
+            _ = &mut ctrl_c, if !stopping => {
+                crate::interrupt::request();
+                stopping = true;
+                first_error.get_or_insert(Error::Interrupted);
+            }
+        }
+    }
+    for &idx in &order {
+        reports.entry(idx).or_insert_with(|| not_run(&shared, idx, "the build stopped first"));
+    }
+    let ordered = order.iter().map(|i| reports.remove(i).expect("every node reported")).collect();
+    (ordered, outputs, first_error)
+}
+
+fn not_run(shared: &Shared, idx: NodeIndex, why: &str) -> NodeReport {
+    let n = &shared.graph.g[idx];
+    NodeReport {
+        id: n.id.clone(),
+        stage: n.kind,
+        tasks: n.tasks.clone(),
+        status: NodeStatus::NotRun,
+        key: None,
+        reasons: if why.is_empty() { vec![] } else { vec![why.to_string()] },
+        cutoff: false,
+        millis: 0,
+    }
+}
+
+/// Fingerprints, keys, looks up, and (if needed) runs one node.
+fn run_node(shared: &Shared, idx: NodeIndex, inputs: Inputs, input_digests: BTreeMap<String, String>) -> Done {
+    let started = Instant::now();
+    let node = shared.graph.g[idx].clone();
+    let mut report = not_run(shared, idx, "");
+    let result = (|| -> Result<(NodeStatus, Option<StageOutput>, Vec<String>, bool, String)> {
+        let task = &shared.kolmfile.tasks[node.task_index];
+        let stage = shared.stages.get(node.kind);
+        let mut files = BTreeMap::new();
+        {
+            let mut fp = shared.fingerprints.lock().expect("not poisoned");
+            for f in &node.files {
+                let path = shared.kolmfile.abs(f);
+                let bar = if std::fs::metadata(&path).map(|m| m.len() > 64 << 20).unwrap_or(false) {
+                    shared.progress.bytes(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0), &format!("hashing {}", f.rsplit('/').next().unwrap_or(f)))
+                } else {
+                    indicatif::ProgressBar::hidden()
+                };
+                let (sha, _) = fp.digest(&path, Some(&bar))?;
+                bar.finish_and_clear();
+                files.insert(key_name(f), sha);
+            }
+        }
+        let description = serde_json::json!({
+            "kolm_key": 1,
+            "stage": node.kind,
+            "version": stage.version(),
+            "config": stage.config(task, &shared.options),
+            "files": files,
+            "inputs": input_digests,
+        });
+        let key = crate::digest::key_of(&description);
+        let previous = explain::load(&shared.explain_dir, &node.id);
+        let cx = Cx {
+            kolmfile: &shared.kolmfile,
+            task,
+            home: &shared.home,
+            store: &shared.store,
+            options: &shared.options,
+            files: &files_by_path(&node.files, &files),
+            progress: &shared.progress,
+        };
+        let mut reasons = match &previous {
+            None => vec!["never built here before".to_string()],
+            Some(p) => explain::diff(&p.description, &description),
+        };
+        if let Some(entry) = shared.store.get_action(&key) {
+            if let Ok(out) = serde_json::from_value::<StageOutput>(entry.output.clone()) {
+                let valid = {
+                    let mut fp = shared.fingerprints.lock().expect("not poisoned");
+                    stage.still_valid(&cx, &out, &mut fp)
+                };
+                if valid {
+                    record_lock(shared, &node.tasks, node.kind, &key, &out, stage.deterministic(task))?;
+                    save_record(shared, &node.id, &description, &out);
+                    return Ok((NodeStatus::Fresh, Some(out), vec![], false, key));
+                }
+                reasons = vec!["the cached result's files outside the cache are missing or changed".into()];
+            }
+        } else if reasons.is_empty() {
+            reasons.push("the cache entry is missing (cleaned, or damaged and discarded)".into());
+        }
+        if !stage.deterministic(task) && shared.exec.locked {
+            let pinned = node.tasks.iter().any(|t| shared.lock.lock().expect("not poisoned").pinned(t, node.kind.name(), &key).is_some());
+            return Err(Error::Locked {
+                what: if pinned {
+                    format!("--locked: `{}` is pinned in Kolmfile.lock but its result is not in the cache; redoing it could give a different answer", node.label())
+                } else {
+                    format!("--locked: `{}` would do new nondeterministic work that Kolmfile.lock does not pin", node.label())
+                },
+                help: "fill the cache from the remote cache, or build without --locked".into(),
+            });
+        }
+        if shared.exec.dry_run {
+            return Ok((NodeStatus::WouldRun, None, reasons, false, key));
+        }
+        crate::interrupt::check()?;
+        let out = stage.run(&cx, &inputs)?;
+        let cutoff = previous.as_ref().is_some_and(|p| p.output == out.digest());
+        shared.store.put_action(&key, &ActionEntry { v: crate::cache::store::ACTION_FORMAT, stage: node.kind.name().into(), output: serde_json::to_value(&out).expect("serialises"), blobs: out.blobs() })?;
+        record_lock(shared, &node.tasks, node.kind, &key, &out, stage.deterministic(task))?;
+        save_record(shared, &node.id, &description, &out);
+        Ok((NodeStatus::Ran, Some(out), reasons, cutoff, key))
+    })();
+    report.millis = started.elapsed().as_millis() as u64;
+    match result {
+        Ok((status, output, reasons, cutoff, key)) => {
+            report.status = status;
+            report.reasons = reasons;
+            report.cutoff = cutoff;
+            report.key = Some(key);
+            Done { idx, report, output, error: None }
+        }
+        Err(e) => {
+            report.status = NodeStatus::Failed;
+            Done { idx, report, output: None, error: Some(e) }
+        }
+    }
+}
+
+/// A file's name in a key: project-relative, or `external:<file name>` for an absolute path
+/// (keys never contain absolute paths).
+fn key_name(f: &str) -> String {
+    if std::path::Path::new(f).is_absolute() {
+        format!("external:{}", f.rsplit('/').next().unwrap_or(f))
+    } else {
+        f.to_string()
+    }
+}
+
+fn files_by_path(names: &[String], by_key: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    names.iter().filter_map(|n| by_key.get(&key_name(n)).map(|sha| (n.clone(), sha.clone()))).collect()
+}
+
+fn save_record(shared: &Shared, id: &str, description: &serde_json::Value, out: &StageOutput) {
+    let r = explain::Record { description: description.clone(), output: out.digest() };
+    if let Err(e) = explain::save(&shared.explain_dir, id, &r) {
+        shared.progress.println(&format!("warning: could not record build state: {e}"));
+    }
+}
+
+/// Updates the lock: base digests per task, and pins for nondeterministic outputs.
+fn record_lock(shared: &Shared, tasks: &[String], kind: StageKind, key: &str, out: &StageOutput, deterministic: bool) -> Result<()> {
+    let mut lock = shared.lock.lock().expect("not poisoned");
+    if let StageOutput::Base(b) = out {
+        for t in tasks {
+            if shared.exec.locked {
+                if let Some(old) = lock.base.get(t).filter(|old| **old != b.sha256) {
+                    return Err(Error::Locked {
+                        what: format!("--locked: the base of task `{t}` is sha256 {}…, but Kolmfile.lock pins {}…", &b.sha256[..12], &old[..12.min(old.len())]),
+                        help: "restore the pinned model, or build without --locked to accept the new one".into(),
+                    });
+                }
+            }
+            lock.base.insert(t.clone(), b.sha256.clone());
+        }
+    }
+    if !deterministic {
+        for t in tasks {
+            lock.set_pin(Pin { task: t.clone(), stage: kind.name().into(), key: key.into(), output: out.digest() });
+        }
+    }
+    Ok(())
+}

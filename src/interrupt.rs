@@ -1,0 +1,27 @@
+//! Ctrl-C, cooperatively: the handler only raises a flag, and every long loop (hashing,
+//! downloading, sealing, stage work) checks it between chunks and unwinds through its normal
+//! error path. Temp files are dropped, nothing half-written is renamed into place, and the
+//! cache keeps every entry that was complete, so the next run resumes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// Marks that the user asked to stop.
+pub fn request() {
+    REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether the user asked to stop.
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::Relaxed)
+}
+
+/// `Err(Interrupted)` once the user asked to stop.
+pub fn check() -> crate::Result<()> {
+    if requested() {
+        Err(crate::Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! The checked, defaulted configuration of each task: what the graph and the stages read.
+//!
+//! Each stage reads exactly one of these slices, and the slice's canonical JSON goes into that
+//! stage's cache key. So a field added here changes the keys of exactly the stages that read
+//! it, and nothing a stage does not read can make it rerun. Paths are stored relative to the
+//! Kolmfile (forward slashes) so that keys never depend on where the project is checked out.
+
+use serde::{Deserialize, Serialize};
+
+/// Default ship gate (seed 003).
+pub const DEFAULT_MIN_K: f64 = 0.70;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Project {
+    pub name: String,
+    /// Output folder for artifacts and reports, relative to the Kolmfile.
+    pub dist: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskConfig {
+    pub name: String,
+    pub description: String,
+    /// The JSON schema every output must satisfy (inline, or loaded from `output_schema_file`).
+    pub output_schema: serde_json::Value,
+    /// Seeds file (JSONL `{"input": .., "output": ..}`), relative to the Kolmfile.
+    pub seeds: String,
+    /// Evals file (JSONL, promptfoo-style tests), relative to the Kolmfile.
+    pub evals: String,
+    pub base: BaseConfig,
+    pub teacher: TeacherConfig,
+    pub recall: RecallConfig,
+    pub distill: DistillConfig,
+    pub decompose: DecomposeConfig,
+    pub score: ScoreConfig,
+    pub gate: GateConfig,
+    pub sign: SignConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BaseSource {
+    /// A GGUF file on disk, relative to the Kolmfile (or absolute, outside the project).
+    Path { path: String },
+    /// `hf://owner/repo/file.gguf`, downloaded once into `KOLM_HOME/models`.
+    Url { url: String },
+    /// A tiny model kolm writes itself, deterministically, from a seed (tests and examples).
+    Tiny { arch: String, seed: u64 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct BaseConfig {
+    pub source: BaseSource,
+    /// Pinned sha256 (lowercase hex). Required for `url`; checked whenever present.
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    None,
+    Openai,
+    Anthropic,
+    Replay,
+}
+
+impl Provider {
+    pub const NAMES: [&'static str; 4] = ["none", "openai", "anthropic", "replay"];
+    pub fn uses_network(self) -> bool {
+        matches!(self, Provider::Openai | Provider::Anthropic)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TeacherConfig {
+    pub provider: Provider,
+    pub model: Option<String>,
+    pub endpoint: Option<String>,
+    /// Name of the env var holding the API key. Never the key itself.
+    pub api_key_env: Option<String>,
+    pub cassette: Option<String>,
+    pub samples: u32,
+    pub temperature: f64,
+    pub seed: i64,
+    pub concurrency: u32,
+    pub timeout_secs: u32,
+    pub max_retries: u32,
+    pub synthesize: u32,
+    pub verify_seeds: bool,
+    pub price: Price,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecallConfig {
+    /// Globs relative to the Kolmfile; empty means no corpus.
+    pub corpus: Vec<String>,
+    pub chunk_chars: u32,
+    pub overlap_chars: u32,
+    pub embedder: Option<String>,
+    pub top_k: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DistillConfig {
+    pub train: bool,
+    pub rank: u32,
+    pub alpha: f64,
+    pub targets: Vec<String>,
+    pub epochs: u32,
+    pub learning_rate: f64,
+    pub batch_size: u32,
+    pub max_seq_len: u32,
+    pub seed: i64,
+    pub threads: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DecomposeConfig {
+    pub enabled: bool,
+    pub recipes: bool,
+    pub drafts: bool,
+    pub time_limit_ms: u32,
+    pub memory_limit_mb: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Weights {
+    pub accuracy: f64,
+    pub size: f64,
+    pub latency: f64,
+    pub cost: f64,
+    pub coverage: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights { accuracy: 0.40, size: 0.15, latency: 0.15, cost: 0.15, coverage: 0.15 }
+    }
+}
+
+impl Weights {
+    pub fn sum(&self) -> f64 {
+        self.accuracy + self.size + self.latency + self.cost + self.coverage
+    }
+}
+
+/// What the artifact is measured against when no teacher measurement exists.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Baseline {
+    pub accuracy: f64,
+    /// Frontier p50 latency of one run, milliseconds.
+    pub latency_ms: f64,
+    /// Frontier cost of 1,000 runs, dollars.
+    pub cost_per_1k: f64,
+    /// Size the artifact is compared with (the frontier's weights), bytes.
+    pub size_bytes: f64,
+}
+
+impl Default for Baseline {
+    fn default() -> Self {
+        Baseline { accuracy: 0.95, latency_ms: 1240.0, cost_per_1k: 18.0, size_bytes: 80e9 }
+    }
+}
+
+/// The reference device the latency estimate is computed for (a roofline).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceProfile {
+    pub name: String,
+    /// Sustained memory bandwidth, GB/s: bounds decode.
+    pub mem_bandwidth_gbs: f64,
+    /// Sustained matmul throughput, GFLOP/s: bounds prefill.
+    pub compute_gflops: f64,
+}
+
+impl DeviceProfile {
+    /// The built-in profiles, by name.
+    pub fn builtin(name: &str) -> Option<DeviceProfile> {
+        let (bw, fl) = match name {
+            "cpu-2core" => (20.0, 100.0),
+            "laptop" => (60.0, 1000.0),
+            "phone" => (40.0, 500.0),
+            "server-gpu" => (900.0, 50000.0),
+            _ => return None,
+        };
+        Some(DeviceProfile { name: name.to_string(), mem_bandwidth_gbs: bw, compute_gflops: fl })
+    }
+    pub const BUILTIN: [&'static str; 4] = ["cpu-2core", "laptop", "phone", "server-gpu"];
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScoreConfig {
+    pub device: DeviceProfile,
+    pub weights: Weights,
+    pub baseline: Baseline,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct GateConfig {
+    pub min_k: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SignConfig {
+    /// A key file (its UTF-8 contents are the key). `KOLM_SIGNING_KEY` wins when both exist.
+    pub key_file: Option<String>,
+}
+
+/// LoRA targets kolm knows how to train, by llama.cpp tensor name.
+pub const LORA_TARGETS: [&str; 7] =
+    ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];

@@ -1,0 +1,62 @@
+//! The Kolmfile: what the user asks kolm to build.
+//!
+//! `raw` mirrors the TOML as written, `resolve` checks it and applies defaults, `config` is the
+//! result every later step reads, `diagnostic` is how a mistake is reported, and `init` writes a
+//! starter project. The normative reference is `kolmfile-spec/kolmfile.md`.
+
+pub mod config;
+pub mod diagnostic;
+pub mod init;
+mod raw;
+mod resolve;
+
+use std::path::{Path, PathBuf};
+
+pub use config::*;
+pub use diagnostic::KolmfileError;
+
+/// The conventional file name, looked for in the current folder and its parents.
+pub const FILE_NAME: &str = "Kolmfile.toml";
+
+/// A parsed and checked Kolmfile.
+#[derive(Debug, Clone)]
+pub struct Kolmfile {
+    /// The file as the user named it.
+    pub path: PathBuf,
+    /// Its folder: every path in the Kolmfile is relative to this.
+    pub dir: PathBuf,
+    pub project: Project,
+    pub tasks: Vec<TaskConfig>,
+}
+
+impl Kolmfile {
+    /// Reads and checks a Kolmfile.
+    pub fn load(path: &Path) -> crate::Result<Kolmfile> {
+        let source = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, "read the Kolmfile", e))?;
+        Ok(Self::parse(path, &source)?)
+    }
+
+    /// Checks Kolmfile text; `path` is used for messages and as the base of relative paths.
+    pub fn parse(path: &Path, source: &str) -> Result<Kolmfile, KolmfileError> {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let cx = resolve::Cx { path, src: source, dir: &dir };
+        let raw: raw::RawKolmfile = toml_edit::de::from_str(source).map_err(|e| resolve::shape_error(&cx, &e))?;
+        let (project, tasks) = resolve::resolve(&cx, raw)?;
+        Ok(Kolmfile { path: path.to_path_buf(), dir, project, tasks })
+    }
+
+    /// Finds `Kolmfile.toml` in `start` or the nearest parent folder, as cargo finds Cargo.toml.
+    pub fn find(start: &Path) -> Option<PathBuf> {
+        start.ancestors().map(|d| d.join(FILE_NAME)).find(|p| p.is_file())
+    }
+
+    /// Absolute path of a Kolmfile-relative path.
+    pub fn abs(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// The task called `name`.
+    pub fn task(&self, name: &str) -> Option<&TaskConfig> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}

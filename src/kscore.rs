@@ -1,0 +1,123 @@
+//! The K-score: one number that decides whether an artifact ships.
+//!
+//! K = w_a·A + w_s·S + w_l·L + w_c·C + w_v·V, Σw = 1 (default 0.40 and four times 0.15), each
+//! component in [0, 1] and measured against the frontier baseline:
+//!
+//! - A, accuracy: weighted pass rate on `tests.jsonl`.
+//! - S, size: 1 − artifact bytes / baseline bytes.
+//! - L, latency: 1 − student ms / frontier ms per run, the student's time being the
+//!   deterministic roofline estimate of [`estimate_latency_ms`], never a wall-clock reading.
+//! - C, cost: 1 − student $/1k runs / frontier $/1k runs (a local artifact costs 0).
+//! - V, coverage: share of output tokens the recipe pack covers.
+//!
+//! Every input is a pure function of the artifact and its configuration, so `kolm verify
+//! --rescore` gets the sealed number on any machine. The normative text, with the seed's
+//! worked example checked, is `kolmfile-spec/k-score.md`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kolmfile::{Baseline, DeviceProfile, Weights};
+
+/// What the score stage measured: deterministic quantities only.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    /// Weighted pass rate in [0, 1].
+    pub accuracy: f64,
+    pub tests_passed: u64,
+    pub tests_total: u64,
+    /// Artifact size (all seven entries, uncompressed), bytes.
+    pub size_bytes: u64,
+    /// Estimated p50 latency of one run on the reference device, ms.
+    pub latency_ms: f64,
+    /// Dollars per 1,000 runs (0 for a local artifact).
+    pub cost_per_1k: f64,
+    /// Share of output tokens covered by recipes and drafts.
+    pub coverage: f64,
+}
+
+/// The five normalised components.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Components {
+    pub accuracy: f64,
+    pub size: f64,
+    pub latency: f64,
+    pub cost: f64,
+    pub coverage: f64,
+}
+
+fn unit(x: f64) -> f64 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(0.0, 1.0)
+    }
+}
+
+/// 1 − ours/theirs, clamped; a zero baseline is matched only by zero.
+fn inverse_ratio(ours: f64, theirs: f64) -> f64 {
+    if theirs <= 0.0 {
+        if ours <= 0.0 {
+            1.0
+        } else {
+            0.0
+        }
+    } else {
+        unit(1.0 - ours / theirs)
+    }
+}
+
+/// Normalises measurements against the baseline.
+pub fn components(m: &Measured, b: &Baseline) -> Components {
+    Components {
+        accuracy: unit(m.accuracy),
+        size: inverse_ratio(m.size_bytes as f64, b.size_bytes),
+        latency: inverse_ratio(m.latency_ms, b.latency_ms),
+        cost: inverse_ratio(m.cost_per_1k, b.cost_per_1k),
+        coverage: unit(m.coverage),
+    }
+}
+
+/// K from components and weights.
+pub fn k_score(c: &Components, w: &Weights) -> f64 {
+    w.accuracy * c.accuracy + w.size * c.size + w.latency * c.latency + w.cost * c.cost + w.coverage * c.coverage
+}
+
+/// Whether K clears the gate (ties ship).
+pub fn passes(k: f64, gate: f64) -> bool {
+    k >= gate
+}
+
+/// Work counted while running one test: the inputs of the latency estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Work {
+    pub prompt_tokens: u64,
+    /// Decode forward passes (one per generated token, fewer when drafts are accepted).
+    pub decode_passes: u64,
+}
+
+/// Roofline estimate of one run on `device`: prefill is compute-bound (2·params FLOPs per
+/// prompt token), each decode pass is bound by the larger of reading the weights once and its
+/// FLOPs. Same counts, same model, same device: same milliseconds, on any machine.
+pub fn estimate_latency_ms(work: &Work, params: u64, model_bytes: u64, device: &DeviceProfile) -> f64 {
+    let flops_per_token = 2.0 * params as f64;
+    let compute = device.compute_gflops * 1e9;
+    let bandwidth = device.mem_bandwidth_gbs * 1e9;
+    let prefill = work.prompt_tokens as f64 * flops_per_token / compute;
+    let per_pass = (model_bytes as f64 / bandwidth).max(flops_per_token / compute);
+    (prefill + work.decode_passes as f64 * per_pass) * 1e3
+}
+
+/// Median of values (the p50 the K-score uses); 0 for none.
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}

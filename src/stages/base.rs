@@ -1,0 +1,116 @@
+//! The `base` stage: find the student model, make sure it is the one the Kolmfile pins, and read
+//! what it is (architecture, quantisation, size) from its GGUF header.
+//!
+//! The output identifies the model by content only. Where the file lives is recomputed from the
+//! configuration ([`model_path`]), so moving a local model, or downloading it again into a
+//! fresh `KOLM_HOME`, changes nothing downstream.
+
+use std::path::PathBuf;
+
+use super::{BaseOut, BuildOptions, Cx, Inputs, Stage, StageKind, StageOutput};
+use crate::cache::Fingerprints;
+use crate::gguf::{self, tiny};
+use crate::home::Home;
+use crate::kolmfile::{BaseConfig, BaseSource, Kolmfile, TaskConfig};
+use crate::{Error, Result};
+
+pub struct BaseStage;
+
+/// Where a content-addressed model lives under `KOLM_HOME`.
+pub fn stored_model(home: &Home, sha256: &str) -> PathBuf {
+    home.models().join(format!("sha256-{sha256}.gguf"))
+}
+
+/// Where the base model file of a task is.
+pub fn model_path(kolmfile: &Kolmfile, home: &Home, base: &BaseConfig, sha256: &str) -> PathBuf {
+    match &base.source {
+        BaseSource::Path { path } => kolmfile.abs(path),
+        BaseSource::Url { .. } | BaseSource::Tiny { .. } => stored_model(home, sha256),
+    }
+}
+
+impl Stage for BaseStage {
+    fn kind(&self) -> StageKind {
+        StageKind::Base
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
+        // A local path is keyed by its content (see `files`), not by where it is.
+        match &task.base.source {
+            BaseSource::Path { .. } => serde_json::json!({ "source": "path", "sha256": task.base.sha256 }),
+            other => serde_json::json!({ "source": other, "sha256": task.base.sha256 }),
+        }
+    }
+    fn files(&self, _: &Kolmfile, task: &TaskConfig) -> Result<Vec<String>> {
+        Ok(match &task.base.source {
+            BaseSource::Path { path } => vec![path.clone()],
+            _ => vec![],
+        })
+    }
+    fn run(&self, cx: &Cx, _: &Inputs) -> Result<StageOutput> {
+        let base = &cx.task.base;
+        let (path, sha256, size) = match &base.source {
+            BaseSource::Path { path } => {
+                let sha = cx.files.get(path).cloned().ok_or_else(|| Error::Other("internal: base digest missing".into()))?;
+                let abs = cx.project_path(path);
+                let size = std::fs::metadata(&abs).map_err(|e| Error::io(&abs, "read", e))?.len();
+                (abs, sha, size)
+            }
+            BaseSource::Tiny { arch, seed } => {
+                let bytes = tiny::tiny_model(arch, *seed, tiny::Quant::F32);
+                let sha = crate::digest::sha256(&bytes);
+                let dest = stored_model(cx.home, &sha);
+                if !dest.is_file() {
+                    crate::fsutil::write_atomic(&dest, &bytes)?;
+                }
+                (dest, sha, bytes.len() as u64)
+            }
+            BaseSource::Url { url } => {
+                if cx.options.airgap {
+                    return Err(Error::Refused {
+                        what: format!("--airgap: the base `{url}` would be downloaded"),
+                        help: "download it once outside the air gap and set `[base] path` to the local file".into(),
+                    });
+                }
+                let pin = base.sha256.clone().expect("a url base is always pinned");
+                let dest = stored_model(cx.home, &pin);
+                if !dest.is_file() {
+                    crate::download::fetch_pinned(url, &pin, &dest, cx.progress)?;
+                }
+                let size = std::fs::metadata(&dest).map_err(|e| Error::io(&dest, "read", e))?.len();
+                (dest, pin, size)
+            }
+        };
+        if let Some(pin) = &base.sha256 {
+            if *pin != sha256 {
+                return Err(Error::invalid(
+                    format!("the base model `{}` has sha256 {sha256}, but the Kolmfile pins {pin}", path.display()),
+                    "if the new model is intended, update `[base] sha256`; otherwise restore the pinned file",
+                ));
+            }
+        }
+        let header = gguf::read_header(&path).map_err(|e| {
+            Error::invalid(format!("base model `{}`: {e}", path.display()), "the base must be a GGUF model file (llama.cpp's format)")
+        })?;
+        let model = header.summary();
+        if model.kind == "adapter" {
+            return Err(Error::invalid(
+                format!("`{}` is a LoRA adapter, not a model", path.display()),
+                "point `[base]` at the model the adapter was made for",
+            ));
+        }
+        if header.architecture().is_none() {
+            return Err(Error::invalid(format!("base model `{}` has no general.architecture", path.display()), "re-convert it with llama.cpp's convert script"));
+        }
+        Ok(StageOutput::Base(BaseOut { sha256, size, model }))
+    }
+    fn still_valid(&self, cx: &Cx, out: &StageOutput, _: &mut Fingerprints) -> bool {
+        // A downloaded or generated model may have been removed from KOLM_HOME since.
+        match out {
+            StageOutput::Base(b) => cx.base_path(b).is_file(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The stages of a build, and the contract every stage keeps.
+//!
+//! A stage is a function from typed inputs (its slice of the task's configuration, the
+//! digests of the files it reads, and the typed outputs of the stages it depends on) to a typed
+//! output. The executor owns caching: a stage never looks at the cache, so it cannot get
+//! invalidation wrong. All a stage declares is what it reads ([`Stage::config`],
+//! [`Stage::files`], [`StageKind::deps`]) and whether its output is a pure function of that
+//! ([`Stage::deterministic`]); if not, its output is pinned in `Kolmfile.lock`.
+//!
+//! Each stage's body lives in the module named for it. Bodies still to come from their own
+//! issues fail with [`Error::StageUnavailable`] rather than producing anything.
+
+pub mod base;
+pub mod decompose;
+pub mod label;
+pub mod recall;
+pub mod score;
+pub mod seal;
+pub mod train;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{BlobRef, Fingerprints, Store};
+use crate::home::Home;
+use crate::kolmfile::{Kolmfile, TaskConfig};
+use crate::{Error, Result};
+
+/// The kinds of stage, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    Base,
+    Recall,
+    Label,
+    Train,
+    Decompose,
+    Score,
+    Seal,
+}
+
+impl StageKind {
+    pub const ALL: [StageKind; 7] = [
+        StageKind::Base,
+        StageKind::Recall,
+        StageKind::Label,
+        StageKind::Train,
+        StageKind::Decompose,
+        StageKind::Score,
+        StageKind::Seal,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Base => "base",
+            StageKind::Recall => "recall",
+            StageKind::Label => "label",
+            StageKind::Train => "train",
+            StageKind::Decompose => "decompose",
+            StageKind::Score => "score",
+            StageKind::Seal => "seal",
+        }
+    }
+
+    /// The stages whose outputs this one reads. This is the graph's edge list.
+    pub fn deps(self) -> &'static [StageKind] {
+        use StageKind::*;
+        match self {
+            Base | Recall => &[],
+            Label => &[Recall],
+            Train => &[Base, Label],
+            Decompose => &[Label],
+            Score => &[Base, Recall, Train, Decompose],
+            Seal => &[Base, Recall, Label, Train, Decompose, Score],
+        }
+    }
+}
+
+impl std::fmt::Display for StageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The base model: identified by content; where it lives is recomputed from the config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaseOut {
+    pub sha256: String,
+    pub size: u64,
+    pub model: crate::gguf::ModelSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecallOut {
+    /// `index.sqlite-vec`.
+    pub index: BlobRef,
+    pub embedder: Option<String>,
+    pub embedder_sha256: Option<String>,
+    pub dimensions: u32,
+    pub documents: u64,
+    pub chunks: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelOut {
+    /// `pairs.jsonl`: one `{input, output, source, …}` per line.
+    pub pairs: BlobRef,
+    pub kept: u64,
+    pub dropped: BTreeMap<String, u64>,
+    pub teacher_requests: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOut {
+    /// `lora.bin`, a GGUF LoRA adapter.
+    pub adapter: BlobRef,
+    pub rank: u32,
+    pub alpha: f64,
+    pub targets: Vec<String>,
+    pub trained: bool,
+    pub pairs: u64,
+    pub epochs: u32,
+    pub tokens: u64,
+    pub final_loss: Option<f64>,
+    pub seed: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecomposeOut {
+    /// `recipes.json`.
+    pub recipes: BlobRef,
+    pub recipe_count: u64,
+    pub draft_count: u64,
+    pub registry: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreOut {
+    /// `tests.jsonl`, the eval suite as sealed.
+    pub tests: BlobRef,
+    /// The per-test report (`dist/<task>.report.json`).
+    pub report: BlobRef,
+    pub measured: crate::kscore::Measured,
+    pub baseline: crate::kolmfile::Baseline,
+    pub baseline_source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealOut {
+    /// Project-relative path of the artifact.
+    pub artifact: String,
+    pub sha256: String,
+    pub size: u64,
+    pub k_score: f64,
+    pub signed: bool,
+}
+
+/// Any stage's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum StageOutput {
+    Base(BaseOut),
+    Recall(RecallOut),
+    Label(LabelOut),
+    Train(TrainOut),
+    Decompose(DecomposeOut),
+    Score(ScoreOut),
+    Seal(SealOut),
+}
+
+impl StageOutput {
+    /// The digest dependents key on: a rerun with an equal output leaves them fresh (early cutoff).
+    pub fn digest(&self) -> String {
+        crate::digest::key_of(self)
+    }
+
+    /// Every blob the output names.
+    pub fn blobs(&self) -> Vec<BlobRef> {
+        match self {
+            StageOutput::Base(_) | StageOutput::Seal(_) => vec![],
+            StageOutput::Recall(o) => vec![o.index.clone()],
+            StageOutput::Label(o) => vec![o.pairs.clone()],
+            StageOutput::Train(o) => vec![o.adapter.clone()],
+            StageOutput::Decompose(o) => vec![o.recipes.clone()],
+            StageOutput::Score(o) => vec![o.tests.clone(), o.report.clone()],
+        }
+    }
+}
+
+/// The outputs of the stages a stage depends on.
+#[derive(Debug, Default, Clone)]
+pub struct Inputs {
+    pub base: Option<BaseOut>,
+    pub recall: Option<RecallOut>,
+    pub label: Option<LabelOut>,
+    pub train: Option<TrainOut>,
+    pub decompose: Option<DecomposeOut>,
+    pub score: Option<ScoreOut>,
+}
+
+macro_rules! input_getter {
+    ($($field:ident: $ty:ty),*) => {
+        impl Inputs {
+            $(
+                pub fn $field(&self) -> Result<&$ty> {
+                    self.$field.as_ref().ok_or_else(|| Error::Other(format!("internal: stage input `{}` missing", stringify!($field))))
+                }
+            )*
+        }
+    };
+}
+input_getter!(base: BaseOut, recall: RecallOut, label: LabelOut, train: TrainOut, decompose: DecomposeOut, score: ScoreOut);
+
+impl Inputs {
+    pub fn set(&mut self, out: StageOutput) {
+        match out {
+            StageOutput::Base(o) => self.base = Some(o),
+            StageOutput::Recall(o) => self.recall = Some(o),
+            StageOutput::Label(o) => self.label = Some(o),
+            StageOutput::Train(o) => self.train = Some(o),
+            StageOutput::Decompose(o) => self.decompose = Some(o),
+            StageOutput::Score(o) => self.score = Some(o),
+            StageOutput::Seal(_) => {}
+        }
+    }
+}
+
+/// Everything a stage may touch while it runs.
+pub struct Cx<'a> {
+    pub kolmfile: &'a Kolmfile,
+    pub task: &'a TaskConfig,
+    pub home: &'a Home,
+    pub store: &'a Store,
+    pub options: &'a BuildOptions,
+    /// Digests of the files the stage declared, by project-relative path.
+    pub files: &'a BTreeMap<String, String>,
+    pub progress: &'a crate::progress::Progress,
+}
+
+impl Cx<'_> {
+    pub fn project_path(&self, rel: &str) -> PathBuf {
+        self.kolmfile.abs(rel)
+    }
+    /// Where the base model file is, given the base stage's output.
+    pub fn base_path(&self, base: &BaseOut) -> PathBuf {
+        base::model_path(self.kolmfile, self.home, &self.task.base, &base.sha256)
+    }
+}
+
+/// Options of one build that stages can see.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Overrides every task's gate (`--gate`).
+    pub gate: Option<f64>,
+    /// Build without a signing key; the artifact is marked unsigned.
+    pub unsigned: bool,
+    /// Refuse network use.
+    pub airgap: bool,
+    /// `SOURCE_DATE_EPOCH`, when set: the timestamp written into the zip.
+    pub source_date_epoch: Option<i64>,
+}
+
+/// One stage implementation.
+pub trait Stage: Send + Sync {
+    fn kind(&self) -> StageKind;
+    /// Bumped whenever the stage's output for the same inputs changes: it is part of the key.
+    fn version(&self) -> u32;
+    /// The slice of the task's configuration this stage reads.
+    fn config(&self, task: &TaskConfig, options: &BuildOptions) -> serde_json::Value;
+    /// Project-relative files this stage reads (their content digests go into the key).
+    fn files(&self, _kolmfile: &Kolmfile, _task: &TaskConfig) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// False for stages whose output is not a function of their inputs (teacher answers).
+    fn deterministic(&self, _task: &TaskConfig) -> bool {
+        true
+    }
+    fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput>;
+    /// Whether a cached output is still usable (a file outside the store may have been removed).
+    fn still_valid(&self, _cx: &Cx, _out: &StageOutput, _fp: &mut Fingerprints) -> bool {
+        true
+    }
+}
+
+/// Which implementation runs each stage. Tests swap in their own.
+pub struct Stages {
+    map: BTreeMap<StageKind, Box<dyn Stage>>,
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        let mut s = Stages { map: BTreeMap::new() };
+        s.set(Box::new(base::BaseStage));
+        s.set(Box::new(recall::RecallStage));
+        s.set(Box::new(label::LabelStage));
+        s.set(Box::new(train::TrainStage));
+        s.set(Box::new(decompose::DecomposeStage));
+        s.set(Box::new(score::ScoreStage));
+        s.set(Box::new(seal::SealStage));
+        s
+    }
+}
+
+impl Stages {
+    pub fn set(&mut self, stage: Box<dyn Stage>) {
+        self.map.insert(stage.kind(), stage);
+    }
+    pub fn with(mut self, stage: Box<dyn Stage>) -> Self {
+        self.set(stage);
+        self
+    }
+    pub fn get(&self, kind: StageKind) -> &dyn Stage {
+        self.map.get(&kind).expect("every kind has an implementation").as_ref()
+    }
+}
+
+/// The error for a stage body that has not been built yet.
+pub fn unavailable(stage: StageKind, task: &TaskConfig, why: &str, help: &str) -> Error {
+    Error::StageUnavailable { stage: stage.name().into(), task: task.name.clone(), why: why.into(), help: help.into() }
+}
+
+/// Reads a project file named in the Kolmfile.
+pub fn read_project_file(cx: &Cx, rel: &str) -> Result<Vec<u8>> {
+    let p = cx.project_path(rel);
+    std::fs::read(&p).map_err(|e| Error::io(&p, "read", e))
+}
+
+/// Relative path display used in messages.
+pub fn rel_display(p: &Path) -> String {
+    p.to_string_lossy().replace('\\', "/")
+}

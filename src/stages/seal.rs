@@ -1,0 +1,166 @@
+//! The `seal` stage: apply the gate, write the manifest, sign it, and zip the seven entries into
+//! `dist/<task>.kolm`.
+//!
+//! Below the gate nothing is written and nothing is signed. The signing key is not part of the
+//! cache key (a key must never reach the cache); instead a cached seal counts as fresh only if
+//! the artifact on disk is the one recorded and its signature checks out under the key in use
+//! now, so changing the key re-signs.
+
+use super::{BuildOptions, Cx, Inputs, SealOut, Stage, StageKind, StageOutput};
+use crate::artifact::manifest::*;
+use crate::artifact::{self, sign, Payload};
+use crate::cache::Fingerprints;
+use crate::kolmfile::TaskConfig;
+use crate::{kscore, Error, Result};
+
+pub struct SealStage;
+
+/// The gate in force for a task: `--gate` wins over the Kolmfile.
+pub fn gate(task: &TaskConfig, options: &BuildOptions) -> f64 {
+    options.gate.unwrap_or(task.gate.min_k)
+}
+
+/// Project-relative path of a task's artifact.
+pub fn artifact_path(cx: &Cx) -> String {
+    format!("{}/{}.kolm", cx.kolmfile.project.dist.trim_end_matches('/'), cx.task.name)
+}
+
+impl Stage for SealStage {
+    fn kind(&self) -> StageKind {
+        StageKind::Seal
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn config(&self, task: &TaskConfig, options: &BuildOptions) -> serde_json::Value {
+        serde_json::json!({
+            "task": task.name,
+            "description": task.description,
+            "output_schema": task.output_schema,
+            "weights": task.score.weights,
+            "device": task.score.device,
+            "gate": gate(task, options),
+            "unsigned": options.unsigned,
+            "source_date_epoch": options.source_date_epoch,
+            "format": SPEC_VERSION,
+            "runtime": runtime(),
+        })
+    }
+    fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {
+        let (base, recall, label, train, decompose, score) =
+            (inputs.base()?, inputs.recall()?, inputs.label()?, inputs.train()?, inputs.decompose()?, inputs.score()?);
+        let weights = cx.task.score.weights;
+        let components = kscore::components(&score.measured, &score.baseline);
+        let k = kscore::k_score(&components, &weights);
+        let gate = gate(cx.task, cx.options);
+        if !kscore::passes(k, gate) {
+            return Err(Error::Gate {
+                task: cx.task.name.clone(),
+                k,
+                gate,
+                components: serde_json::to_value(components).expect("serialises"),
+            });
+        }
+        let key = if cx.options.unsigned { None } else { Some(load_key(cx)?) };
+
+        let lora = cx.store.blob(&train.adapter)?;
+        let recipes = cx.store.blob(&decompose.recipes)?;
+        let index = cx.store.blob(&recall.index)?;
+        let tests = cx.store.blob(&score.tests)?;
+        let digest = |name: &str, bytes: &[u8]| EntryDigest { name: name.into(), sha256: crate::digest::sha256(bytes), size: bytes.len() as u64 };
+        let entries = vec![
+            EntryDigest { name: "model.gguf".into(), sha256: base.sha256.clone(), size: base.size },
+            digest("lora.bin", &lora),
+            digest("recipes.json", &recipes),
+            digest("index.sqlite-vec", &index),
+            digest("tests.jsonl", &tests),
+        ];
+        let test_count = crate::jsonl::parse("tests.jsonl", &tests)?.len() as u64;
+        let model = &base.model;
+        let manifest = Manifest {
+            spec: SPEC.into(),
+            spec_version: SPEC_VERSION,
+            task: TaskInfo { name: cx.task.name.clone(), description: cx.task.description.clone(), output_schema: cx.task.output_schema.clone() },
+            base_model: BaseInfo {
+                id: model.name.clone().unwrap_or_else(|| format!("{}-{}", model.architecture, &base.sha256[..12])),
+                sha256: base.sha256.clone(),
+                size: base.size,
+                architecture: model.architecture.clone(),
+                quantization: model.quantization.clone(),
+                parameters: model.parameters,
+                context_length: model.context_length,
+            },
+            lora: LoraInfo { rank: train.rank, alpha: train.alpha, targets: train.targets.clone(), trained: train.trained },
+            recall: RecallInfo {
+                embedder: recall.embedder.clone(),
+                embedder_sha256: recall.embedder_sha256.clone(),
+                dimensions: recall.dimensions,
+                documents: recall.documents,
+                chunks: recall.chunks,
+            },
+            recipe_registry: decompose.registry.clone(),
+            recipes: RecipeInfo { count: decompose.recipe_count, drafts: decompose.draft_count },
+            tests: TestInfo { count: test_count },
+            k_score: k,
+            k_components: components,
+            k_weights: weights,
+            k_measured: score.measured,
+            baseline: BaselineInfo { values: score.baseline, source: score.baseline_source.clone() },
+            device: cx.task.score.device.clone(),
+            gate,
+            training: TrainingInfo {
+                distilled_pairs: label.kept,
+                dropped_pairs: label.dropped.values().sum(),
+                teacher_requests: label.teacher_requests,
+                epochs: train.epochs,
+                tokens: train.tokens,
+                final_loss: train.final_loss,
+            },
+            seeds: SeedInfo { distill: train.seed, teacher: cx.task.teacher.seed },
+            runtime: runtime(),
+            created_at: cx.options.source_date_epoch.map(rfc3339),
+            entries,
+        };
+        let manifest_bytes = manifest.to_bytes();
+        let signature = match &key {
+            Some(k) => sign::sign(k, &manifest_bytes),
+            None => sign::unsigned(),
+        };
+        let rel = artifact_path(cx);
+        let dest = cx.project_path(&rel);
+        let bar = cx.progress.bytes(base.size, &format!("sealing {}", cx.task.name));
+        let payload = Payload { model: &cx.base_path(base), lora: &lora, recipes: &recipes, index: &index, tests: &tests };
+        artifact::write(&dest, &payload, &manifest_bytes, &sign::to_bytes(&signature), cx.options.source_date_epoch, &|n| bar.inc(n))?;
+        bar.finish_and_clear();
+        let report = cx.store.blob(&score.report)?;
+        crate::fsutil::write_atomic(&cx.project_path(&format!("{}/{}.report.json", cx.kolmfile.project.dist.trim_end_matches('/'), cx.task.name)), &report)?;
+        let (sha256, size) = crate::digest::sha256_file(&dest, None)?;
+        Ok(StageOutput::Seal(SealOut { artifact: rel, sha256, size, k_score: k, signed: key.is_some() }))
+    }
+    fn still_valid(&self, cx: &Cx, out: &StageOutput, fp: &mut Fingerprints) -> bool {
+        let StageOutput::Seal(s) = out else { return false };
+        let path = cx.project_path(&s.artifact);
+        if !matches!(fp.digest(&path, None), Ok((sha, _)) if sha == s.sha256) {
+            return false;
+        }
+        if !s.signed {
+            return true;
+        }
+        // Signed: fresh only if the key in use now verifies it.
+        let Ok(o) = artifact::verify::open(&path) else { return false };
+        matches!(artifact::verify::signature_state(&o, cx.task.sign.key_file.as_deref()), Ok(artifact::verify::SignatureState::Verified))
+    }
+}
+
+fn load_key(cx: &Cx) -> Result<sign::Key> {
+    match sign::load_key(cx.task.sign.key_file.as_deref(), &cx.kolmfile.dir)? {
+        Some((k, _)) => Ok(k),
+        None => Err(Error::NoSigningKey),
+    }
+}
+
+/// RFC 3339 UTC of a Unix timestamp.
+fn rfc3339(epoch: i64) -> String {
+    let (y, m, d, hh, mm, ss) = crate::artifact::zipwrite::civil(epoch);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
