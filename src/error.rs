@@ -17,7 +17,11 @@ pub enum Error {
 
     #[error("could not {action} `{}`: {source}", path.display())]
     #[diagnostic(code(kolm::io))]
-    Io { path: PathBuf, action: &'static str, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
 
     #[error("{what}")]
     #[diagnostic(code(kolm::refused), help("{help}"))]
@@ -29,30 +33,54 @@ pub enum Error {
 
     #[error("stage `{stage}` is not available yet (task `{task}`): {why}")]
     #[diagnostic(code(kolm::stage_unavailable), help("{help}"))]
-    StageUnavailable { stage: String, task: String, why: String, help: String },
+    StageUnavailable {
+        stage: String,
+        task: String,
+        why: String,
+        help: String,
+    },
 
     #[error("K = {k:.4} is below the gate {gate:.2} for task `{task}`: no artifact written")]
     #[diagnostic(code(K_GATE), help("improve the components below, or lower the gate with `--gate` (it is sealed into the manifest)"))]
-    Gate { task: String, k: f64, gate: f64, components: serde_json::Value },
+    Gate {
+        task: String,
+        k: f64,
+        gate: f64,
+        components: serde_json::Value,
+    },
 
     #[error("artifact `{}` failed verification: {reason}", path.display())]
     #[diagnostic(code(kolm::verify), help("{help}"))]
-    Verify { path: PathBuf, reason: String, help: String },
+    Verify {
+        path: PathBuf,
+        reason: String,
+        help: String,
+    },
 
     #[error("{what}")]
     #[diagnostic(code(kolm::locked), help("{help}"))]
     Locked { what: String, help: String },
 
     #[error("no signing key: set KOLM_SIGNING_KEY or name a key file in [sign] key_file")]
-    #[diagnostic(code(kolm::no_key), help("or build with `--unsigned` (verify then reports the artifact as unsigned)"))]
+    #[diagnostic(
+        code(kolm::no_key),
+        help("or build with `--unsigned` (verify then reports the artifact as unsigned)")
+    )]
     NoSigningKey,
 
     #[error("download of `{url}` failed: {reason}")]
     #[diagnostic(code(kolm::download), help("{help}"))]
-    Download { url: String, reason: String, help: String },
+    Download {
+        url: String,
+        reason: String,
+        help: String,
+    },
 
     #[error("the cache at `{}` is unusable: {reason}", path.display())]
-    #[diagnostic(code(kolm::cache), help("run `kolm cache verify`; `kolm cache gc` or removing the folder starts it afresh"))]
+    #[diagnostic(
+        code(kolm::cache),
+        help("run `kolm cache verify`; `kolm cache gc` or removing the folder starts it afresh")
+    )]
     Cache { path: PathBuf, reason: String },
 
     #[error("interrupted: finished work is cached; run the same command again to resume")]
@@ -72,11 +100,18 @@ impl From<KolmfileError> for Error {
 
 impl Error {
     pub fn io(path: &Path, action: &'static str, source: std::io::Error) -> Error {
-        Error::Io { path: path.to_path_buf(), action, source }
+        Error::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
     }
 
     pub fn invalid(what: impl Into<String>, help: impl Into<String>) -> Error {
-        Error::Invalid { what: what.into(), help: help.into() }
+        Error::Invalid {
+            what: what.into(),
+            help: help.into(),
+        }
     }
 
     /// The process exit code for this error: 2 for the gate, 130 for Ctrl-C, else 1.
@@ -111,7 +146,12 @@ impl Error {
     pub fn to_json(&self) -> serde_json::Value {
         let mut v = match self {
             Error::Kolmfile(k) => k.to_json(),
-            Error::Gate { task, k, gate, components } => serde_json::json!({
+            Error::Gate {
+                task,
+                k,
+                gate,
+                components,
+            } => serde_json::json!({
                 "task": task, "k_score": k, "gate": gate, "k_components": components,
             }),
             _ => serde_json::json!({}),

@@ -41,7 +41,13 @@ pub struct ExecOptions {
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions { jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2), locked: false, dry_run: false }
+        ExecOptions {
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            locked: false,
+            dry_run: false,
+        }
     }
 }
 
@@ -84,7 +90,10 @@ pub struct BuildReport {
 
 impl BuildReport {
     pub fn ran(&self) -> Vec<&NodeReport> {
-        self.nodes.iter().filter(|n| matches!(n.status, NodeStatus::Ran | NodeStatus::WouldRun)).collect()
+        self.nodes
+            .iter()
+            .filter(|n| matches!(n.status, NodeStatus::Ran | NodeStatus::WouldRun))
+            .collect()
     }
 }
 
@@ -126,8 +135,18 @@ pub fn build(
     exec: ExecOptions,
     progress: Progress,
 ) -> std::result::Result<BuildReport, Box<Failed>> {
-    let empty = || BuildReport { nodes: vec![], artifacts: vec![], hashed_bytes: 0, lock_changed: false };
-    let fail = |error: Error| Box::new(Failed { error, report: empty() });
+    let empty = || BuildReport {
+        nodes: vec![],
+        artifacts: vec![],
+        hashed_bytes: 0,
+        lock_changed: false,
+    };
+    let fail = |error: Error| {
+        Box::new(Failed {
+            error,
+            report: empty(),
+        })
+    };
     let graph = Graph::plan(&kolmfile, &stages, &options).map_err(fail)?;
     let store = Store::new(home.cache());
     let lock_path = Lock::path_for(&kolmfile.dir);
@@ -167,7 +186,9 @@ pub fn build(
         let mut fp = shared.fingerprints.lock().expect("not poisoned");
         report.hashed_bytes = fp.hashed_bytes;
         if let Err(e) = fp.save() {
-            shared.progress.println(&format!("warning: could not save fingerprints: {e}"));
+            shared
+                .progress
+                .println(&format!("warning: could not save fingerprints: {e}"));
         }
     }
     if let Some(error) = first_error {
@@ -175,14 +196,22 @@ pub fn build(
     }
     if !exec.dry_run {
         let mut new_lock = shared.lock.lock().expect("not poisoned").clone();
-        let names: Vec<&str> = shared.kolmfile.tasks.iter().map(|t| t.name.as_str()).collect();
+        let names: Vec<&str> = shared
+            .kolmfile
+            .tasks
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
         new_lock.retain_tasks(&names);
         new_lock.version = 1;
         if new_lock != lock || !lock_path.exists() {
             if exec.locked {
                 let diff = lock.diff(&new_lock).join("; ");
                 return Err(Box::new(Failed {
-                    error: Error::Locked { what: format!("Kolmfile.lock needs to change: {diff}"), help: "run without --locked to update it, and commit the result".into() },
+                    error: Error::Locked {
+                        what: format!("Kolmfile.lock needs to change: {diff}"),
+                        help: "run without --locked to update it, and commit the result".into(),
+                    },
                     report,
                 }));
             }
@@ -195,7 +224,13 @@ pub fn build(
     Ok(report)
 }
 
-async fn schedule(shared: Arc<Shared>) -> (Vec<NodeReport>, BTreeMap<NodeIndex, StageOutput>, Option<Error>) {
+async fn schedule(
+    shared: Arc<Shared>,
+) -> (
+    Vec<NodeReport>,
+    BTreeMap<NodeIndex, StageOutput>,
+    Option<Error>,
+) {
     let order = shared.graph.order.clone();
     let mut outputs: BTreeMap<NodeIndex, StageOutput> = BTreeMap::new();
     let mut reports: BTreeMap<NodeIndex, NodeReport> = BTreeMap::new();
@@ -215,7 +250,11 @@ async fn schedule(shared: Arc<Shared>) -> (Vec<NodeReport>, BTreeMap<NodeIndex, 
                     continue;
                 }
                 let deps = shared.graph.deps(idx);
-                if deps.iter().any(|d| reports.get(d).is_some_and(|r| matches!(r.status, NodeStatus::Failed | NodeStatus::NotRun))) {
+                if deps.iter().any(|d| {
+                    reports.get(d).is_some_and(|r| {
+                        matches!(r.status, NodeStatus::Failed | NodeStatus::NotRun)
+                    })
+                }) {
                     started.insert(idx);
                     reports.insert(idx, not_run(&shared, idx, "an input did not build"));
                     continue;
@@ -281,9 +320,14 @@ async fn schedule(shared: Arc<Shared>) -> (Vec<NodeReport>, BTreeMap<NodeIndex, 
         }
     }
     for &idx in &order {
-        reports.entry(idx).or_insert_with(|| not_run(&shared, idx, "the build stopped first"));
+        reports
+            .entry(idx)
+            .or_insert_with(|| not_run(&shared, idx, "the build stopped first"));
     }
-    let ordered = order.iter().map(|i| reports.remove(i).expect("every node reported")).collect();
+    let ordered = order
+        .iter()
+        .map(|i| reports.remove(i).expect("every node reported"))
+        .collect();
     (ordered, outputs, first_error)
 }
 
@@ -295,18 +339,30 @@ fn not_run(shared: &Shared, idx: NodeIndex, why: &str) -> NodeReport {
         tasks: n.tasks.clone(),
         status: NodeStatus::NotRun,
         key: None,
-        reasons: if why.is_empty() { vec![] } else { vec![why.to_string()] },
+        reasons: if why.is_empty() {
+            vec![]
+        } else {
+            vec![why.to_string()]
+        },
         cutoff: false,
         millis: 0,
     }
 }
 
+/// (status, output, reasons, cutoff, key) of one node.
+type Outcome = (NodeStatus, Option<StageOutput>, Vec<String>, bool, String);
+
 /// Fingerprints, keys, looks up, and (if needed) runs one node.
-fn run_node(shared: &Shared, idx: NodeIndex, inputs: Inputs, input_digests: BTreeMap<String, String>) -> Done {
+fn run_node(
+    shared: &Shared,
+    idx: NodeIndex,
+    inputs: Inputs,
+    input_digests: BTreeMap<String, String>,
+) -> Done {
     let started = Instant::now();
     let node = shared.graph.g[idx].clone();
     let mut report = not_run(shared, idx, "");
-    let result = (|| -> Result<(NodeStatus, Option<StageOutput>, Vec<String>, bool, String)> {
+    let result = (|| -> Result<Outcome> {
         let task = &shared.kolmfile.tasks[node.task_index];
         let stage = shared.stages.get(node.kind);
         let mut files = BTreeMap::new();
@@ -314,8 +370,14 @@ fn run_node(shared: &Shared, idx: NodeIndex, inputs: Inputs, input_digests: BTre
             let mut fp = shared.fingerprints.lock().expect("not poisoned");
             for f in &node.files {
                 let path = shared.kolmfile.abs(f);
-                let bar = if std::fs::metadata(&path).map(|m| m.len() > 64 << 20).unwrap_or(false) {
-                    shared.progress.bytes(std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0), &format!("hashing {}", f.rsplit('/').next().unwrap_or(f)))
+                let bar = if std::fs::metadata(&path)
+                    .map(|m| m.len() > 64 << 20)
+                    .unwrap_or(false)
+                {
+                    shared.progress.bytes(
+                        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
+                        &format!("hashing {}", f.rsplit('/').next().unwrap_or(f)),
+                    )
                 } else {
                     indicatif::ProgressBar::hidden()
                 };
@@ -333,7 +395,10 @@ fn run_node(shared: &Shared, idx: NodeIndex, inputs: Inputs, input_digests: BTre
             "inputs": input_digests,
         });
         let key = crate::digest::key_of(&description);
-        let previous = explain::load(&shared.explain_dir, &node.id);
+        // Records are kept per (task, stage), not per node identity: a config edit changes the
+        // identity, and the record is what says what the edit was.
+        let record_id = format!("{}.{}", node.tasks[0], node.kind);
+        let previous = explain::load(&shared.explain_dir, &record_id);
         let cx = Cx {
             kolmfile: &shared.kolmfile,
             task,
@@ -354,17 +419,33 @@ fn run_node(shared: &Shared, idx: NodeIndex, inputs: Inputs, input_digests: BTre
                     stage.still_valid(&cx, &out, &mut fp)
                 };
                 if valid {
-                    record_lock(shared, &node.tasks, node.kind, &key, &out, stage.deterministic(task))?;
-                    save_record(shared, &node.id, &description, &out);
+                    record_lock(
+                        shared,
+                        &node.tasks,
+                        node.kind,
+                        &key,
+                        &out,
+                        stage.deterministic(task),
+                    )?;
+                    save_record(shared, &record_id, &description, &out);
                     return Ok((NodeStatus::Fresh, Some(out), vec![], false, key));
                 }
-                reasons = vec!["the cached result's files outside the cache are missing or changed".into()];
+                reasons = vec![
+                    "the cached result's files outside the cache are missing or changed".into(),
+                ];
             }
         } else if reasons.is_empty() {
             reasons.push("the cache entry is missing (cleaned, or damaged and discarded)".into());
         }
         if !stage.deterministic(task) && shared.exec.locked {
-            let pinned = node.tasks.iter().any(|t| shared.lock.lock().expect("not poisoned").pinned(t, node.kind.name(), &key).is_some());
+            let pinned = node.tasks.iter().any(|t| {
+                shared
+                    .lock
+                    .lock()
+                    .expect("not poisoned")
+                    .pinned(t, node.kind.name(), &key)
+                    .is_some()
+            });
             return Err(Error::Locked {
                 what: if pinned {
                     format!("--locked: `{}` is pinned in Kolmfile.lock but its result is not in the cache; redoing it could give a different answer", node.label())
@@ -379,10 +460,32 @@ fn run_node(shared: &Shared, idx: NodeIndex, inputs: Inputs, input_digests: BTre
         }
         crate::interrupt::check()?;
         let out = stage.run(&cx, &inputs)?;
+        {
+            // Files the stage just wrote and hashed need no rehash on the next build.
+            let mut fp = shared.fingerprints.lock().expect("not poisoned");
+            for (path, sha) in stage.written(&cx, &out) {
+                fp.remember_written(&path, &sha);
+            }
+        }
         let cutoff = previous.as_ref().is_some_and(|p| p.output == out.digest());
-        shared.store.put_action(&key, &ActionEntry { v: crate::cache::store::ACTION_FORMAT, stage: node.kind.name().into(), output: serde_json::to_value(&out).expect("serialises"), blobs: out.blobs() })?;
-        record_lock(shared, &node.tasks, node.kind, &key, &out, stage.deterministic(task))?;
-        save_record(shared, &node.id, &description, &out);
+        shared.store.put_action(
+            &key,
+            &ActionEntry {
+                v: crate::cache::store::ACTION_FORMAT,
+                stage: node.kind.name().into(),
+                output: serde_json::to_value(&out).expect("serialises"),
+                blobs: out.blobs(),
+            },
+        )?;
+        record_lock(
+            shared,
+            &node.tasks,
+            node.kind,
+            &key,
+            &out,
+            stage.deterministic(task),
+        )?;
+        save_record(shared, &record_id, &description, &out);
         Ok((NodeStatus::Ran, Some(out), reasons, cutoff, key))
     })();
     report.millis = started.elapsed().as_millis() as u64;
@@ -392,11 +495,21 @@ fn run_node(shared: &Shared, idx: NodeIndex, inputs: Inputs, input_digests: BTre
             report.reasons = reasons;
             report.cutoff = cutoff;
             report.key = Some(key);
-            Done { idx, report, output, error: None }
+            Done {
+                idx,
+                report,
+                output,
+                error: None,
+            }
         }
         Err(e) => {
             report.status = NodeStatus::Failed;
-            Done { idx, report, output: None, error: Some(e) }
+            Done {
+                idx,
+                report,
+                output: None,
+                error: Some(e),
+            }
         }
     }
 }
@@ -412,18 +525,33 @@ fn key_name(f: &str) -> String {
 }
 
 fn files_by_path(names: &[String], by_key: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    names.iter().filter_map(|n| by_key.get(&key_name(n)).map(|sha| (n.clone(), sha.clone()))).collect()
+    names
+        .iter()
+        .filter_map(|n| by_key.get(&key_name(n)).map(|sha| (n.clone(), sha.clone())))
+        .collect()
 }
 
 fn save_record(shared: &Shared, id: &str, description: &serde_json::Value, out: &StageOutput) {
-    let r = explain::Record { description: description.clone(), output: out.digest() };
+    let r = explain::Record {
+        description: description.clone(),
+        output: out.digest(),
+    };
     if let Err(e) = explain::save(&shared.explain_dir, id, &r) {
-        shared.progress.println(&format!("warning: could not record build state: {e}"));
+        shared
+            .progress
+            .println(&format!("warning: could not record build state: {e}"));
     }
 }
 
 /// Updates the lock: base digests per task, and pins for nondeterministic outputs.
-fn record_lock(shared: &Shared, tasks: &[String], kind: StageKind, key: &str, out: &StageOutput, deterministic: bool) -> Result<()> {
+fn record_lock(
+    shared: &Shared,
+    tasks: &[String],
+    kind: StageKind,
+    key: &str,
+    out: &StageOutput,
+    deterministic: bool,
+) -> Result<()> {
     let mut lock = shared.lock.lock().expect("not poisoned");
     if let StageOutput::Base(b) = out {
         for t in tasks {
@@ -440,7 +568,12 @@ fn record_lock(shared: &Shared, tasks: &[String], kind: StageKind, key: &str, ou
     }
     if !deterministic {
         for t in tasks {
-            lock.set_pin(Pin { task: t.clone(), stage: kind.name().into(), key: key.into(), output: out.digest() });
+            lock.set_pin(Pin {
+                task: t.clone(),
+                stage: kind.name().into(),
+                key: key.into(),
+                output: out.digest(),
+            });
         }
     }
     Ok(())

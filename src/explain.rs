@@ -29,12 +29,17 @@ pub fn load(dir: &Path, node_id: &str) -> Option<Record> {
 }
 
 pub fn save(dir: &Path, node_id: &str, r: &Record) -> crate::Result<()> {
-    crate::fsutil::write_atomic(&dir.join(format!("{node_id}.json")), &serde_json::to_vec(r).expect("serialises"))
+    crate::fsutil::write_atomic(
+        &dir.join(format!("{node_id}.json")),
+        &serde_json::to_vec(r).expect("serialises"),
+    )
 }
 
 fn short(v: &Value) -> String {
     let s = match v {
-        Value::String(s) if s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()) => format!("{}…", &s[..12]),
+        Value::String(s) if s.len() == 64 && s.bytes().all(|c| c.is_ascii_hexdigit()) => {
+            format!("{}…", &s[..12])
+        }
         Value::String(s) => format!("{s:?}"),
         other => other.to_string(),
     };
@@ -49,7 +54,11 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, v) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&p, v, out);
             }
         }
@@ -61,21 +70,39 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
 pub fn diff(old: &Value, new: &Value) -> Vec<String> {
     let mut reasons = Vec::new();
     if old.get("version") != new.get("version") {
-        reasons.push(format!("the stage's implementation changed (version {} → {})", short(&old["version"]), short(&new["version"])));
+        reasons.push(format!(
+            "the stage's implementation changed (version {} → {})",
+            short(&old["version"]),
+            short(&new["version"])
+        ));
     }
-    let files = |d: &Value| d.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
+    let files = |d: &Value| {
+        d.get("files")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
     let (of, nf) = (files(old), files(new));
     for (name, sha) in &nf {
         match of.get(name) {
             None => reasons.push(format!("file `{name}` is new")),
-            Some(o) if o != sha => reasons.push(format!("file `{name}` changed (sha256 {} → {})", short(o), short(sha))),
+            Some(o) if o != sha => reasons.push(format!(
+                "file `{name}` changed (sha256 {} → {})",
+                short(o),
+                short(sha)
+            )),
             _ => {}
         }
     }
     for name in of.keys().filter(|k| !nf.contains_key(*k)) {
         reasons.push(format!("file `{name}` is no longer read"));
     }
-    let inputs = |d: &Value| d.get("inputs").and_then(Value::as_object).cloned().unwrap_or_default();
+    let inputs = |d: &Value| {
+        d.get("inputs")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
     let (oi, ni) = (inputs(old), inputs(new));
     for (stage, digest) in &ni {
         if oi.get(stage) != Some(digest) {
@@ -87,7 +114,9 @@ pub fn diff(old: &Value, new: &Value) -> Vec<String> {
     flatten("", &new["config"], &mut nc);
     for (k, v) in &nc {
         match oc.iter().find(|(ok, _)| ok == k) {
-            Some((_, ov)) if ov != v => reasons.push(format!("config `{k}`: {} → {}", short(ov), short(v))),
+            Some((_, ov)) if ov != v => {
+                reasons.push(format!("config `{k}`: {} → {}", short(ov), short(v)))
+            }
             None => reasons.push(format!("config `{k}` is new: {}", short(v))),
             _ => {}
         }

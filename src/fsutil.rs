@@ -9,13 +9,17 @@ use crate::{Error, Result};
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut t = temp_beside(path)?;
-    t.write_all(bytes).map_err(|e| Error::io(path, "write", e))?;
+    t.write_all(bytes)
+        .map_err(|e| Error::io(path, "write", e))?;
     persist(t, path)
 }
 
 /// A temp file in the folder of `path` (created if missing), removed if dropped unpersisted.
 pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create", e))?;
     tempfile::Builder::new()
         .prefix(".kolm-tmp-")
@@ -25,7 +29,10 @@ pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
 
 /// Flushes and renames a temp file into place.
 pub fn persist(t: tempfile::NamedTempFile, path: &Path) -> Result<()> {
-    t.as_file().sync_all().map_err(|e| Error::io(path, "sync", e))?;
-    t.persist(path).map_err(|e| Error::io(path, "rename into place", e.error))?;
+    t.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(path, "sync", e))?;
+    t.persist(path)
+        .map_err(|e| Error::io(path, "rename into place", e.error))?;
     Ok(())
 }

@@ -68,7 +68,13 @@ impl Graph {
                         idx
                     }
                     None => {
-                        let idx = g.add_node(Node { id: id.clone(), kind, tasks: vec![task.name.clone()], task_index: ti, files });
+                        let idx = g.add_node(Node {
+                            id: id.clone(),
+                            kind,
+                            tasks: vec![task.name.clone()],
+                            task_index: ti,
+                            files,
+                        });
                         for d in &deps {
                             g.add_edge(*d, idx, ());
                         }
@@ -86,21 +92,36 @@ impl Graph {
     }
 
     pub fn deps(&self, idx: NodeIndex) -> Vec<NodeIndex> {
-        let mut d: Vec<NodeIndex> = self.g.edges_directed(idx, petgraph::Direction::Incoming).map(|e| e.source()).collect();
+        let mut d: Vec<NodeIndex> = self
+            .g
+            .edges_directed(idx, petgraph::Direction::Incoming)
+            .map(|e| e.source())
+            .collect();
         d.sort();
         d
     }
 
     /// Graphviz.
     pub fn to_dot(&self) -> String {
-        let mut s = String::from("digraph kolm {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n");
+        let mut s = String::from(
+            "digraph kolm {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        );
         for &i in &self.order {
             let n = &self.g[i];
-            s.push_str(&format!("  \"{}\" [label=\"{}\\n{}\"];\n", &n.id[..12], n.kind, n.tasks.join(", ")));
+            s.push_str(&format!(
+                "  \"{}\" [label=\"{}\\n{}\"];\n",
+                &n.id[..12],
+                n.kind,
+                n.tasks.join(", ")
+            ));
         }
         for &i in &self.order {
             for d in self.deps(i) {
-                s.push_str(&format!("  \"{}\" -> \"{}\";\n", &self.g[d].id[..12], &self.g[i].id[..12]));
+                s.push_str(&format!(
+                    "  \"{}\" -> \"{}\";\n",
+                    &self.g[d].id[..12],
+                    &self.g[i].id[..12]
+                ));
             }
         }
         s.push_str("}\n");

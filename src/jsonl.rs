@@ -5,15 +5,22 @@ use crate::{Error, Result};
 
 /// Parses JSONL text; blank lines are skipped. Returns (1-based line, value).
 pub fn parse(name: &str, bytes: &[u8]) -> Result<Vec<(usize, serde_json::Value)>> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| Error::invalid(format!("{name}: not UTF-8 (at byte {})", e.valid_up_to()), "save the file as UTF-8"))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Error::invalid(
+            format!("{name}: not UTF-8 (at byte {})", e.valid_up_to()),
+            "save the file as UTF-8",
+        )
+    })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let v = serde_json::from_str(line).map_err(|e| {
-            Error::invalid(format!("{name}:{}:{}: not valid JSON: {e}", i + 1, e.column()), "each line must be one JSON object")
+            Error::invalid(
+                format!("{name}:{}:{}: not valid JSON: {e}", i + 1, e.column()),
+                "each line must be one JSON object",
+            )
         })?;
         out.push((i + 1, v));
     }

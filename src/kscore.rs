@@ -25,7 +25,8 @@ pub struct Measured {
     pub accuracy: f64,
     pub tests_passed: u64,
     pub tests_total: u64,
-    /// Artifact size (all seven entries, uncompressed), bytes.
+    /// Artifact size: the five payload entries, uncompressed, in bytes (manifest and signature
+    /// do not exist yet when scoring, and are a few KB).
     pub size_bytes: u64,
     /// Estimated p50 latency of one run on the reference device, ms.
     pub latency_ms: f64,
@@ -79,7 +80,11 @@ pub fn components(m: &Measured, b: &Baseline) -> Components {
 
 /// K from components and weights.
 pub fn k_score(c: &Components, w: &Weights) -> f64 {
-    w.accuracy * c.accuracy + w.size * c.size + w.latency * c.latency + w.cost * c.cost + w.coverage * c.coverage
+    w.accuracy * c.accuracy
+        + w.size * c.size
+        + w.latency * c.latency
+        + w.cost * c.cost
+        + w.coverage * c.coverage
 }
 
 /// Whether K clears the gate (ties ship).
@@ -98,7 +103,12 @@ pub struct Work {
 /// Roofline estimate of one run on `device`: prefill is compute-bound (2·params FLOPs per
 /// prompt token), each decode pass is bound by the larger of reading the weights once and its
 /// FLOPs. Same counts, same model, same device: same milliseconds, on any machine.
-pub fn estimate_latency_ms(work: &Work, params: u64, model_bytes: u64, device: &DeviceProfile) -> f64 {
+pub fn estimate_latency_ms(
+    work: &Work,
+    params: u64,
+    model_bytes: u64,
+    device: &DeviceProfile,
+) -> f64 {
     let flops_per_token = 2.0 * params as f64;
     let compute = device.compute_gflops * 1e9;
     let bandwidth = device.mem_bandwidth_gbs * 1e9;

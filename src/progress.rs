@@ -13,7 +13,9 @@ impl Progress {
     pub fn new(enabled: bool) -> Progress {
         use std::io::IsTerminal;
         let on = enabled && std::io::stderr().is_terminal();
-        Progress { mp: on.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())) }
+        Progress {
+            mp: on.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+        }
     }
 
     pub fn hidden() -> Progress {
@@ -22,12 +24,16 @@ impl Progress {
 
     /// A byte-counting bar.
     pub fn bytes(&self, total: u64, msg: &str) -> ProgressBar {
-        let Some(mp) = &self.mp else { return ProgressBar::hidden() };
+        let Some(mp) = &self.mp else {
+            return ProgressBar::hidden();
+        };
         let bar = mp.add(ProgressBar::new(total));
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_message(msg.to_string());
         bar

@@ -32,7 +32,12 @@ pub struct EntryRow {
 /// Reads an artifact's structure, manifest, signature state and GGUF headers.
 pub fn inspect(path: &std::path::Path, key_file: Option<&str>) -> Result<Inspection> {
     let o: Opened = verify::open(path)?;
-    let signature = verify::signature_state(&o, key_file)?;
+    let key = crate::artifact::sign::KeyChoice {
+        file: key_file,
+        dir: std::path::Path::new("."),
+        file_wins: true,
+    };
+    let signature = verify::signature_state(&o, &key)?;
     let mut f = std::fs::File::open(path).map_err(|e| crate::Error::io(path, "open", e))?;
     let meta = |h: crate::gguf::Header| -> Vec<(String, String)> {
         h.metadata
@@ -54,7 +59,12 @@ pub fn inspect(path: &std::path::Path, key_file: Option<&str>) -> Result<Inspect
                 super::zipwrite::Method::Stored => "stored",
                 super::zipwrite::Method::Deflated => "deflate",
             },
-            sha256: o.manifest.entries.iter().find(|d| d.name == e.name).map(|d| d.sha256.clone()),
+            sha256: o
+                .manifest
+                .entries
+                .iter()
+                .find(|d| d.name == e.name)
+                .map(|d| d.sha256.clone()),
         })
         .collect();
     Ok(Inspection {
@@ -98,23 +108,80 @@ pub fn render(i: &Inspection) -> String {
             (None, "signature.sig") => i.signature_word().to_string(),
             (None, _) => "(signed)".to_string(),
         };
-        let _ = writeln!(s, "  {:<17} {:>9}  {:<8} {sha}", e.name, human(e.size), e.compression);
+        let _ = writeln!(
+            s,
+            "  {:<17} {:>9}  {:<8} {sha}",
+            e.name,
+            human(e.size),
+            e.compression
+        );
     }
     let _ = writeln!(s, "\n  total            {:>9}", human(i.size));
     let c = &m.k_components;
     let k = &m.k_measured;
     let _ = writeln!(s, "\n  task            : {:?}", m.task.name);
     let _ = writeln!(s, "  description     : {}", m.task.description);
-    let _ = writeln!(s, "  base_model      : {} ({}, {}, {} params, sha256 {}…)", m.base_model.id, m.base_model.architecture, m.base_model.quantization, m.base_model.parameters, &m.base_model.sha256[..12]);
-    let _ = writeln!(s, "  lora            : rank {}, alpha {}, {} ({})", m.lora.rank, m.lora.alpha, m.lora.targets.join(","), if m.lora.trained { "trained" } else { "zero-init" });
-    let _ = writeln!(s, "  k_score         : {:.4}   gate {:.2} {}", m.k_score, m.gate, if i.gate_passed { "passed" } else { "FAILED" });
-    let _ = writeln!(s, "  k.accuracy      : {:.3}   ({} / {} tests)", c.accuracy, k.tests_passed, k.tests_total);
-    let _ = writeln!(s, "  k.size          : {:.3}   ({} vs {} baseline)", c.size, human(k.size_bytes), human(m.baseline.values.size_bytes as u64));
-    let _ = writeln!(s, "  k.latency       : {:.3}   ({:.1} ms est. on {} vs {:.0} ms)", c.latency, k.latency_ms, m.device.name, m.baseline.values.latency_ms);
-    let _ = writeln!(s, "  k.cost          : {:.3}   (${:.4} vs ${:.4} per 1k runs)", c.cost, k.cost_per_1k, m.baseline.values.cost_per_1k);
-    let _ = writeln!(s, "  k.coverage      : {:.3}   ({} recipes, {} drafts)", c.coverage, m.recipes.count, m.recipes.drafts);
+    let _ = writeln!(
+        s,
+        "  base_model      : {} ({}, {}, {} params, sha256 {}…)",
+        m.base_model.id,
+        m.base_model.architecture,
+        m.base_model.quantization,
+        m.base_model.parameters,
+        &m.base_model.sha256[..12]
+    );
+    let _ = writeln!(
+        s,
+        "  lora            : rank {}, alpha {}, {} ({})",
+        m.lora.rank,
+        m.lora.alpha,
+        m.lora.targets.join(","),
+        if m.lora.trained {
+            "trained"
+        } else {
+            "zero-init"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "  k_score         : {:.4}   gate {:.2} {}",
+        m.k_score,
+        m.gate,
+        if i.gate_passed { "passed" } else { "FAILED" }
+    );
+    let _ = writeln!(
+        s,
+        "  k.accuracy      : {:.3}   ({} / {} tests)",
+        c.accuracy, k.tests_passed, k.tests_total
+    );
+    let _ = writeln!(
+        s,
+        "  k.size          : {:.3}   ({} vs {} baseline)",
+        c.size,
+        human(k.size_bytes),
+        human(m.baseline.values.size_bytes as u64)
+    );
+    let _ = writeln!(
+        s,
+        "  k.latency       : {:.3}   ({:.1} ms est. on {} vs {:.0} ms)",
+        c.latency, k.latency_ms, m.device.name, m.baseline.values.latency_ms
+    );
+    let _ = writeln!(
+        s,
+        "  k.cost          : {:.3}   (${:.4} vs ${:.4} per 1k runs)",
+        c.cost, k.cost_per_1k, m.baseline.values.cost_per_1k
+    );
+    let _ = writeln!(
+        s,
+        "  k.coverage      : {:.3}   ({} recipes, {} drafts)",
+        c.coverage, m.recipes.count, m.recipes.drafts
+    );
     let _ = writeln!(s, "  signature       : {}", i.signature.describe());
-    let _ = writeln!(s, "  runtime         : {}   registry {}", m.runtime, m.recipe_registry);
+    let _ = writeln!(
+        s,
+        "  runtime         : {}   registry {}",
+        m.runtime, m.recipe_registry
+    );
     let _ = writeln!(s, "\n  model.gguf metadata:");
     for (k, v) in &i.model_metadata {
         let _ = writeln!(s, "    {k:<40} {v}");

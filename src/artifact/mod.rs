@@ -19,8 +19,15 @@ use zipwrite::{EntrySpec, Method, Source};
 use crate::Result;
 
 /// The seven entries, in the order they must appear.
-pub const ENTRIES: [&str; 7] =
-    ["model.gguf", "lora.bin", "recipes.json", "index.sqlite-vec", "tests.jsonl", "manifest.json", "signature.sig"];
+pub const ENTRIES: [&str; 7] = [
+    "model.gguf",
+    "lora.bin",
+    "recipes.json",
+    "index.sqlite-vec",
+    "tests.jsonl",
+    "manifest.json",
+    "signature.sig",
+];
 
 /// `model.gguf`'s data starts at a multiple of this, so it can be mapped in place.
 pub const MODEL_ALIGN: u64 = 4096;
@@ -44,7 +51,14 @@ pub struct Payload<'a> {
 
 /// Writes the artifact to `dest` atomically: nothing appears at `dest` unless all of it was
 /// written. `on_bytes` reports streamed model bytes (progress).
-pub fn write(dest: &Path, payload: &Payload, manifest: &[u8], signature: &[u8], epoch: Option<i64>, on_bytes: &dyn Fn(u64)) -> Result<()> {
+pub fn write(
+    dest: &Path,
+    payload: &Payload,
+    manifest: &[u8],
+    signature: &[u8],
+    epoch: Option<i64>,
+    on_bytes: &dyn Fn(u64),
+) -> Result<()> {
     let sources: [Source; 7] = [
         Source::File(payload.model),
         Source::Bytes(payload.lora),
@@ -57,11 +71,22 @@ pub fn write(dest: &Path, payload: &Payload, manifest: &[u8], signature: &[u8], 
     let specs: Vec<EntrySpec> = ENTRIES
         .iter()
         .zip(sources)
-        .map(|(name, source)| EntrySpec { name, method: method_of(name), align: if *name == "model.gguf" { MODEL_ALIGN } else { 1 }, source })
+        .map(|(name, source)| EntrySpec {
+            name,
+            method: method_of(name),
+            align: if *name == "model.gguf" {
+                MODEL_ALIGN
+            } else {
+                1
+            },
+            source,
+        })
         .collect();
     let tmp = crate::fsutil::temp_beside(dest)?;
     let mut w = std::io::BufWriter::with_capacity(4 << 20, tmp);
     zipwrite::write_zip(&mut w, dest, &specs, epoch, on_bytes)?;
-    let tmp = w.into_inner().map_err(|e| crate::Error::io(dest, "write the artifact", e.into_error()))?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| crate::Error::io(dest, "write the artifact", e.into_error()))?;
     crate::fsutil::persist(tmp, dest)
 }

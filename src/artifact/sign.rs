@@ -31,16 +31,49 @@ pub enum KeySource {
     File(PathBuf),
 }
 
-/// Finds the signing key: the env var, else the key file. `Ok(None)` when neither exists.
-pub fn load_key(key_file: Option<&str>, base_dir: &Path) -> Result<Option<(Key, KeySource)>> {
-    if let Some(v) = std::env::var_os(ENV).filter(|v| !v.is_empty()) {
-        let s = v.into_string().map_err(|_| Error::invalid(format!("{ENV} is not valid UTF-8"), "use a UTF-8 key"))?;
-        return Ok(Some((Key(s.into_bytes()), KeySource::Env)));
-    }
-    let Some(file) = key_file else { return Ok(None) };
-    let path = expand(file, base_dir);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, "read the signing key file", e))?;
-    let mut s = String::from_utf8(bytes).map_err(|_| Error::invalid(format!("key file `{}` is not UTF-8", path.display()), "use a UTF-8 key"))?;
+/// Where to look for a key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyChoice<'a> {
+    /// A key file (`[sign] key_file`, or `--key-file`).
+    pub file: Option<&'a str>,
+    /// What a relative `file` is relative to.
+    pub dir: &'a Path,
+    /// The file wins over the env var (an explicit `--key-file`); otherwise the env var wins.
+    pub file_wins: bool,
+}
+
+/// Finds the signing key. `Ok(None)` when there is none.
+pub fn load_key(choice: &KeyChoice) -> Result<Option<(Key, KeySource)>> {
+    let env = || -> Result<Option<(Key, KeySource)>> {
+        match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
+            Some(v) => {
+                let s = v.into_string().map_err(|_| {
+                    Error::invalid(format!("{ENV} is not valid UTF-8"), "use a UTF-8 key")
+                })?;
+                Ok(Some((Key(s.into_bytes()), KeySource::Env)))
+            }
+            None => Ok(None),
+        }
+    };
+    let file = match choice.file {
+        Some(f) if choice.file_wins => f,
+        _ => match env()? {
+            Some(k) => return Ok(Some(k)),
+            None => match choice.file {
+                Some(f) => f,
+                None => return Ok(None),
+            },
+        },
+    };
+    let path = expand(file, choice.dir);
+    let bytes =
+        std::fs::read(&path).map_err(|e| Error::io(&path, "read the signing key file", e))?;
+    let mut s = String::from_utf8(bytes).map_err(|_| {
+        Error::invalid(
+            format!("key file `{}` is not UTF-8", path.display()),
+            "use a UTF-8 key",
+        )
+    })?;
     if s.ends_with('\n') {
         s.pop();
         if s.ends_with('\r') {
@@ -48,7 +81,10 @@ pub fn load_key(key_file: Option<&str>, base_dir: &Path) -> Result<Option<(Key, 
         }
     }
     if s.is_empty() {
-        return Err(Error::invalid(format!("key file `{}` is empty", path.display()), "put the key in it"));
+        return Err(Error::invalid(
+            format!("key file `{}` is empty", path.display()),
+            "put the key in it",
+        ));
     }
     Ok(Some((Key(s.into_bytes()), KeySource::File(path))))
 }
@@ -85,18 +121,30 @@ fn mac(key: &Key, manifest: &[u8]) -> Hmac<Sha256> {
 
 /// Signs manifest bytes.
 pub fn sign(key: &Key, manifest: &[u8]) -> Signature {
-    Signature { alg: "hmac-sha256".into(), mac: Some(hex::encode(mac(key, manifest).finalize().into_bytes())) }
+    Signature {
+        alg: "hmac-sha256".into(),
+        mac: Some(hex::encode(mac(key, manifest).finalize().into_bytes())),
+    }
 }
 
 pub fn unsigned() -> Signature {
-    Signature { alg: "none".into(), mac: None }
+    Signature {
+        alg: "none".into(),
+        mac: None,
+    }
 }
 
 /// Checks a signature in constant time.
 pub fn check(key: &Key, manifest: &[u8], sig: &Signature) -> bool {
     let Some(hexmac) = &sig.mac else { return false };
-    let Ok(bytes) = hex::decode(hexmac) else { return false };
-    hexmac.len() == 64 && hexmac.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) && mac(key, manifest).verify_slice(&bytes).is_ok()
+    let Ok(bytes) = hex::decode(hexmac) else {
+        return false;
+    };
+    hexmac.len() == 64
+        && hexmac
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        && mac(key, manifest).verify_slice(&bytes).is_ok()
 }
 
 /// The canonical bytes of `signature.sig`.

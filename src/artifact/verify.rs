@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use super::manifest::{Manifest, SPEC};
 use super::sign::{self, Signature};
 use super::zipread::{self, Entry};
-use super::zipwrite::Method;
+use super::zipwrite::{central_directory, local_header, Layout, Method};
 use super::{method_of, ENTRIES, MODEL_ALIGN};
 use crate::{Error, Result};
 
@@ -55,42 +55,167 @@ impl SignatureState {
 }
 
 fn fail(path: &Path, reason: impl Into<String>, help: &str) -> Error {
-    Error::Verify { path: path.to_path_buf(), reason: reason.into(), help: help.into() }
+    Error::Verify {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+        help: help.into(),
+    }
 }
 
 const TAMPER: &str = "the file was modified or damaged after it was sealed: rebuild it, or fetch it again from its source";
 
 /// Reads the structure, checks entry names and layout, and parses manifest and signature.
 pub fn open(path: &Path) -> Result<Opened> {
+    let raw = open_raw(path)?;
+    raw.parse()
+}
+
+/// An artifact whose structure is sound and whose manifest and signature bytes are read, not
+/// yet parsed: the signature is checked over the bytes before anything trusts their content.
+pub struct Raw {
+    path: PathBuf,
+    len: u64,
+    entries: Vec<Entry>,
+    manifest_bytes: Vec<u8>,
+    signature: Signature,
+}
+
+impl Raw {
+    fn parse(self) -> Result<Opened> {
+        let manifest: Manifest = serde_json::from_slice(&self.manifest_bytes).map_err(|e| {
+            fail(
+                &self.path,
+                format!("manifest.json is not a valid RS-1 manifest: {e}"),
+                TAMPER,
+            )
+        })?;
+        if manifest.spec != SPEC {
+            return Err(fail(
+                &self.path,
+                format!("manifest spec is `{}`, expected `{SPEC}`", manifest.spec),
+                "this kolm cannot read that format",
+            ));
+        }
+        Ok(Opened {
+            path: self.path,
+            len: self.len,
+            entries: self.entries,
+            manifest_bytes: self.manifest_bytes,
+            manifest,
+            signature: self.signature,
+        })
+    }
+}
+
+fn open_raw(path: &Path) -> Result<Raw> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
     let len = f.metadata().map_err(|e| Error::io(path, "stat", e))?.len();
     let entries = zipread::read_entries(&mut f, len).map_err(|m| fail(path, m.0, TAMPER))?;
     check_names(path, &entries)?;
     for e in &entries {
         if e.method != method_of(&e.name) {
-            return Err(fail(path, format!("entry `{}` uses the wrong compression for RS-1", e.name), TAMPER));
+            return Err(fail(
+                path,
+                format!("entry `{}` uses the wrong compression for RS-1", e.name),
+                TAMPER,
+            ));
         }
     }
+    check_canonical(&mut f, path, &entries, len)?;
     if entries[0].data_offset % MODEL_ALIGN != 0 {
-        return Err(fail(path, format!("model.gguf data is at offset {}, not {MODEL_ALIGN}-byte aligned", entries[0].data_offset), TAMPER));
+        return Err(fail(
+            path,
+            format!(
+                "model.gguf data is at offset {}, not {MODEL_ALIGN}-byte aligned",
+                entries[0].data_offset
+            ),
+            TAMPER,
+        ));
     }
     let manifest_bytes = read_small(&mut f, path, &entries[5], 4 << 20)?;
     let sig_bytes = read_small(&mut f, path, &entries[6], 4096)?;
-    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| fail(path, format!("manifest.json is not a valid RS-1 manifest: {e}"), TAMPER))?;
-    if manifest.spec != SPEC {
-        return Err(fail(path, format!("manifest spec is `{}`, expected `{SPEC}`", manifest.spec), "this kolm cannot read that format"));
-    }
     let signature: Signature = serde_json::from_slice(&sig_bytes)
         .map_err(|e| fail(path, format!("signature.sig is malformed: {e}"), TAMPER))?;
-    Ok(Opened { path: path.to_path_buf(), len, entries, manifest_bytes, manifest, signature })
+    Ok(Raw {
+        path: path.to_path_buf(),
+        len,
+        entries,
+        manifest_bytes,
+        signature,
+    })
+}
+
+/// Every header byte must be exactly what the RS-1 writer produces for these entries: the
+/// payload is covered by the manifest's digests and the manifest by the signature, and this
+/// covers the rest, so no byte of the file can change unnoticed.
+fn check_canonical(f: &mut std::fs::File, path: &Path, entries: &[Entry], len: u64) -> Result<()> {
+    let bytes_at = |f: &mut std::fs::File, at: u64, n: u64| -> Result<Vec<u8>> {
+        let mut b = vec![0u8; n as usize];
+        f.seek(SeekFrom::Start(at))
+            .and_then(|_| f.read_exact(&mut b))
+            .map_err(|e| Error::io(path, "read", e))?;
+        Ok(b)
+    };
+    let first = bytes_at(f, 10, 4)?;
+    let (time, date) = (
+        u16::from_le_bytes([first[0], first[1]]),
+        u16::from_le_bytes([first[2], first[3]]),
+    );
+    let layouts: Vec<Layout> = entries
+        .iter()
+        .map(|e| Layout {
+            name: e.name.clone(),
+            method: e.method,
+            crc32: e.crc32,
+            size: e.size,
+            compressed: e.compressed,
+            header_offset: e.header_offset,
+            align: if e.name == ENTRIES[0] { MODEL_ALIGN } else { 1 },
+        })
+        .collect();
+    for (e, l) in entries.iter().zip(&layouts) {
+        let expected = local_header(l, date, time);
+        let actual = bytes_at(f, e.header_offset, e.data_offset - e.header_offset)?;
+        if actual != expected {
+            return Err(fail(
+                path,
+                format!(
+                    "the local header of `{}` differs from the RS-1 layout",
+                    e.name
+                ),
+                TAMPER,
+            ));
+        }
+    }
+    let last = entries.last().expect("seven entries");
+    let cd_offset = last.data_offset + last.compressed;
+    let expected = central_directory(&layouts, cd_offset, date, time);
+    if len - cd_offset != expected.len() as u64
+        || bytes_at(f, cd_offset, len - cd_offset)? != expected
+    {
+        return Err(fail(
+            path,
+            "the central directory differs from the RS-1 layout",
+            TAMPER,
+        ));
+    }
+    Ok(())
 }
 
 fn check_names(path: &Path, entries: &[Entry]) -> Result<()> {
     for e in entries {
         let n = &e.name;
-        if n.starts_with('/') || n.contains('\\') || n.split('/').any(|c| c == ".." || c == ".") || n.contains(':') || n.contains('\0') {
-            return Err(fail(path, format!("entry `{n}` has a path that escapes the archive"), TAMPER));
+        if n.starts_with('/')
+            || n.contains('\\')
+            || n.split('/').any(|c| c == ".." || c == ".")
+            || n.contains(':')
+            || n.contains('\0')
+        {
+            return Err(fail(
+                path,
+                format!("entry `{n}` has a path that escapes the archive"),
+                TAMPER,
+            ));
         }
     }
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -100,13 +225,28 @@ fn check_names(path: &Path, entries: &[Entry]) -> Result<()> {
         }
     }
     if let Some(extra) = names.iter().find(|n| !ENTRIES.contains(n)) {
-        return Err(fail(path, format!("unexpected entry `{extra}`; RS-1 has exactly {}", ENTRIES.join(", ")), TAMPER));
+        return Err(fail(
+            path,
+            format!(
+                "unexpected entry `{extra}`; RS-1 has exactly {}",
+                ENTRIES.join(", ")
+            ),
+            TAMPER,
+        ));
     }
     if let Some(missing) = ENTRIES.iter().find(|n| !names.contains(n)) {
         return Err(fail(path, format!("entry `{missing}` is missing"), TAMPER));
     }
     if names != ENTRIES {
-        return Err(fail(path, format!("entries are out of order: found {}, expected {}", names.join(", "), ENTRIES.join(", ")), TAMPER));
+        return Err(fail(
+            path,
+            format!(
+                "entries are out of order: found {}, expected {}",
+                names.join(", "),
+                ENTRIES.join(", ")
+            ),
+            TAMPER,
+        ));
     }
     Ok(())
 }
@@ -114,7 +254,14 @@ fn check_names(path: &Path, entries: &[Entry]) -> Result<()> {
 /// Reads a small entry whole, checking its CRC and a size cap.
 fn read_small(f: &mut std::fs::File, path: &Path, e: &Entry, cap: u64) -> Result<Vec<u8>> {
     if e.size > cap {
-        return Err(fail(path, format!("`{}` declares {} bytes; at most {cap} are allowed", e.name, e.size), TAMPER));
+        return Err(fail(
+            path,
+            format!(
+                "`{}` declares {} bytes; at most {cap} are allowed",
+                e.name, e.size
+            ),
+            TAMPER,
+        ));
     }
     let mut out = Vec::with_capacity(e.size as usize);
     stream_entry(f, path, e, e.size, |b| out.extend_from_slice(b))?;
@@ -123,8 +270,15 @@ fn read_small(f: &mut std::fs::File, path: &Path, e: &Entry, cap: u64) -> Result
 
 /// Streams an entry's uncompressed bytes to `sink`, refusing more than `limit` bytes, and
 /// checking the CRC-32 and the exact size.
-pub fn stream_entry(f: &mut std::fs::File, path: &Path, e: &Entry, limit: u64, mut sink: impl FnMut(&[u8])) -> Result<()> {
-    f.seek(SeekFrom::Start(e.data_offset)).map_err(|err| Error::io(path, "seek", err))?;
+pub fn stream_entry(
+    f: &mut std::fs::File,
+    path: &Path,
+    e: &Entry,
+    limit: u64,
+    mut sink: impl FnMut(&[u8]),
+) -> Result<()> {
+    f.seek(SeekFrom::Start(e.data_offset))
+        .map_err(|err| Error::io(path, "seek", err))?;
     let raw = (&mut *f).take(e.compressed);
     let mut reader: Box<dyn Read + '_> = match e.method {
         Method::Stored => Box::new(raw),
@@ -135,22 +289,39 @@ pub fn stream_entry(f: &mut std::fs::File, path: &Path, e: &Entry, limit: u64, m
     let mut total = 0u64;
     loop {
         crate::interrupt::check()?;
-        let n = reader.read(&mut buf).map_err(|err| fail(path, format!("`{}` cannot be read: {err}", e.name), TAMPER))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|err| fail(path, format!("`{}` cannot be read: {err}", e.name), TAMPER))?;
         if n == 0 {
             break;
         }
         total += n as u64;
         if total > limit {
-            return Err(fail(path, format!("`{}` inflates past its declared {limit} bytes (zip bomb?)", e.name), TAMPER));
+            return Err(fail(
+                path,
+                format!(
+                    "`{}` inflates past its declared {limit} bytes (zip bomb?)",
+                    e.name
+                ),
+                TAMPER,
+            ));
         }
         crc.update(&buf[..n]);
         sink(&buf[..n]);
     }
     if total != e.size {
-        return Err(fail(path, format!("`{}` holds {total} bytes but declares {}", e.name, e.size), TAMPER));
+        return Err(fail(
+            path,
+            format!("`{}` holds {total} bytes but declares {}", e.name, e.size),
+            TAMPER,
+        ));
     }
     if crc.finalize() != e.crc32 {
-        return Err(fail(path, format!("`{}` fails its CRC-32 check", e.name), TAMPER));
+        return Err(fail(
+            path,
+            format!("`{}` fails its CRC-32 check", e.name),
+            TAMPER,
+        ));
     }
     Ok(())
 }
@@ -159,7 +330,7 @@ pub fn stream_entry(f: &mut std::fs::File, path: &Path, e: &Entry, limit: u64, m
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     pub allow_unsigned: bool,
-    /// A key file to use when `KOLM_SIGNING_KEY` is not set.
+    /// A key file (relative to the current folder); it wins over `KOLM_SIGNING_KEY`.
     pub key_file: Option<String>,
 }
 
@@ -174,38 +345,93 @@ pub struct Verified {
 }
 
 /// The signature state of an opened artifact.
-pub fn signature_state(o: &Opened, key_file: Option<&str>) -> Result<SignatureState> {
-    Ok(match o.signature.alg.as_str() {
-        "none" if o.signature.mac.is_none() => SignatureState::Unsigned,
-        "hmac-sha256" => match sign::load_key(key_file, Path::new("."))? {
+pub fn signature_state(o: &Opened, key: &sign::KeyChoice) -> Result<SignatureState> {
+    state_of(&o.path, &o.manifest_bytes, &o.signature, key)
+}
+
+fn state_of(
+    path: &Path,
+    manifest: &[u8],
+    sig: &Signature,
+    key: &sign::KeyChoice,
+) -> Result<SignatureState> {
+    Ok(match sig.alg.as_str() {
+        "none" if sig.mac.is_none() => SignatureState::Unsigned,
+        "none" => {
+            return Err(fail(
+                path,
+                "signature.sig says `none` but carries a mac",
+                TAMPER,
+            ))
+        }
+        "hmac-sha256" => match sign::load_key(key)? {
             None => SignatureState::NoKey,
-            Some((key, _)) if sign::check(&key, &o.manifest_bytes, &o.signature) => SignatureState::Verified,
+            Some((key, _)) if sign::check(&key, manifest, sig) => SignatureState::Verified,
             Some(_) => SignatureState::Bad,
         },
-        other => return Err(fail(&o.path, format!("unknown signature algorithm `{other}`"), TAMPER)),
+        other => {
+            return Err(fail(
+                path,
+                format!("unknown signature algorithm `{other}`"),
+                TAMPER,
+            ))
+        }
     })
 }
 
 /// Verifies everything; `on_bytes` reports payload bytes hashed (progress).
 pub fn verify(path: &Path, opts: &VerifyOptions, on_bytes: &dyn Fn(u64)) -> Result<Verified> {
-    let o = open(path)?;
-    let state = signature_state(&o, opts.key_file.as_deref())?;
+    let raw = open_raw(path)?;
+    let key = sign::KeyChoice {
+        file: opts.key_file.as_deref(),
+        dir: Path::new("."),
+        file_wins: true,
+    };
+    let state = state_of(path, &raw.manifest_bytes, &raw.signature, &key)?;
     match state {
-        SignatureState::Bad => return Err(fail(path, "bad signature: manifest.json does not match signature.sig under this key", "the manifest was changed after signing, or the artifact was signed with another key")),
-        SignatureState::NoKey => return Err(fail(path, "the artifact is signed but there is no key here to check it", "set KOLM_SIGNING_KEY (or pass --key-file) to the key it was signed with")),
-        SignatureState::Unsigned if !opts.allow_unsigned => return Err(fail(path, "the artifact is unsigned", "it was built with --unsigned; pass --allow-unsigned to accept it")),
+        SignatureState::Bad => return Err(fail(
+            path,
+            "bad signature: manifest.json does not match signature.sig under this key",
+            "the manifest was changed after signing, or the artifact was signed with another key",
+        )),
+        SignatureState::NoKey => {
+            return Err(fail(
+                path,
+                "the artifact is signed but there is no key here to check it",
+                "set KOLM_SIGNING_KEY (or pass --key-file) to the key it was signed with",
+            ))
+        }
+        SignatureState::Unsigned if !opts.allow_unsigned => {
+            return Err(fail(
+                path,
+                "the artifact is unsigned",
+                "it was built with --unsigned; pass --allow-unsigned to accept it",
+            ))
+        }
         _ => {}
     }
+    let o = raw.parse()?;
     let declared = &o.manifest.entries;
     let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
     if names != ENTRIES[..5] {
-        return Err(fail(path, format!("the manifest lists entries {names:?}, expected the first five RS-1 entries"), TAMPER));
+        return Err(fail(
+            path,
+            format!("the manifest lists entries {names:?}, expected the first five RS-1 entries"),
+            TAMPER,
+        ));
     }
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
     let mut index = Vec::new();
     for (d, e) in declared.iter().zip(&o.entries) {
         if d.size != e.size {
-            return Err(fail(path, format!("`{}` is {} bytes but the manifest declares {}", e.name, e.size, d.size), TAMPER));
+            return Err(fail(
+                path,
+                format!(
+                    "`{}` is {} bytes but the manifest declares {}",
+                    e.name, e.size, d.size
+                ),
+                TAMPER,
+            ));
         }
         let mut h = Sha256::new();
         let keep = e.name == "index.sqlite-vec";
@@ -218,7 +444,14 @@ pub fn verify(path: &Path, opts: &VerifyOptions, on_bytes: &dyn Fn(u64)) -> Resu
         })?;
         let got = hex::encode(h.finalize());
         if got != d.sha256 {
-            return Err(fail(path, format!("`{}` has sha256 {got}, but the manifest declares {}", e.name, d.sha256), TAMPER));
+            return Err(fail(
+                path,
+                format!(
+                    "`{}` has sha256 {got}, but the manifest declares {}",
+                    e.name, d.sha256
+                ),
+                TAMPER,
+            ));
         }
     }
     check_adapter_fits(&mut f, &o)?;
@@ -235,10 +468,13 @@ pub fn verify(path: &Path, opts: &VerifyOptions, on_bytes: &dyn Fn(u64)) -> Resu
 /// Reads the GGUF header of a stored entry in place.
 pub fn entry_header(f: &mut std::fs::File, o: &Opened, idx: usize) -> Result<crate::gguf::Header> {
     let e = &o.entries[idx];
-    f.seek(SeekFrom::Start(e.data_offset)).map_err(|err| Error::io(&o.path, "seek", err))?;
+    f.seek(SeekFrom::Start(e.data_offset))
+        .map_err(|err| Error::io(&o.path, "seek", err))?;
     let mut r = std::io::BufReader::new((&mut *f).take(e.compressed));
-    let h = crate::gguf::read_header_from(&mut r).map_err(|err| fail(&o.path, format!("`{}`: {err}", e.name), TAMPER))?;
-    crate::gguf::check_extent(&h, e.size).map_err(|err| fail(&o.path, format!("`{}`: {err}", e.name), TAMPER))?;
+    let h = crate::gguf::read_header_from(&mut r)
+        .map_err(|err| fail(&o.path, format!("`{}`: {err}", e.name), TAMPER))?;
+    crate::gguf::check_extent(&h, e.size)
+        .map_err(|err| fail(&o.path, format!("`{}`: {err}", e.name), TAMPER))?;
     Ok(h)
 }
 
@@ -247,25 +483,49 @@ fn check_adapter_fits(f: &mut std::fs::File, o: &Opened) -> Result<()> {
     let base = entry_header(f, o, 0)?;
     let lora = entry_header(f, o, 1)?;
     if let Err(reason) = adapter_fits(&base, &lora) {
-        return Err(fail(&o.path, format!("lora.bin does not fit model.gguf: {reason}"), "the adapter was made for another base"));
+        return Err(fail(
+            &o.path,
+            format!("lora.bin does not fit model.gguf: {reason}"),
+            "the adapter was made for another base",
+        ));
     }
     Ok(())
 }
 
 /// Checks an adapter header against a base header.
-pub fn adapter_fits(base: &crate::gguf::Header, lora: &crate::gguf::Header) -> std::result::Result<(), String> {
+pub fn adapter_fits(
+    base: &crate::gguf::Header,
+    lora: &crate::gguf::Header,
+) -> std::result::Result<(), String> {
     if lora.get("general.type").and_then(|v| v.as_str()) != Some("adapter") {
         return Err("it is not a GGUF adapter (general.type)".into());
     }
     if lora.architecture() != base.architecture() {
-        return Err(format!("architecture {:?} vs {:?}", lora.architecture(), base.architecture()));
+        return Err(format!(
+            "architecture {:?} vs {:?}",
+            lora.architecture(),
+            base.architecture()
+        ));
     }
     for a in lora.tensors.iter().filter(|t| t.name.ends_with(".lora_a")) {
         let target = a.name.trim_end_matches(".lora_a");
-        let b = lora.tensor(&format!("{target}.lora_b")).ok_or_else(|| format!("`{target}` has lora_a but no lora_b"))?;
-        let w = base.tensor(target).ok_or_else(|| format!("the base has no tensor `{target}`"))?;
-        if a.dims.len() != 2 || b.dims.len() != 2 || w.dims.len() < 2 || a.dims[0] != w.dims[0] || b.dims[1] != w.dims[1] || a.dims[1] != b.dims[0] {
-            return Err(format!("`{target}` is {:?} but the adapter has A {:?} and B {:?}", w.dims, a.dims, b.dims));
+        let b = lora
+            .tensor(&format!("{target}.lora_b"))
+            .ok_or_else(|| format!("`{target}` has lora_a but no lora_b"))?;
+        let w = base
+            .tensor(target)
+            .ok_or_else(|| format!("the base has no tensor `{target}`"))?;
+        if a.dims.len() != 2
+            || b.dims.len() != 2
+            || w.dims.len() < 2
+            || a.dims[0] != w.dims[0]
+            || b.dims[1] != w.dims[1]
+            || a.dims[1] != b.dims[0]
+        {
+            return Err(format!(
+                "`{target}` is {:?} but the adapter has A {:?} and B {:?}",
+                w.dims, a.dims, b.dims
+            ));
         }
     }
     Ok(())
@@ -273,14 +533,31 @@ pub fn adapter_fits(base: &crate::gguf::Header, lora: &crate::gguf::Header) -> s
 
 /// The index's recorded dimensions must be those the manifest declares for its embedder.
 fn check_index(o: &Opened, index: &[u8]) -> Result<()> {
-    let dir = tempfile::tempdir().map_err(|e| Error::Other(format!("cannot create a temp folder: {e}")))?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| Error::Other(format!("cannot create a temp folder: {e}")))?;
     let p = dir.path().join("index.sqlite");
     std::fs::write(&p, index).map_err(|e| Error::io(&p, "write", e))?;
-    let dims: std::result::Result<String, rusqlite::Error> = rusqlite::Connection::open_with_flags(&p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|db| db.query_row("SELECT value FROM meta WHERE key = 'dimensions'", [], |r| r.get(0)));
+    let dims: std::result::Result<String, rusqlite::Error> =
+        rusqlite::Connection::open_with_flags(&p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|db| {
+                db.query_row("SELECT value FROM meta WHERE key = 'dimensions'", [], |r| {
+                    r.get(0)
+                })
+            });
     match dims {
         Ok(d) if d == o.manifest.recall.dimensions.to_string() => Ok(()),
-        Ok(d) => Err(fail(&o.path, format!("index.sqlite-vec has {d} dimensions but the manifest's embedder has {}", o.manifest.recall.dimensions), TAMPER)),
-        Err(e) => Err(fail(&o.path, format!("index.sqlite-vec is not a readable kolm index: {e}"), TAMPER)),
+        Ok(d) => Err(fail(
+            &o.path,
+            format!(
+                "index.sqlite-vec has {d} dimensions but the manifest's embedder has {}",
+                o.manifest.recall.dimensions
+            ),
+            TAMPER,
+        )),
+        Err(e) => Err(fail(
+            &o.path,
+            format!("index.sqlite-vec is not a readable kolm index: {e}"),
+            TAMPER,
+        )),
     }
 }

@@ -45,8 +45,13 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
 
 fn read_at<F: Read + Seek>(f: &mut F, at: u64, len: usize) -> R<Vec<u8>> {
     let mut buf = vec![0u8; len];
-    f.seek(SeekFrom::Start(at)).map_err(|e| Malformed(format!("seek failed: {e}")))?;
-    f.read_exact(&mut buf).map_err(|_| Malformed(format!("unexpected end of file reading {len} bytes at offset {at} (truncated?)")))?;
+    f.seek(SeekFrom::Start(at))
+        .map_err(|e| Malformed(format!("seek failed: {e}")))?;
+    f.read_exact(&mut buf).map_err(|_| {
+        Malformed(format!(
+            "unexpected end of file reading {len} bytes at offset {at} (truncated?)"
+        ))
+    })?;
     Ok(buf)
 }
 
@@ -61,14 +66,23 @@ pub fn read_entries<F: Read + Seek>(f: &mut F, len: u64) -> R<Vec<Entry>> {
         let tail_len = len.min(66_000) as usize;
         let tail = read_at(f, len - tail_len as u64, tail_len)?;
         return match tail.windows(4).rposition(|w| w == [0x50, 0x4b, 0x05, 0x06]) {
-            Some(i) => bad(format!("{} bytes follow the end-of-archive record (appended data or a zip comment)", tail_len - i - 22.min(tail_len - i))),
-            None => bad("no end-of-archive record at the end of the file (truncated, or not a zip)"),
+            Some(i) => bad(format!(
+                "{} bytes follow the end-of-archive record (appended data or a zip comment)",
+                tail_len.saturating_sub(i + 22)
+            )),
+            None => {
+                bad("no end-of-archive record at the end of the file (truncated, or not a zip)")
+            }
         };
     }
     if u16_at(&eocd, 20) != 0 {
         return bad("the archive has a comment; RS-1 allows none");
     }
-    let (mut n, mut cd_size, mut cd_offset) = (u16_at(&eocd, 10) as u64, u32_at(&eocd, 12) as u64, u32_at(&eocd, 16) as u64);
+    let (mut n, mut cd_size, mut cd_offset) = (
+        u16_at(&eocd, 10) as u64,
+        u32_at(&eocd, 12) as u64,
+        u32_at(&eocd, 16) as u64,
+    );
     let mut cd_end = len - 22;
     if cd_offset == 0xFFFF_FFFF || cd_size == 0xFFFF_FFFF {
         if len < 22 + 20 + 56 {
@@ -91,40 +105,67 @@ pub fn read_entries<F: Read + Seek>(f: &mut F, len: u64) -> R<Vec<Entry>> {
         cd_offset = u64_at(&rec, 48);
         cd_end = at;
     }
+    if let Some(shift) = cd_end
+        .checked_sub(cd_size)
+        .and_then(|start| start.checked_sub(cd_offset))
+        .filter(|s| *s > 0)
+    {
+        // Everything is where the directory says, plus `shift`: bytes were put in front.
+        let sig = read_at(f, shift, 4).map(|b| u32_at(&b, 0));
+        if cd_offset == 0 || sig == Ok(0x0403_4b50) {
+            return bad(format!(
+                "{shift} bytes precede the first entry (prepended data)"
+            ));
+        }
+    }
     if cd_offset.checked_add(cd_size) != Some(cd_end) {
         return bad(format!(
             "the central directory ({cd_size} bytes at {cd_offset}) does not end where the end record starts ({cd_end}): bytes were inserted, removed or appended"
         ));
     }
     if n > 64 || cd_size > 1 << 20 {
-        return bad(format!("{n} entries / a {cd_size}-byte directory is not an RS-1 artifact"));
+        return bad(format!(
+            "{n} entries / a {cd_size}-byte directory is not an RS-1 artifact"
+        ));
     }
     let cd = read_at(f, cd_offset, cd_size as usize)?;
     let mut entries = Vec::with_capacity(n as usize);
     let mut i = 0usize;
     for _ in 0..n {
         if i + 46 > cd.len() || u32_at(&cd, i) != 0x0201_4b50 {
-            return bad(format!("central directory entry {} is malformed", entries.len() + 1));
+            return bad(format!(
+                "central directory entry {} is malformed",
+                entries.len() + 1
+            ));
         }
         let flags = u16_at(&cd, i + 8);
-        let method = match u16_at(&cd, i + 10) {
-            0 => Method::Stored,
-            8 => Method::Deflated,
-            m => return bad(format!("entry {} uses compression method {m}; RS-1 allows stored (0) and deflate (8)", entries.len() + 1)),
-        };
+        let method =
+            match u16_at(&cd, i + 10) {
+                0 => Method::Stored,
+                8 => Method::Deflated,
+                m => return bad(format!(
+                    "entry {} uses compression method {m}; RS-1 allows stored (0) and deflate (8)",
+                    entries.len() + 1
+                )),
+            };
         if flags & 0x0009 != 0 {
             return bad("an entry is encrypted or uses a data descriptor; RS-1 allows neither");
         }
         let crc32 = u32_at(&cd, i + 16);
         let mut compressed = u32_at(&cd, i + 20) as u64;
         let mut size = u32_at(&cd, i + 24) as u64;
-        let (nl, el, cl) = (u16_at(&cd, i + 28) as usize, u16_at(&cd, i + 30) as usize, u16_at(&cd, i + 32) as usize);
+        let (nl, el, cl) = (
+            u16_at(&cd, i + 28) as usize,
+            u16_at(&cd, i + 30) as usize,
+            u16_at(&cd, i + 32) as usize,
+        );
         let mut header_offset = u32_at(&cd, i + 42) as u64;
         let end = i + 46 + nl + el + cl;
         if end > cd.len() {
             return bad("central directory entry runs past the directory");
         }
-        let name = String::from_utf8(cd[i + 46..i + 46 + nl].to_vec()).map_err(|_| Malformed("an entry name is not UTF-8".into()))?;
+        let name = String::from_utf8(cd[i + 46..i + 46 + nl].to_vec())
+            .map_err(|_| Malformed("an entry name is not UTF-8".into()))?;
         if cl != 0 {
             return bad(format!("entry `{name}` has a comment; RS-1 allows none"));
         }
@@ -150,7 +191,15 @@ pub fn read_entries<F: Read + Seek>(f: &mut F, len: u64) -> R<Vec<Entry>> {
             }
             extra = &extra[4 + len..];
         }
-        entries.push(Entry { name, method, crc32, compressed, size, header_offset, data_offset: 0 });
+        entries.push(Entry {
+            name,
+            method,
+            crc32,
+            compressed,
+            size,
+            header_offset,
+            data_offset: 0,
+        });
         i = end;
     }
     if i != cd.len() {
@@ -161,31 +210,57 @@ pub fn read_entries<F: Read + Seek>(f: &mut F, len: u64) -> R<Vec<Entry>> {
     for e in &mut entries {
         if e.header_offset != expect {
             return bad(if expect == 0 {
-                format!("{} bytes precede the first entry (prepended data)", e.header_offset)
+                format!(
+                    "{} bytes precede the first entry (prepended data)",
+                    e.header_offset
+                )
             } else {
                 format!("entry `{}` starts at {} but the previous entry ends at {expect}: bytes were inserted or removed", e.name, e.header_offset)
             });
         }
         let h = read_at(f, e.header_offset, 30)?;
         if u32_at(&h, 0) != 0x0403_4b50 {
-            return bad(format!("entry `{}` has no local header at offset {}", e.name, e.header_offset));
+            return bad(format!(
+                "entry `{}` has no local header at offset {}",
+                e.name, e.header_offset
+            ));
         }
         let (nl, el) = (u16_at(&h, 26) as usize, u16_at(&h, 28) as usize);
         let rest = read_at(f, e.header_offset + 30, nl + el)?;
         if rest[..nl] != *e.name.as_bytes() {
-            return bad(format!("entry `{}`: the local header names `{}`", e.name, String::from_utf8_lossy(&rest[..nl])));
+            return bad(format!(
+                "entry `{}`: the local header names `{}`",
+                e.name,
+                String::from_utf8_lossy(&rest[..nl])
+            ));
         }
-        if u16_at(&h, 8) != match e.method { Method::Stored => 0, Method::Deflated => 8 } || u32_at(&h, 14) != e.crc32 || u16_at(&h, 6) & 0x0009 != 0 {
-            return bad(format!("entry `{}`: the local header disagrees with the central directory", e.name));
+        if u16_at(&h, 8)
+            != match e.method {
+                Method::Stored => 0,
+                Method::Deflated => 8,
+            }
+            || u32_at(&h, 14) != e.crc32
+            || u16_at(&h, 6) & 0x0009 != 0
+        {
+            return bad(format!(
+                "entry `{}`: the local header disagrees with the central directory",
+                e.name
+            ));
         }
         let mut extra = &rest[nl..];
         while extra.len() >= 4 {
             let (id, len) = (u16_at(extra, 0), u16_at(extra, 2) as usize);
             if 4 + len > extra.len() || (id != 0x0001 && id != ALIGN_EXTRA_ID) {
-                return bad(format!("entry `{}` has an unexpected extra field 0x{id:04x}", e.name));
+                return bad(format!(
+                    "entry `{}` has an unexpected extra field 0x{id:04x}",
+                    e.name
+                ));
             }
             if id == ALIGN_EXTRA_ID && extra[4 + 2.min(len)..4 + len].iter().any(|b| *b != 0) {
-                return bad(format!("entry `{}` hides data in its alignment padding", e.name));
+                return bad(format!(
+                    "entry `{}` hides data in its alignment padding",
+                    e.name
+                ));
             }
             extra = &extra[4 + len..];
         }
@@ -193,10 +268,16 @@ pub fn read_entries<F: Read + Seek>(f: &mut F, len: u64) -> R<Vec<Entry>> {
             return bad(format!("entry `{}` has a malformed extra field", e.name));
         }
         e.data_offset = e.header_offset + 30 + (nl + el) as u64;
-        expect = e.data_offset.checked_add(e.compressed).ok_or_else(|| Malformed("entry sizes overflow".into()))?;
+        expect = e
+            .data_offset
+            .checked_add(e.compressed)
+            .ok_or_else(|| Malformed("entry sizes overflow".into()))?;
     }
     if expect != cd_offset {
-        return bad(format!("{} bytes lie between the last entry and the central directory", cd_offset.saturating_sub(expect)));
+        return bad(format!(
+            "{} bytes lie between the last entry and the central directory",
+            cd_offset.saturating_sub(expect)
+        ));
     }
     Ok(entries)
 }

@@ -47,16 +47,24 @@ pub struct EntrySpec<'a> {
     pub source: Source<'a>,
 }
 
-/// What was written for one entry.
-#[derive(Debug, Clone)]
-pub struct Written {
-    pub name: &'static str,
+/// Everything that determines an entry's header bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub name: String,
+    pub method: Method,
     pub crc32: u32,
     pub size: u64,
     pub compressed: u64,
     pub header_offset: u64,
-    pub method: Method,
-    pub zip64: bool,
+    /// Data alignment (1 = none).
+    pub align: u64,
+}
+
+impl Layout {
+    /// Sizes that do not fit 32 bits move to a ZIP64 extra field.
+    pub fn zip64(&self) -> bool {
+        self.size >= U32_MAX || self.compressed >= U32_MAX
+    }
 }
 
 /// Civil UTC (year, month, day, hour, minute, second) of a Unix timestamp (H. Hinnant's
@@ -80,12 +88,66 @@ pub fn civil(epoch: i64) -> (i64, i64, i64, i64, i64, i64) {
 pub fn dos_datetime(epoch: Option<i64>) -> (u16, u16) {
     let (y, m, d, hh, mm, ss) = civil(epoch.unwrap_or(315_532_800).max(315_532_800));
     let y = y.min(2107);
-    (((y - 1980) << 9 | m << 5 | d) as u16, (hh << 11 | mm << 5 | ss / 2) as u16)
+    (
+        (((y - 1980) << 9) | (m << 5) | d) as u16,
+        ((hh << 11) | (mm << 5) | (ss / 2)) as u16,
+    )
 }
 
 fn io<T>(r: std::io::Result<T>, dest: &Path) -> Result<T> {
     r.map_err(|e| Error::io(dest, "write the artifact", e))
 }
+
+/// The local header of an entry, alignment padding included. Pure: the verifier rebuilds
+/// these bytes and compares them with what it reads.
+pub fn local_header(e: &Layout, date: u16, time: u16) -> Vec<u8> {
+    let mut extra = Vec::new();
+    if e.zip64() {
+        extra.extend_from_slice(&ZIP64_EXTRA_ID.to_le_bytes());
+        extra.extend_from_slice(&16u16.to_le_bytes());
+        extra.extend_from_slice(&e.size.to_le_bytes());
+        extra.extend_from_slice(&e.compressed.to_le_bytes());
+    }
+    let name = e.name.as_bytes();
+    if e.align > 1 {
+        let unpadded = e.header_offset + 30 + name.len() as u64 + extra.len() as u64 + 4 + 2;
+        let pad = (e.align - unpadded % e.align) % e.align;
+        extra.extend_from_slice(&ALIGN_EXTRA_ID.to_le_bytes());
+        extra.extend_from_slice(&((2 + pad) as u16).to_le_bytes());
+        extra.extend_from_slice(&(e.align as u16).to_le_bytes());
+        extra.resize(extra.len() + pad as usize, 0);
+    }
+    let mut h = Vec::with_capacity(30 + name.len() + extra.len());
+    h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    h.extend_from_slice(
+        &(if e.zip64() || e.header_offset >= U32_MAX {
+            45u16
+        } else {
+            20u16
+        })
+        .to_le_bytes(),
+    );
+    h.extend_from_slice(&0u16.to_le_bytes()); // flags: no descriptor, no encryption
+    h.extend_from_slice(&e.method.code().to_le_bytes());
+    h.extend_from_slice(&time.to_le_bytes());
+    h.extend_from_slice(&date.to_le_bytes());
+    h.extend_from_slice(&e.crc32.to_le_bytes());
+    let (cs, us) = if e.zip64() {
+        (U32_MAX, U32_MAX)
+    } else {
+        (e.compressed, e.size)
+    };
+    h.extend_from_slice(&(cs as u32).to_le_bytes());
+    h.extend_from_slice(&(us as u32).to_le_bytes());
+    h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    h.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+    h.extend_from_slice(name);
+    h.extend_from_slice(&extra);
+    h
+}
+
+/// Offset of the CRC-32 field in a local header.
+const CRC_AT: u64 = 14;
 
 /// Writes the entries as a complete zip into `out` (positioned at 0). `on_bytes` is called as
 /// stored data streams, for progress.
@@ -95,86 +157,80 @@ pub fn write_zip<W: Write + Seek>(
     entries: &[EntrySpec],
     epoch: Option<i64>,
     on_bytes: &dyn Fn(u64),
-) -> Result<Vec<Written>> {
+) -> Result<Vec<Layout>> {
     let (date, time) = dos_datetime(epoch);
     let mut written = Vec::with_capacity(entries.len());
     let mut pos = 0u64;
     for e in entries {
-        let header_offset = pos;
         // Sizes first: known for bytes (compressed now), from metadata for files.
         let (payload, size, crc) = match (&e.source, e.method) {
             (Source::Bytes(b), Method::Stored) => (None, b.len() as u64, Some(crc32fast::hash(b))),
             (Source::Bytes(b), Method::Deflated) => {
                 let mut enc = DeflateEncoder::new(Vec::new(), Compression::new(9));
                 io(enc.write_all(b), dest)?;
-                (Some(io(enc.finish(), dest)?), b.len() as u64, Some(crc32fast::hash(b)))
+                (
+                    Some(io(enc.finish(), dest)?),
+                    b.len() as u64,
+                    Some(crc32fast::hash(b)),
+                )
             }
-            (Source::File(p), Method::Stored) => (None, std::fs::metadata(p).map_err(|err| Error::io(p, "read", err))?.len(), None),
-            (Source::File(_), Method::Deflated) => return Err(Error::Other("internal: files are stored, not deflated".into())),
+            (Source::File(p), Method::Stored) => (
+                None,
+                std::fs::metadata(p)
+                    .map_err(|err| Error::io(p, "read", err))?
+                    .len(),
+                None,
+            ),
+            (Source::File(_), Method::Deflated) => {
+                return Err(Error::Other(
+                    "internal: files are stored, not deflated".into(),
+                ))
+            }
         };
-        let compressed = payload.as_ref().map(|p| p.len() as u64).unwrap_or(size);
-        let zip64 = size >= U32_MAX || compressed >= U32_MAX;
-        let mut extra = Vec::new();
-        if zip64 {
-            extra.extend_from_slice(&ZIP64_EXTRA_ID.to_le_bytes());
-            extra.extend_from_slice(&16u16.to_le_bytes());
-            extra.extend_from_slice(&size.to_le_bytes());
-            extra.extend_from_slice(&compressed.to_le_bytes());
-        }
-        let name = e.name.as_bytes();
-        if e.align > 1 {
-            let unpadded = header_offset + 30 + name.len() as u64 + extra.len() as u64 + 4 + 2;
-            let pad = (e.align - unpadded % e.align) % e.align;
-            extra.extend_from_slice(&ALIGN_EXTRA_ID.to_le_bytes());
-            extra.extend_from_slice(&((2 + pad) as u16).to_le_bytes());
-            extra.extend_from_slice(&(e.align as u16).to_le_bytes());
-            extra.resize(extra.len() + pad as usize, 0);
-        }
-        let mut h = Vec::with_capacity(30 + name.len() + extra.len());
-        h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        h.extend_from_slice(&(if zip64 { 45u16 } else { 20u16 }).to_le_bytes());
-        h.extend_from_slice(&0u16.to_le_bytes()); // flags: no descriptor, no encryption
-        h.extend_from_slice(&e.method.code().to_le_bytes());
-        h.extend_from_slice(&time.to_le_bytes());
-        h.extend_from_slice(&date.to_le_bytes());
-        let crc_at = h.len() as u64;
-        h.extend_from_slice(&crc.unwrap_or(0).to_le_bytes());
-        let (cs, us) = if zip64 { (U32_MAX, U32_MAX) } else { (compressed, size) };
-        h.extend_from_slice(&(cs as u32).to_le_bytes());
-        h.extend_from_slice(&(us as u32).to_le_bytes());
-        h.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        h.extend_from_slice(&(extra.len() as u16).to_le_bytes());
-        h.extend_from_slice(name);
-        h.extend_from_slice(&extra);
+        let mut layout = Layout {
+            name: e.name.to_string(),
+            method: e.method,
+            crc32: crc.unwrap_or(0),
+            size,
+            compressed: payload.as_ref().map(|p| p.len() as u64).unwrap_or(size),
+            header_offset: pos,
+            align: e.align,
+        };
+        let h = local_header(&layout, date, time);
         io(out.write_all(&h), dest)?;
         pos += h.len() as u64;
-        let crc = match (&e.source, payload) {
-            (_, Some(p)) => {
-                io(out.write_all(&p), dest)?;
-                crc.expect("computed")
-            }
-            (Source::Bytes(b), None) => {
-                io(out.write_all(b), dest)?;
-                crc.expect("computed")
-            }
+        match (&e.source, payload) {
+            (_, Some(p)) => io(out.write_all(&p), dest)?,
+            (Source::Bytes(b), None) => io(out.write_all(b), dest)?,
             (Source::File(p), None) => {
-                let crc = stream_file(out, p, size, dest, on_bytes)?;
-                let end = pos + size;
-                io(out.seek(SeekFrom::Start(header_offset + crc_at)), dest)?;
-                io(out.write_all(&crc.to_le_bytes()), dest)?;
-                io(out.seek(SeekFrom::Start(end)), dest)?;
-                crc
+                // The CRC of a streamed file is known only at its end: patch it in.
+                layout.crc32 = stream_file(out, p, size, dest, on_bytes)?;
+                io(
+                    out.seek(SeekFrom::Start(layout.header_offset + CRC_AT)),
+                    dest,
+                )?;
+                io(out.write_all(&layout.crc32.to_le_bytes()), dest)?;
+                io(out.seek(SeekFrom::Start(pos + size)), dest)?;
             }
-        };
-        pos += compressed;
-        written.push(Written { name: e.name, crc32: crc, size, compressed, header_offset, method: e.method, zip64 });
+        }
+        pos += layout.compressed;
+        written.push(layout);
     }
-    write_central(out, dest, &written, pos, date, time)?;
+    io(
+        out.write_all(&central_directory(&written, pos, date, time)),
+        dest,
+    )?;
     Ok(written)
 }
 
 /// Streams exactly `size` bytes of `path` into `out`, returning their CRC-32.
-fn stream_file<W: Write>(out: &mut W, path: &Path, size: u64, dest: &Path, on_bytes: &dyn Fn(u64)) -> Result<u32> {
+fn stream_file<W: Write>(
+    out: &mut W,
+    path: &Path,
+    size: u64,
+    dest: &Path,
+    on_bytes: &dyn Fn(u64),
+) -> Result<u32> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "read", e))?;
     let mut crc = crc32fast::Hasher::new();
     let mut buf = vec![0u8; 4 << 20];
@@ -182,9 +238,14 @@ fn stream_file<W: Write>(out: &mut W, path: &Path, size: u64, dest: &Path, on_by
     while left > 0 {
         crate::interrupt::check()?;
         let want = left.min(buf.len() as u64) as usize;
-        let n = f.read(&mut buf[..want]).map_err(|e| Error::io(path, "read", e))?;
+        let n = f
+            .read(&mut buf[..want])
+            .map_err(|e| Error::io(path, "read", e))?;
         if n == 0 {
-            return Err(Error::invalid(format!("`{}` shrank while it was being sealed", path.display()), "do not modify the base model during a build"));
+            return Err(Error::invalid(
+                format!("`{}` shrank while it was being sealed", path.display()),
+                "do not modify the base model during a build",
+            ));
         }
         crc.update(&buf[..n]);
         io(out.write_all(&buf[..n]), dest)?;
@@ -193,19 +254,24 @@ fn stream_file<W: Write>(out: &mut W, path: &Path, size: u64, dest: &Path, on_by
     }
     let mut probe = [0u8; 1];
     if f.read(&mut probe).map_err(|e| Error::io(path, "read", e))? != 0 {
-        return Err(Error::invalid(format!("`{}` grew while it was being sealed", path.display()), "do not modify the base model during a build"));
+        return Err(Error::invalid(
+            format!("`{}` grew while it was being sealed", path.display()),
+            "do not modify the base model during a build",
+        ));
     }
     Ok(crc.finalize())
 }
 
-fn write_central<W: Write>(out: &mut W, dest: &Path, written: &[Written], cd_offset: u64, date: u16, time: u16) -> Result<()> {
+/// The central directory and end records for entries whose data ends at `cd_offset`. Pure,
+/// like [`local_header`].
+pub fn central_directory(written: &[Layout], cd_offset: u64, date: u16, time: u16) -> Vec<u8> {
     let mut cd = Vec::new();
     for w in written {
         let off64 = w.header_offset >= U32_MAX;
         let mut extra = Vec::new();
-        if w.zip64 || off64 {
+        if w.zip64() || off64 {
             let mut body = Vec::new();
-            if w.zip64 {
+            if w.zip64() {
                 body.extend_from_slice(&w.size.to_le_bytes());
                 body.extend_from_slice(&w.compressed.to_le_bytes());
             }
@@ -216,7 +282,7 @@ fn write_central<W: Write>(out: &mut W, dest: &Path, written: &[Written], cd_off
             extra.extend_from_slice(&(body.len() as u16).to_le_bytes());
             extra.extend_from_slice(&body);
         }
-        let needs = if w.zip64 || off64 { 45u16 } else { 20u16 };
+        let needs = if w.zip64() || off64 { 45u16 } else { 20u16 };
         cd.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
         cd.extend_from_slice(&((3u16 << 8) | needs).to_le_bytes()); // made by: Unix
         cd.extend_from_slice(&needs.to_le_bytes());
@@ -225,7 +291,11 @@ fn write_central<W: Write>(out: &mut W, dest: &Path, written: &[Written], cd_off
         cd.extend_from_slice(&time.to_le_bytes());
         cd.extend_from_slice(&date.to_le_bytes());
         cd.extend_from_slice(&w.crc32.to_le_bytes());
-        let (cs, us) = if w.zip64 { (U32_MAX, U32_MAX) } else { (w.compressed, w.size) };
+        let (cs, us) = if w.zip64() {
+            (U32_MAX, U32_MAX)
+        } else {
+            (w.compressed, w.size)
+        };
         cd.extend_from_slice(&(cs as u32).to_le_bytes());
         cd.extend_from_slice(&(us as u32).to_le_bytes());
         cd.extend_from_slice(&(w.name.len() as u16).to_le_bytes());
@@ -240,7 +310,10 @@ fn write_central<W: Write>(out: &mut W, dest: &Path, written: &[Written], cd_off
     }
     let cd_size = cd.len() as u64;
     let n = written.len() as u64;
-    let need64 = cd_offset >= U32_MAX || written.iter().any(|w| w.zip64 || w.header_offset >= U32_MAX);
+    let need64 = cd_offset >= U32_MAX
+        || written
+            .iter()
+            .any(|w| w.zip64() || w.header_offset >= U32_MAX);
     if need64 {
         let eocd64_at = cd_offset + cd_size;
         cd.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
@@ -266,5 +339,5 @@ fn write_central<W: Write>(out: &mut W, dest: &Path, written: &[Written], cd_off
     cd.extend_from_slice(&(if need64 { U32_MAX } else { cd_size } as u32).to_le_bytes());
     cd.extend_from_slice(&(if need64 { U32_MAX } else { cd_offset } as u32).to_le_bytes());
     cd.extend_from_slice(&0u16.to_le_bytes());
-    io(out.write_all(&cd), dest)
+    cd
 }

@@ -22,11 +22,20 @@ pub fn ls(store: &Store) -> Vec<Listed> {
         .list_actions()
         .into_iter()
         .map(|a| {
-            let entry: Option<ActionEntry> = cacache::read_sync(store.dir(), format!("ac:{}", a.key)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let entry: Option<ActionEntry> =
+                cacache::read_sync(store.dir(), format!("ac:{}", a.key))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
             Listed {
-                stage: entry.as_ref().map(|e| e.stage.clone()).unwrap_or_else(|| "(unreadable)".into()),
+                stage: entry
+                    .as_ref()
+                    .map(|e| e.stage.clone())
+                    .unwrap_or_else(|| "(unreadable)".into()),
                 blobs: entry.as_ref().map(|e| e.blobs.len()).unwrap_or(0),
-                blob_bytes: entry.as_ref().map(|e| e.blobs.iter().map(|b| b.size).sum()).unwrap_or(0),
+                blob_bytes: entry
+                    .as_ref()
+                    .map(|e| e.blobs.iter().map(|b| b.size).sum())
+                    .unwrap_or(0),
                 key: a.key,
                 written_unix_ms: a.time_ms,
             }
@@ -68,10 +77,16 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
     let mut r = VerifyReport::default();
     for (sha, _) in store.list_blobs() {
         r.blobs_checked += 1;
-        let blob = super::BlobRef { sha256: sha.clone(), size: 0 };
+        let blob = super::BlobRef {
+            sha256: sha.clone(),
+            size: 0,
+        };
         if store.get_blob(&blob).is_none() {
             store.remove_blob(&sha)?;
-            r.removed.push((format!("blob {sha}"), "content does not match its digest".into()));
+            r.removed.push((
+                format!("blob {sha}"),
+                "content does not match its digest".into(),
+            ));
         }
     }
     for a in store.list_actions() {
@@ -95,10 +110,14 @@ pub struct GcReport {
 /// entry refers to.
 pub fn gc(store: &Store, max_age_days: Option<u64>) -> Result<GcReport> {
     let mut r = GcReport::default();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
     let mut keep: HashSet<String> = HashSet::new();
     for a in store.list_actions() {
-        let too_old = max_age_days.is_some_and(|d| now.saturating_sub(a.time_ms) > d as u128 * 86_400_000);
+        let too_old =
+            max_age_days.is_some_and(|d| now.saturating_sub(a.time_ms) > d as u128 * 86_400_000);
         if too_old {
             store.remove_action(&a.key)?;
             r.actions_removed += 1;

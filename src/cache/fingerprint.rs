@@ -45,9 +45,19 @@ impl Fingerprints {
     pub fn load(cache_dir: &Path, project_dir: &Path) -> Fingerprints {
         let abs = std::path::absolute(project_dir).unwrap_or_else(|_| project_dir.to_path_buf());
         let id = blake3::hash(abs.to_string_lossy().as_bytes()).to_hex();
-        let file = cache_dir.join("fingerprints").join(format!("{}.json", &id[..24]));
-        let seen = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        Fingerprints { file: Some(file), seen, dirty: false, hashed_bytes: 0 }
+        let file = cache_dir
+            .join("fingerprints")
+            .join(format!("{}.json", &id[..24]));
+        let seen = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Fingerprints {
+            file: Some(file),
+            seen,
+            dirty: false,
+            hashed_bytes: 0,
+        }
     }
 
     /// An in-memory set, remembered nowhere (for tools and tests).
@@ -56,36 +66,66 @@ impl Fingerprints {
     }
 
     /// sha256 and size of `path`, rehashing only if its stat facts changed.
-    pub fn digest(&mut self, path: &Path, progress: Option<&indicatif::ProgressBar>) -> Result<(String, u64)> {
+    pub fn digest(
+        &mut self,
+        path: &Path,
+        progress: Option<&indicatif::ProgressBar>,
+    ) -> Result<(String, u64)> {
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let md = std::fs::metadata(&abs).map_err(|e| Error::io(path, "read", e))?;
         let (mtime_ns, inode) = stat_facts(&md);
         if let Some(s) = self.seen.get(&abs) {
-            if s.size == md.len() && s.mtime_ns == mtime_ns && s.inode == inode && s.hashed_ns - s.mtime_ns >= RACY_NS {
+            if s.size == md.len()
+                && s.mtime_ns == mtime_ns
+                && s.inode == inode
+                && s.hashed_ns - s.mtime_ns >= RACY_NS
+            {
                 return Ok((s.sha256.clone(), s.size));
             }
         }
         let (sha256, size) = crate::digest::sha256_file(&abs, progress)?;
         self.hashed_bytes += size;
         let hashed_ns = now_ns();
-        self.seen.insert(abs, Seen { size, mtime_ns, inode, sha256: sha256.clone(), hashed_ns });
+        self.seen.insert(
+            abs,
+            Seen {
+                size,
+                mtime_ns,
+                inode,
+                sha256: sha256.clone(),
+                hashed_ns,
+            },
+        );
         self.dirty = true;
         Ok((sha256, size))
     }
 
-    /// Records a digest we computed some other way (a file we just wrote).
-    pub fn remember(&mut self, path: &Path, sha256: &str) {
+    /// Records the digest of a file kolm itself just wrote (and renamed into place), so the
+    /// next build recognises it without rehashing. The racy-clean window does not apply: the
+    /// digest was computed from the bytes written, and any later write changes the stat facts.
+    pub fn remember_written(&mut self, path: &Path, sha256: &str) {
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         if let Ok(md) = std::fs::metadata(&abs) {
             let (mtime_ns, inode) = stat_facts(&md);
-            self.seen.insert(abs, Seen { size: md.len(), mtime_ns, inode, sha256: sha256.to_string(), hashed_ns: now_ns() });
+            self.seen.insert(
+                abs,
+                Seen {
+                    size: md.len(),
+                    mtime_ns,
+                    inode,
+                    sha256: sha256.to_string(),
+                    hashed_ns: mtime_ns + RACY_NS,
+                },
+            );
             self.dirty = true;
         }
     }
 
     /// Writes the fingerprints back, atomically, if anything changed.
     pub fn save(&mut self) -> Result<()> {
-        let (Some(file), true) = (&self.file, self.dirty) else { return Ok(()) };
+        let (Some(file), true) = (&self.file, self.dirty) else {
+            return Ok(());
+        };
         let dir = file.parent().expect("has a parent");
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create", e))?;
         let bytes = serde_json::to_vec(&self.seen).expect("serialises");
@@ -96,17 +136,28 @@ impl Fingerprints {
 }
 
 fn now_ns() -> i128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 #[cfg(unix)]
 fn stat_facts(md: &std::fs::Metadata) -> (i128, u64) {
     use std::os::unix::fs::MetadataExt;
-    (md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128, md.ino())
+    (
+        md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+        md.ino(),
+    )
 }
 
 #[cfg(not(unix))]
 fn stat_facts(md: &std::fs::Metadata) -> (i128, u64) {
-    let m = md.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos() as i128).unwrap_or(0);
+    let m = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
     (m, 0)
 }

@@ -58,12 +58,15 @@ impl Lock {
     }
 
     pub fn pinned(&self, task: &str, stage: &str, key: &str) -> Option<&Pin> {
-        self.pin.iter().find(|p| p.task == task && p.stage == stage && p.key == key)
+        self.pin
+            .iter()
+            .find(|p| p.task == task && p.stage == stage && p.key == key)
     }
 
     /// Replaces the pin for (task, stage).
     pub fn set_pin(&mut self, pin: Pin) {
-        self.pin.retain(|p| !(p.task == pin.task && p.stage == pin.stage));
+        self.pin
+            .retain(|p| !(p.task == pin.task && p.stage == pin.stage));
         self.pin.push(pin);
         self.pin.sort();
     }
@@ -80,20 +83,28 @@ impl Lock {
         for (t, sha) in &new.base {
             match self.base.get(t) {
                 Some(old) if old == sha => {}
-                Some(old) => out.push(format!("base of task `{t}` changed: sha256 {}… → {}…", &old[..12.min(old.len())], &sha[..12])),
+                Some(old) => out.push(format!(
+                    "base of task `{t}` changed: sha256 {}… → {}…",
+                    &old[..12.min(old.len())],
+                    &sha[..12]
+                )),
                 None => out.push(format!("base of task `{t}` is not pinned yet")),
             }
         }
         for p in &new.pin {
             if !self.pin.contains(p) {
-                out.push(format!("stage `{}` of task `{}` would be pinned to a new output", p.stage, p.task));
+                out.push(format!(
+                    "stage `{}` of task `{}` would be pinned to a new output",
+                    p.stage, p.task
+                ));
             }
         }
         out
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
-        let body = toml_edit::ser::to_string_pretty(self).map_err(|e| Error::Other(format!("cannot write the lock: {e}")))?;
+        let body = toml_edit::ser::to_string_pretty(self)
+            .map_err(|e| Error::Other(format!("cannot write the lock: {e}")))?;
         crate::fsutil::write_atomic(path, format!("{HEADER}{body}").as_bytes())
     }
 }

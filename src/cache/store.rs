@@ -55,13 +55,20 @@ impl Store {
     }
 
     fn cache_err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Cache { path: self.dir.clone(), reason: e.to_string() }
+        Error::Cache {
+            path: self.dir.clone(),
+            reason: e.to_string(),
+        }
     }
 
     /// Stores bytes; returns their reference.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<BlobRef> {
-        cacache::write_hash_sync_with_algo(Algorithm::Sha256, &self.dir, bytes).map_err(|e| self.cache_err(e))?;
-        Ok(BlobRef { sha256: crate::digest::sha256(bytes), size: bytes.len() as u64 })
+        cacache::write_hash_sync_with_algo(Algorithm::Sha256, &self.dir, bytes)
+            .map_err(|e| self.cache_err(e))?;
+        Ok(BlobRef {
+            sha256: crate::digest::sha256(bytes),
+            size: bytes.len() as u64,
+        })
     }
 
     /// Reads a blob, checking its integrity. `None` if it is missing or damaged.
@@ -79,7 +86,8 @@ impl Store {
     }
 
     pub fn has_blob(&self, r: &BlobRef) -> bool {
-        r.integrity().is_some_and(|sri| cacache::exists_sync(&self.dir, &sri))
+        r.integrity()
+            .is_some_and(|sri| cacache::exists_sync(&self.dir, &sri))
     }
 
     /// The action entry for `key`, if present, intact, and all its blobs exist.
@@ -91,7 +99,8 @@ impl Store {
 
     pub fn put_action(&self, key: &str, entry: &ActionEntry) -> Result<()> {
         let bytes = serde_json::to_vec(entry).expect("entries serialise");
-        cacache::write_sync_with_algo(Algorithm::Sha256, &self.dir, action_key(key), bytes).map_err(|e| self.cache_err(e))?;
+        cacache::write_sync_with_algo(Algorithm::Sha256, &self.dir, action_key(key), bytes)
+            .map_err(|e| self.cache_err(e))?;
         Ok(())
     }
 
@@ -105,21 +114,30 @@ impl Store {
             .filter_map(|m| m.ok())
             .filter_map(|m| {
                 let key = m.key.strip_prefix("ac:")?.to_string();
-                Some(ListedAction { key, size: m.size as u64, time_ms: m.time, integrity: m.integrity })
+                Some(ListedAction {
+                    key,
+                    size: m.size as u64,
+                    time_ms: m.time,
+                    integrity: m.integrity,
+                })
             })
             .collect()
     }
 
     /// Removes a blob's content.
     pub fn remove_blob(&self, sha256: &str) -> Result<()> {
-        let Ok(sri) = Integrity::from_hex(sha256, Algorithm::Sha256) else { return Ok(()) };
+        let Ok(sri) = Integrity::from_hex(sha256, Algorithm::Sha256) else {
+            return Ok(());
+        };
         cacache::remove_hash_sync(&self.dir, &sri).map_err(|e| self.cache_err(e))
     }
 
     /// Reads and checks one action entry's record, for `kolm cache verify`.
     pub fn check_action(&self, key: &str) -> std::result::Result<ActionEntry, String> {
-        let bytes = cacache::read_sync(&self.dir, action_key(key)).map_err(|e| format!("record unreadable: {e}"))?;
-        let entry: ActionEntry = serde_json::from_slice(&bytes).map_err(|e| format!("record malformed: {e}"))?;
+        let bytes = cacache::read_sync(&self.dir, action_key(key))
+            .map_err(|e| format!("record unreadable: {e}"))?;
+        let entry: ActionEntry =
+            serde_json::from_slice(&bytes).map_err(|e| format!("record malformed: {e}"))?;
         for b in &entry.blobs {
             match self.get_blob(b) {
                 Some(bytes) if bytes.len() as u64 == b.size => {}
@@ -135,7 +153,10 @@ impl Store {
         let root = self.dir.join("content-v2").join("sha256");
         let mut out = Vec::new();
         for e in walk_files(&root) {
-            let rel = e.strip_prefix(&root).ok().map(|p| p.to_string_lossy().replace(['/', '\\'], ""));
+            let rel = e
+                .strip_prefix(&root)
+                .ok()
+                .map(|p| p.to_string_lossy().replace(['/', '\\'], ""));
             if let (Some(hex), Ok(md)) = (rel, std::fs::metadata(&e)) {
                 if hex.len() == 64 {
                     out.push((hex, md.len()));
@@ -162,7 +183,9 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {

@@ -32,15 +32,30 @@ pub fn inspect(g: &Global, path: &Path, key_file: Option<&str>) -> Result<()> {
 
 pub fn verify(g: &Global, a: VerifyArgs) -> Result<()> {
     let size = std::fs::metadata(&a.artifact).map(|m| m.len()).unwrap_or(0);
-    let progress = if g.json || g.quiet { crate::progress::Progress::hidden() } else { crate::progress::Progress::new(true) };
+    let progress = if g.json || g.quiet {
+        crate::progress::Progress::hidden()
+    } else {
+        crate::progress::Progress::new(true)
+    };
     let bar = progress.bytes(size, "verifying");
-    let opts = ver::VerifyOptions { allow_unsigned: a.allow_unsigned, key_file: a.key_file };
+    let opts = ver::VerifyOptions {
+        allow_unsigned: a.allow_unsigned,
+        key_file: a.key_file,
+    };
     let v = ver::verify(&a.artifact, &opts, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "verified": v })).expect("serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "ok": true, "verified": v }))
+                .expect("serialises")
+        );
     } else if !g.quiet {
-        println!("ok {}: 7 entries, every digest matches, signature {}", a.artifact.display(), v.signature.describe());
+        println!(
+            "ok {}: 7 entries, every digest matches, signature {}",
+            a.artifact.display(),
+            v.signature.describe()
+        );
         println!("   K = {:.4} (gate {:.2})", v.k_score, v.gate);
     }
     Ok(())

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{GraphFormat, Global};
+use super::{Global, GraphFormat};
 use crate::executor::{self, BuildReport, ExecOptions, NodeStatus};
 use crate::home::Home;
 use crate::kolmfile::Kolmfile;
@@ -55,9 +55,14 @@ pub fn load_kolmfile(g: &Global) -> Result<Kolmfile> {
     let path = match &g.kolmfile {
         Some(p) => p.clone(),
         None => {
-            let cwd = std::env::current_dir().map_err(|e| Error::io(&PathBuf::from("."), "find the current folder", e))?;
+            let cwd = std::env::current_dir()
+                .map_err(|e| Error::io(&PathBuf::from("."), "find the current folder", e))?;
             let found = Kolmfile::find(&cwd).ok_or_else(|| Error::Invalid {
-                what: format!("no {} in `{}` or any parent folder", crate::kolmfile::FILE_NAME, cwd.display()),
+                what: format!(
+                    "no {} in `{}` or any parent folder",
+                    crate::kolmfile::FILE_NAME,
+                    cwd.display()
+                ),
                 help: "run `kolm init` to create one, or pass `-f path/to/Kolmfile.toml`".into(),
             })?;
             // Relative to the current folder when possible: shorter messages.
@@ -70,10 +75,20 @@ pub fn load_kolmfile(g: &Global) -> Result<Kolmfile> {
 /// Build options from flags and the environment.
 pub fn options(a: &BuildArgs) -> Result<BuildOptions> {
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Some(v.trim().parse::<i64>().map_err(|_| Error::invalid(format!("SOURCE_DATE_EPOCH=`{v}` is not a Unix timestamp"), "set it to whole seconds since 1970, or unset it"))?),
+        Ok(v) if !v.is_empty() => Some(v.trim().parse::<i64>().map_err(|_| {
+            Error::invalid(
+                format!("SOURCE_DATE_EPOCH=`{v}` is not a Unix timestamp"),
+                "set it to whole seconds since 1970, or unset it",
+            )
+        })?),
         _ => None,
     };
-    Ok(BuildOptions { gate: a.gate, unsigned: a.unsigned, airgap: a.airgap, source_date_epoch })
+    Ok(BuildOptions {
+        gate: a.gate,
+        unsigned: a.unsigned,
+        airgap: a.airgap,
+        source_date_epoch,
+    })
 }
 
 /// Under `--airgap`: refuse network teachers up front and tell spawned tools to stay offline.
@@ -86,7 +101,12 @@ pub fn enforce_airgap(k: &Kolmfile) -> Result<()> {
             });
         }
     }
-    for (k, v) in [("KOLM_AIRGAP", "1"), ("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1")] {
+    for (k, v) in [
+        ("KOLM_AIRGAP", "1"),
+        ("HF_HUB_OFFLINE", "1"),
+        ("TRANSFORMERS_OFFLINE", "1"),
+        ("HF_DATASETS_OFFLINE", "1"),
+    ] {
         std::env::set_var(k, v);
     }
     Ok(())
@@ -98,10 +118,25 @@ pub fn build(g: &Global, a: BuildArgs, mode: Mode) -> Result<()> {
     if a.airgap {
         enforce_airgap(&kolmfile)?;
     }
-    let exec = ExecOptions { jobs: a.jobs.unwrap_or(ExecOptions::default().jobs).max(1), locked: a.locked, dry_run: mode != Mode::Build };
-    let progress = if g.json || g.quiet { Progress::hidden() } else { Progress::new(true) };
+    let exec = ExecOptions {
+        jobs: a.jobs.unwrap_or(ExecOptions::default().jobs).max(1),
+        locked: a.locked,
+        dry_run: mode != Mode::Build,
+    };
+    let progress = if g.json || g.quiet {
+        Progress::hidden()
+    } else {
+        Progress::new(true)
+    };
     let explain = a.explain || mode == Mode::Explain;
-    match executor::build(kolmfile, Home::from_env(), Stages::default(), opts, exec, progress) {
+    match executor::build(
+        kolmfile,
+        Home::from_env(),
+        Stages::default(),
+        opts,
+        exec,
+        progress,
+    ) {
         Ok(report) => {
             print_report(g, &report, mode, explain, None);
             Ok(())
@@ -148,12 +183,28 @@ fn print_report(g: &Global, r: &BuildReport, mode: Mode, explain: bool, error: O
         if !show {
             continue;
         }
-        let time = if n.status == NodeStatus::Ran { format!("  {:.2}s", n.millis as f64 / 1000.0) } else { String::new() };
-        let cut = if n.cutoff { "  (output unchanged: dependents stay fresh)" } else { "" };
-        eprintln!("{word:>9} {:<10} {}{time}{cut}", n.stage.name(), n.tasks.join(", "));
+        let time = if n.status == NodeStatus::Ran {
+            format!("  {:.2}s", n.millis as f64 / 1000.0)
+        } else {
+            String::new()
+        };
+        let cut = if n.cutoff {
+            "  (output unchanged: dependents stay fresh)"
+        } else {
+            ""
+        };
+        eprintln!(
+            "{word:>9} {:<10} {}{time}{cut}",
+            n.stage.name(),
+            n.tasks.join(", ")
+        );
         if explain || mode != Mode::Build {
             if n.status == NodeStatus::Fresh {
-                eprintln!("{:>12}fresh: key {}", "", n.key.as_deref().map(|k| &k[..16]).unwrap_or("?"));
+                eprintln!(
+                    "{:>12}fresh: key {}",
+                    "",
+                    n.key.as_deref().map(|k| &k[..16]).unwrap_or("?")
+                );
             }
             for reason in &n.reasons {
                 eprintln!("{:>12}because {reason}", "");
@@ -164,7 +215,10 @@ fn print_report(g: &Global, r: &BuildReport, mode: Mode, explain: bool, error: O
     match mode {
         Mode::Build if error.is_none() => {
             if ran == 0 {
-                eprintln!("    fresh everything is up to date ({} stages)", r.nodes.len());
+                eprintln!(
+                    "    fresh everything is up to date ({} stages)",
+                    r.nodes.len()
+                );
             }
             for a in &r.artifacts {
                 eprintln!(
@@ -192,7 +246,10 @@ pub fn graph(g: &Global, format: GraphFormat) -> Result<()> {
     let kolmfile = load_kolmfile(g)?;
     let graph = crate::graph::Graph::plan(&kolmfile, &Stages::default(), &BuildOptions::default())?;
     match (format, g.json) {
-        (GraphFormat::Json, _) | (_, true) => println!("{}", serde_json::to_string_pretty(&graph.to_json()).expect("serialises")),
+        (GraphFormat::Json, _) | (_, true) => println!(
+            "{}",
+            serde_json::to_string_pretty(&graph.to_json()).expect("serialises")
+        ),
         (GraphFormat::Dot, false) => print!("{}", graph.to_dot()),
     }
     Ok(())
@@ -223,7 +280,10 @@ pub fn clean(g: &Global) -> Result<()> {
         for p in &removed {
             eprintln!("  removed {p}");
         }
-        eprintln!("clean: {} files removed; the shared cache is kept (`kolm cache gc` trims it)", removed.len());
+        eprintln!(
+            "clean: {} files removed; the shared cache is kept (`kolm cache gc` trims it)",
+            removed.len()
+        );
     }
     Ok(())
 }

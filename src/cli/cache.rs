@@ -34,17 +34,39 @@ pub fn run(g: &Global, c: CacheCommand) -> Result<()> {
     match c {
         CacheCommand::Ls => {
             let l = admin::ls(&store);
-            let text: String = l.iter().map(|e| format!("{:<10} {}  {} blobs  {}\n", e.stage, &e.key[..16], e.blobs, crate::artifact::inspect::human(e.blob_bytes))).collect();
+            let text: String = l
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{:<10} {}  {} blobs  {}\n",
+                        e.stage,
+                        &e.key[..16],
+                        e.blobs,
+                        crate::artifact::inspect::human(e.blob_bytes)
+                    )
+                })
+                .collect();
             out(serde_json::json!({ "entries": l }), text);
         }
         CacheCommand::Stats => {
             let s = admin::stats(&store);
-            let text = format!("{}: {} entries, {} blobs, {}\n", s.path, s.actions, s.blobs, crate::artifact::inspect::human(s.bytes));
+            let text = format!(
+                "{}: {} entries, {} blobs, {}\n",
+                s.path,
+                s.actions,
+                s.blobs,
+                crate::artifact::inspect::human(s.bytes)
+            );
             out(serde_json::to_value(&s).expect("serialises"), text);
         }
         CacheCommand::Verify => {
             let r = admin::verify(&store)?;
-            let mut text = format!("checked {} entries and {} blobs; {} damaged removed\n", r.actions_checked, r.blobs_checked, r.removed.len());
+            let mut text = format!(
+                "checked {} entries and {} blobs; {} damaged removed\n",
+                r.actions_checked,
+                r.blobs_checked,
+                r.removed.len()
+            );
             for (what, why) in &r.removed {
                 text.push_str(&format!("  removed {what}: {why}\n"));
             }
@@ -52,7 +74,12 @@ pub fn run(g: &Global, c: CacheCommand) -> Result<()> {
         }
         CacheCommand::Gc { max_age_days } => {
             let r = admin::gc(&store, max_age_days)?;
-            let text = format!("removed {} entries and {} blobs, freed {}\n", r.actions_removed, r.blobs_removed, crate::artifact::inspect::human(r.bytes_freed));
+            let text = format!(
+                "removed {} entries and {} blobs, freed {}\n",
+                r.actions_removed,
+                r.blobs_removed,
+                crate::artifact::inspect::human(r.bytes_freed)
+            );
             out(serde_json::to_value(&r).expect("serialises"), text);
         }
     }

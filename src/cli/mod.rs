@@ -16,7 +16,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::{Error, Result};
 
 #[derive(Parser, Debug)]
-#[command(name = "kolm", version, about = "Compile a task into one signed, self-evaluating .kolm artifact", propagate_version = true)]
+#[command(
+    name = "kolm",
+    version,
+    about = "Compile a task into one signed, self-evaluating .kolm artifact",
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -182,15 +187,26 @@ pub fn main_kolmbuild(mut args: Vec<OsString>) -> i32 {
 
 fn setup_errors() {
     use std::io::IsTerminal;
-    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal();
+    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stderr().is_terminal();
     let _ = miette::set_hook(Box::new(move |_| {
-        Box::new(miette::MietteHandlerOpts::new().color(color).unicode(color).context_lines(1).build())
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(color)
+                .context_lines(1)
+                .wrap_lines(false)
+                .build(),
+        )
     }));
 }
 
 pub(crate) fn report_error(e: Error, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(&e.to_json()).expect("serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&e.to_json()).expect("serialises")
+        );
     } else {
         eprintln!("{:?}", miette::Report::new(e));
     }
@@ -218,9 +234,19 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Graph { format } => build::graph(&g, format),
         Command::Clean => build::clean(&g),
         Command::Cache { command } => cache::run(&g, command),
-        Command::Inspect { artifact, key_file } => artifact::inspect(&g, &artifact, key_file.as_deref()),
+        Command::Inspect { artifact, key_file } => {
+            artifact::inspect(&g, &artifact, key_file.as_deref())
+        }
         Command::Verify(a) => artifact::verify(&g, a),
-        Command::Dev { command: DevCommand::TinyModel { arch, seed, quant, out } } => {
+        Command::Dev {
+            command:
+                DevCommand::TinyModel {
+                    arch,
+                    seed,
+                    quant,
+                    out,
+                },
+        } => {
             let q = match quant {
                 Quant::F32 => crate::gguf::tiny::Quant::F32,
                 Quant::Q8_0 => crate::gguf::tiny::Quant::Q8_0,
@@ -228,9 +254,17 @@ fn dispatch(cli: Cli) -> Result<()> {
             let bytes = crate::gguf::tiny::tiny_model(&arch, seed, q);
             crate::fsutil::write_atomic(&out, &bytes)?;
             if g.json {
-                println!("{}", serde_json::json!({ "path": out, "sha256": crate::digest::sha256(&bytes), "size": bytes.len() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "path": out, "sha256": crate::digest::sha256(&bytes), "size": bytes.len() })
+                );
             } else {
-                println!("wrote {} ({} bytes, sha256 {})", out.display(), bytes.len(), crate::digest::sha256(&bytes));
+                println!(
+                    "wrote {} ({} bytes, sha256 {})",
+                    out.display(),
+                    bytes.len(),
+                    crate::digest::sha256(&bytes)
+                );
             }
             Ok(())
         }
@@ -244,5 +278,8 @@ fn dispatch(cli: Cli) -> Result<()> {
 }
 
 fn not_yet(verb: &str, what: &str) -> Error {
-    Error::Refused { what: format!("`{verb}` is not available yet: {what} is not built"), help: "see the README's status table for what works today".into() }
+    Error::Refused {
+        what: format!("`{verb}` is not available yet: {what} is not built"),
+        help: "see the README's status table for what works today".into(),
+    }
 }

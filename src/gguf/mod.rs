@@ -134,7 +134,7 @@ impl GgmlType {
     /// Bytes taken by `n` elements, if the type is known and `n` is whole blocks.
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let (per, bytes) = self.block()?;
-        (n % per == 0).then(|| n / per * bytes)
+        n.is_multiple_of(per).then(|| n / per * bytes)
     }
 }
 
@@ -217,20 +217,31 @@ impl Header {
                 None => counts.push((t.ty.0, t.elements())),
             }
         }
-        counts.iter().max_by_key(|(_, n)| *n).map(|(ty, _)| GgmlType(*ty).name()).unwrap_or_else(|| "none".into())
+        counts
+            .iter()
+            .max_by_key(|(_, n)| *n)
+            .map(|(ty, _)| GgmlType(*ty).name())
+            .unwrap_or_else(|| "none".into())
     }
     /// The facts `kolm inspect` and the manifest show about a model or adapter.
     pub fn summary(&self) -> ModelSummary {
         ModelSummary {
             architecture: self.architecture().unwrap_or("unknown").to_string(),
-            kind: self.get("general.type").and_then(Value::as_str).unwrap_or("model").to_string(),
+            kind: self
+                .get("general.type")
+                .and_then(Value::as_str)
+                .unwrap_or("model")
+                .to_string(),
             quantization: self.quantization(),
             parameters: self.parameter_count(),
             context_length: self.arch_u64("context_length"),
             embedding_length: self.arch_u64("embedding_length"),
             block_count: self.arch_u64("block_count"),
             tensors: self.tensors.len() as u64,
-            name: self.get("general.name").and_then(Value::as_str).map(str::to_string),
+            name: self
+                .get("general.name")
+                .and_then(Value::as_str)
+                .map(str::to_string),
         }
     }
 }

@@ -14,7 +14,8 @@ const MAX_DIMS: u32 = 8;
 
 /// Reads the header of the GGUF file at `path`.
 pub fn read_header(path: &Path) -> Result<Header, GgufError> {
-    let f = std::fs::File::open(path).map_err(|e| GgufError(format!("cannot open {}: {e}", path.display())))?;
+    let f = std::fs::File::open(path)
+        .map_err(|e| GgufError(format!("cannot open {}: {e}", path.display())))?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
     let h = read_header_from(&mut BufReader::with_capacity(1 << 16, f))?;
     check_extent(&h, len)?;
@@ -25,9 +26,15 @@ pub fn read_header(path: &Path) -> Result<Header, GgufError> {
 pub fn check_extent(h: &Header, len: u64) -> Result<(), GgufError> {
     for t in &h.tensors {
         let size = t.ty.bytes_for(t.elements()).unwrap_or(0);
-        let end = h.data_offset.checked_add(t.offset).and_then(|o| o.checked_add(size));
+        let end = h
+            .data_offset
+            .checked_add(t.offset)
+            .and_then(|o| o.checked_add(size));
         if end.is_none_or(|e| e > len) {
-            return Err(GgufError(format!("tensor `{}` extends past the end of the file (truncated?)", t.name)));
+            return Err(GgufError(format!(
+                "tensor `{}` extends past the end of the file (truncated?)",
+                t.name
+            )));
         }
     }
     Ok(())
@@ -41,7 +48,9 @@ struct Rd<'a, R> {
 impl<R: Read> Rd<'_, R> {
     fn bytes<const N: usize>(&mut self) -> Result<[u8; N], GgufError> {
         let mut b = [0u8; N];
-        self.r.read_exact(&mut b).map_err(|_| GgufError(format!("unexpected end of file at byte {}", self.pos)))?;
+        self.r
+            .read_exact(&mut b)
+            .map_err(|_| GgufError(format!("unexpected end of file at byte {}", self.pos)))?;
         self.pos += N as u64;
         Ok(b)
     }
@@ -54,12 +63,18 @@ impl<R: Read> Rd<'_, R> {
     fn string(&mut self) -> Result<String, GgufError> {
         let n = self.u64()?;
         if n > MAX_STRING {
-            return Err(GgufError(format!("string of {n} bytes at byte {} is implausible", self.pos)));
+            return Err(GgufError(format!(
+                "string of {n} bytes at byte {} is implausible",
+                self.pos
+            )));
         }
         let mut buf = vec![0u8; n as usize];
-        self.r.read_exact(&mut buf).map_err(|_| GgufError(format!("unexpected end of file at byte {}", self.pos)))?;
+        self.r
+            .read_exact(&mut buf)
+            .map_err(|_| GgufError(format!("unexpected end of file at byte {}", self.pos)))?;
         self.pos += n;
-        String::from_utf8(buf).map_err(|_| GgufError(format!("string at byte {} is not UTF-8", self.pos)))
+        String::from_utf8(buf)
+            .map_err(|_| GgufError(format!("string at byte {} is not UTF-8", self.pos)))
     }
     fn value(&mut self, ty: u32, depth: u32) -> Result<Value, GgufError> {
         Ok(match ty {
@@ -90,7 +105,12 @@ impl<R: Read> Rd<'_, R> {
             10 => Value::U64(self.u64()?),
             11 => Value::I64(i64::from_le_bytes(self.bytes()?)),
             12 => Value::F64(f64::from_le_bytes(self.bytes()?)),
-            t => return Err(GgufError(format!("unknown metadata value type {t} at byte {}", self.pos))),
+            t => {
+                return Err(GgufError(format!(
+                    "unknown metadata value type {t} at byte {}",
+                    self.pos
+                )))
+            }
         })
     }
 }
@@ -108,7 +128,9 @@ pub fn read_header_from<R: Read>(r: &mut R) -> Result<Header, GgufError> {
     let n_tensors = rd.u64()?;
     let n_kv = rd.u64()?;
     if n_tensors > MAX_TENSORS || n_kv > MAX_KV {
-        return Err(GgufError(format!("{n_tensors} tensors / {n_kv} metadata keys is implausible")));
+        return Err(GgufError(format!(
+            "{n_tensors} tensors / {n_kv} metadata keys is implausible"
+        )));
     }
     let mut metadata = Vec::with_capacity(n_kv as usize);
     for _ in 0..n_kv {
@@ -128,12 +150,23 @@ pub fn read_header_from<R: Read>(r: &mut R) -> Result<Header, GgufError> {
         for _ in 0..nd {
             dims.push(rd.u64()?);
         }
-        if dims.iter().try_fold(1u64, |a, d| a.checked_mul(*d)).is_none() {
-            return Err(GgufError(format!("tensor `{name}` has an impossible shape {dims:?}")));
+        if dims
+            .iter()
+            .try_fold(1u64, |a, d| a.checked_mul(*d))
+            .is_none()
+        {
+            return Err(GgufError(format!(
+                "tensor `{name}` has an impossible shape {dims:?}"
+            )));
         }
         let ty = GgmlType(rd.u32()?);
         let offset = rd.u64()?;
-        tensors.push(TensorInfo { name, dims, ty, offset });
+        tensors.push(TensorInfo {
+            name,
+            dims,
+            ty,
+            offset,
+        });
     }
     let align = metadata
         .iter()
@@ -142,5 +175,10 @@ pub fn read_header_from<R: Read>(r: &mut R) -> Result<Header, GgufError> {
         .unwrap_or(DEFAULT_ALIGNMENT)
         .max(1);
     let data_offset = rd.pos.div_ceil(align) * align;
-    Ok(Header { version, metadata, tensors, data_offset })
+    Ok(Header {
+        version,
+        metadata,
+        tensors,
+        data_offset,
+    })
 }

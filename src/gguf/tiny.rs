@@ -25,7 +25,10 @@ pub enum Quant {
 
 /// The GPT-2 byte-to-unicode table: every byte gets a printable character.
 pub fn byte_tokens() -> Vec<String> {
-    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xa1..=0xac).chain(0xae..=0xff).collect();
+    let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32)
+        .chain(0xa1..=0xac)
+        .chain(0xae..=0xff)
+        .collect();
     let mut chars: Vec<u32> = printable.clone();
     let mut n = 0;
     for b in 0..256u32 {
@@ -37,7 +40,10 @@ pub fn byte_tokens() -> Vec<String> {
     }
     let mut table: Vec<(u32, u32)> = printable.into_iter().zip(chars).collect();
     table.sort();
-    table.into_iter().map(|(_, c)| char::from_u32(c).expect("valid").to_string()).collect()
+    table
+        .into_iter()
+        .map(|(_, c)| char::from_u32(c).expect("valid").to_string())
+        .collect()
 }
 
 /// The vocabulary: byte tokens, merged tokens, then special tokens. Returns (tokens, merges, types).
@@ -45,7 +51,14 @@ fn vocab() -> (Vec<String>, Vec<String>, Vec<i32>) {
     let mut tokens = byte_tokens();
     let mut types = vec![1i32; tokens.len()];
     // A few merges over JSON-ish text; each merged token must exist in the vocabulary.
-    let pairs = [("\"", ":"), ("Ġ", "\""), ("e", "r"), ("i", "n"), ("o", "n"), ("Ġ", "t")];
+    let pairs = [
+        ("\"", ":"),
+        ("Ġ", "\""),
+        ("e", "r"),
+        ("i", "n"),
+        ("o", "n"),
+        ("Ġ", "t"),
+    ];
     let mut merges = Vec::new();
     for (a, b) in pairs {
         merges.push(format!("{a} {b}"));
@@ -103,22 +116,38 @@ pub fn tiny_model(arch: &str, seed: u64, quant: Quant) -> Vec<u8> {
     mat("token_embd.weight".into(), N_EMBD, n_vocab, &mut w);
     for l in 0..N_LAYER {
         let b = |s: &str| format!("blk.{l}.{s}");
-        w.tensor(TensorData::f32(b("attn_norm.weight"), vec![N_EMBD], &vec![1.0; N_EMBD as usize]));
+        w.tensor(TensorData::f32(
+            b("attn_norm.weight"),
+            vec![N_EMBD],
+            &vec![1.0; N_EMBD as usize],
+        ));
         mat(b("attn_q.weight"), N_EMBD, N_EMBD, &mut w);
         mat(b("attn_k.weight"), N_EMBD, kv, &mut w);
         mat(b("attn_v.weight"), N_EMBD, kv, &mut w);
         if arch == "qwen2" {
-            for (t, n) in [("attn_q.bias", N_EMBD), ("attn_k.bias", kv), ("attn_v.bias", kv)] {
+            for (t, n) in [
+                ("attn_q.bias", N_EMBD),
+                ("attn_k.bias", kv),
+                ("attn_v.bias", kv),
+            ] {
                 w.tensor(TensorData::f32(b(t), vec![n], &vec![0.0; n as usize]));
             }
         }
         mat(b("attn_output.weight"), N_EMBD, N_EMBD, &mut w);
-        w.tensor(TensorData::f32(b("ffn_norm.weight"), vec![N_EMBD], &vec![1.0; N_EMBD as usize]));
+        w.tensor(TensorData::f32(
+            b("ffn_norm.weight"),
+            vec![N_EMBD],
+            &vec![1.0; N_EMBD as usize],
+        ));
         mat(b("ffn_gate.weight"), N_EMBD, N_FF, &mut w);
         mat(b("ffn_up.weight"), N_EMBD, N_FF, &mut w);
         mat(b("ffn_down.weight"), N_FF, N_EMBD, &mut w);
     }
-    w.tensor(TensorData::f32("output_norm.weight", vec![N_EMBD], &vec![1.0; N_EMBD as usize]));
+    w.tensor(TensorData::f32(
+        "output_norm.weight",
+        vec![N_EMBD],
+        &vec![1.0; N_EMBD as usize],
+    ));
     mat("output.weight".into(), N_EMBD, n_vocab, &mut w);
     w.to_bytes()
 }
@@ -126,8 +155,16 @@ pub fn tiny_model(arch: &str, seed: u64, quant: Quant) -> Vec<u8> {
 /// A LoRA adapter for `base` whose B halves are zero: llama.cpp applies it and the outputs are
 /// exactly the base's. A is drawn from the seeded RNG (standard LoRA init), so training can
 /// start from this very file.
-pub fn zero_lora(base: &Header, targets: &[String], rank: u32, alpha: f64, seed: u64) -> Result<Vec<u8>, String> {
-    let arch = base.architecture().ok_or("the base has no general.architecture")?;
+pub fn zero_lora(
+    base: &Header,
+    targets: &[String],
+    rank: u32,
+    alpha: f64,
+    seed: u64,
+) -> Result<Vec<u8>, String> {
+    let arch = base
+        .architecture()
+        .ok_or("the base has no general.architecture")?;
     let mut w = GgufWriter::new();
     w.meta("general.architecture", Value::Str(arch.into()))
         .meta("general.type", Value::Str("adapter".into()))
@@ -137,21 +174,37 @@ pub fn zero_lora(base: &Header, targets: &[String], rank: u32, alpha: f64, seed:
     let r = rank as u64;
     let mut any = false;
     for t in &base.tensors {
-        let Some(rest) = t.name.strip_prefix("blk.") else { continue };
-        let Some((_, leaf)) = rest.split_once('.') else { continue };
-        let Some(target) = leaf.strip_suffix(".weight") else { continue };
+        let Some(rest) = t.name.strip_prefix("blk.") else {
+            continue;
+        };
+        let Some((_, leaf)) = rest.split_once('.') else {
+            continue;
+        };
+        let Some(target) = leaf.strip_suffix(".weight") else {
+            continue;
+        };
         if !targets.iter().any(|x| x == target) || t.dims.len() != 2 {
             continue;
         }
         let (n_in, n_out) = (t.dims[0], t.dims[1]);
         let scale = 1.0 / (n_in as f32).sqrt();
         let a: Vec<f32> = (0..n_in * r).map(|_| rng.normal() * scale).collect();
-        w.tensor(TensorData::f32(format!("{}.lora_a", t.name), vec![n_in, r], &a));
-        w.tensor(TensorData::f32(format!("{}.lora_b", t.name), vec![r, n_out], &vec![0.0; (r * n_out) as usize]));
+        w.tensor(TensorData::f32(
+            format!("{}.lora_a", t.name),
+            vec![n_in, r],
+            &a,
+        ));
+        w.tensor(TensorData::f32(
+            format!("{}.lora_b", t.name),
+            vec![r, n_out],
+            &vec![0.0; (r * n_out) as usize],
+        ));
         any = true;
     }
     if !any {
-        return Err(format!("the base has no tensors for the LoRA targets {targets:?}"));
+        return Err(format!(
+            "the base has no tensors for the LoRA targets {targets:?}"
+        ));
     }
     Ok(w.to_bytes())
 }

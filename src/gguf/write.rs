@@ -17,7 +17,12 @@ impl TensorData {
         for v in values {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
-        TensorData { name: name.into(), dims, ty: GgmlType::F32, bytes }
+        TensorData {
+            name: name.into(),
+            dims,
+            ty: GgmlType::F32,
+            bytes,
+        }
     }
 
     /// Quantises to Q8_0 (blocks of 32: an f16 scale and 32 signed bytes).
@@ -32,7 +37,12 @@ impl TensorData {
                 bytes.push((v * inv).round().clamp(-127.0, 127.0) as i8 as u8);
             }
         }
-        TensorData { name: name.into(), dims, ty: GgmlType::Q8_0, bytes }
+        TensorData {
+            name: name.into(),
+            dims,
+            ty: GgmlType::Q8_0,
+            bytes,
+        }
     }
 }
 

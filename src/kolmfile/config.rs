@@ -140,7 +140,13 @@ pub struct Weights {
 
 impl Default for Weights {
     fn default() -> Self {
-        Weights { accuracy: 0.40, size: 0.15, latency: 0.15, cost: 0.15, coverage: 0.15 }
+        Weights {
+            accuracy: 0.40,
+            size: 0.15,
+            latency: 0.15,
+            cost: 0.15,
+            coverage: 0.15,
+        }
     }
 }
 
@@ -164,7 +170,12 @@ pub struct Baseline {
 
 impl Default for Baseline {
     fn default() -> Self {
-        Baseline { accuracy: 0.95, latency_ms: 1240.0, cost_per_1k: 18.0, size_bytes: 80e9 }
+        Baseline {
+            accuracy: 0.95,
+            latency_ms: 1240.0,
+            cost_per_1k: 18.0,
+            size_bytes: 80e9,
+        }
     }
 }
 
@@ -188,7 +199,11 @@ impl DeviceProfile {
             "server-gpu" => (900.0, 50000.0),
             _ => return None,
         };
-        Some(DeviceProfile { name: name.to_string(), mem_bandwidth_gbs: bw, compute_gflops: fl })
+        Some(DeviceProfile {
+            name: name.to_string(),
+            mem_bandwidth_gbs: bw,
+            compute_gflops: fl,
+        })
     }
     pub const BUILTIN: [&'static str; 4] = ["cpu-2core", "laptop", "phone", "server-gpu"];
 }
@@ -212,5 +227,12 @@ pub struct SignConfig {
 }
 
 /// LoRA targets kolm knows how to train, by llama.cpp tensor name.
-pub const LORA_TARGETS: [&str; 7] =
-    ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"];
+pub const LORA_TARGETS: [&str; 7] = [
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];

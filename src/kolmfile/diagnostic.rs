@@ -68,7 +68,12 @@ impl KolmfileError {
     }
 
     /// An error about the file as a whole (no better place to point at).
-    pub fn whole_file(path: &Path, source: &str, message: impl Into<String>, help: Option<String>) -> Self {
+    pub fn whole_file(
+        path: &Path,
+        source: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Self {
         Self::at(path, source, 0..0, message, "here", help)
     }
 
@@ -96,7 +101,10 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The closest candidate to a misspelt word, if one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

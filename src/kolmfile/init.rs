@@ -52,11 +52,24 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>> {
         .ok()
         .or_else(|| std::env::current_dir().ok().map(|c| c.join(dir)))
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_lowercase()))
-        .map(|n| n.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect::<String>())
+        .map(|n| {
+            n.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect::<String>()
+        })
         .filter(|n| n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()))
         .unwrap_or_else(|| "my-task".to_string());
     let files = [
-        (dir.join(super::FILE_NAME), KOLMFILE.replace("{name}", &name)),
+        (
+            dir.join(super::FILE_NAME),
+            KOLMFILE.replace("{name}", &name),
+        ),
         (dir.join("data/seeds.jsonl"), SEEDS.to_string()),
         (dir.join("data/evals.jsonl"), EVALS.to_string()),
     ];
@@ -76,7 +89,8 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>> {
             .create_new(true)
             .open(path)
             .map_err(|e| Error::io(path, "create a file", e))?;
-        f.write_all(text.as_bytes()).map_err(|e| Error::io(path, "write a file", e))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| Error::io(path, "write a file", e))?;
         written.push(path.clone());
     }
     Ok(written)

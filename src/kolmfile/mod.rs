@@ -32,22 +32,37 @@ pub struct Kolmfile {
 impl Kolmfile {
     /// Reads and checks a Kolmfile.
     pub fn load(path: &Path) -> crate::Result<Kolmfile> {
-        let source = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, "read the Kolmfile", e))?;
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| crate::Error::io(path, "read the Kolmfile", e))?;
         Ok(Self::parse(path, &source)?)
     }
 
     /// Checks Kolmfile text; `path` is used for messages and as the base of relative paths.
+    #[allow(clippy::result_large_err)] // built once, on the way out
     pub fn parse(path: &Path, source: &str) -> Result<Kolmfile, KolmfileError> {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let cx = resolve::Cx { path, src: source, dir: &dir };
-        let raw: raw::RawKolmfile = toml_edit::de::from_str(source).map_err(|e| resolve::shape_error(&cx, &e))?;
+        let cx = resolve::Cx {
+            path,
+            src: source,
+            dir: &dir,
+        };
+        let raw: raw::RawKolmfile =
+            toml_edit::de::from_str(source).map_err(|e| resolve::shape_error(&cx, &e))?;
         let (project, tasks) = resolve::resolve(&cx, raw)?;
-        Ok(Kolmfile { path: path.to_path_buf(), dir, project, tasks })
+        Ok(Kolmfile {
+            path: path.to_path_buf(),
+            dir,
+            project,
+            tasks,
+        })
     }
 
     /// Finds `Kolmfile.toml` in `start` or the nearest parent folder, as cargo finds Cargo.toml.
     pub fn find(start: &Path) -> Option<PathBuf> {
-        start.ancestors().map(|d| d.join(FILE_NAME)).find(|p| p.is_file())
+        start
+            .ancestors()
+            .map(|d| d.join(FILE_NAME))
+            .find(|p| p.is_file())
     }
 
     /// Absolute path of a Kolmfile-relative path.

@@ -183,16 +183,58 @@ macro_rules! overlay_fields {
     };
 }
 
-overlay_fields!(RawBase { path, url, sha256, tiny });
+overlay_fields!(RawBase {
+    path,
+    url,
+    sha256,
+    tiny
+});
 overlay_fields!(RawTeacher {
-    provider, model, endpoint, api_key_env, cassette, samples, temperature, seed, concurrency,
-    timeout_secs, max_retries, synthesize, verify_seeds, price
+    provider,
+    model,
+    endpoint,
+    api_key_env,
+    cassette,
+    samples,
+    temperature,
+    seed,
+    concurrency,
+    timeout_secs,
+    max_retries,
+    synthesize,
+    verify_seeds,
+    price
 });
-overlay_fields!(RawRecall { corpus, chunk_chars, overlap_chars, embedder, top_k });
+overlay_fields!(RawRecall {
+    corpus,
+    chunk_chars,
+    overlap_chars,
+    embedder,
+    top_k
+});
 overlay_fields!(RawDistill {
-    train, rank, alpha, targets, epochs, learning_rate, batch_size, max_seq_len, seed, threads
+    train,
+    rank,
+    alpha,
+    targets,
+    epochs,
+    learning_rate,
+    batch_size,
+    max_seq_len,
+    seed,
+    threads
 });
-overlay_fields!(RawDecompose { enabled, recipes, drafts, time_limit_ms, memory_limit_mb });
-overlay_fields!(RawScore { device, weights, baseline });
+overlay_fields!(RawDecompose {
+    enabled,
+    recipes,
+    drafts,
+    time_limit_ms,
+    memory_limit_mb
+});
+overlay_fields!(RawScore {
+    device,
+    weights,
+    baseline
+});
 overlay_fields!(RawGate { min_k });
 overlay_fields!(RawSign { key_file });

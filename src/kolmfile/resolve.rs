@@ -5,6 +5,10 @@
 //! (ranges, enums, files that must exist, weights that must sum to 1) while its span is still
 //! at hand, and the task-level sections are laid over the top-level defaults.
 
+// A KolmfileError is large (it carries the source for rendering) but is built once, on the
+// way out; boxing it at every `?` would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::Path;
@@ -25,8 +29,31 @@ pub(super) struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn err(&self, span: Range<usize>, msg: impl Into<String>, label: &str, help: Option<String>) -> KolmfileError {
+    fn err(
+        &self,
+        span: Range<usize>,
+        msg: impl Into<String>,
+        label: &str,
+        help: Option<String>,
+    ) -> KolmfileError {
         KolmfileError::at(self.path, self.src, span, msg, label, help)
+    }
+
+    /// An error about text that may be a secret: the bytes in `mask` are starred out of the
+    /// source the error renders (offsets kept), and the snippet is withheld.
+    fn secret_err(
+        &self,
+        mask: Range<usize>,
+        span: Range<usize>,
+        msg: impl Into<String>,
+        label: &str,
+        help: Option<String>,
+    ) -> KolmfileError {
+        let mut masked = self.src.to_string();
+        masked.replace_range(mask.clone(), &"*".repeat(mask.len()));
+        let mut e = KolmfileError::at(self.path, &masked, span, msg, label, help);
+        e.snippet = "<redacted>".into();
+        e
     }
 
     /// The span of `key = ...` inside a table's span, to point at a key that is missing a
@@ -58,29 +85,80 @@ pub(super) fn shape_error(cx: &Cx, e: &toml_edit::de::Error) -> KolmfileError {
             .unwrap_or_default();
         let help = match did_you_mean(&word, expected.iter().copied()) {
             Some(s) => Some(format!("did you mean `{s}`?")),
-            None if !expected.is_empty() => Some(format!("expected one of: {}", expected.join(", "))),
+            None if !expected.is_empty() => {
+                Some(format!("expected one of: {}", expected.join(", ")))
+            }
             None => None,
         };
         let section = enclosing_table(cx.src, span.start);
-        return cx.err(span, format!("unknown key `{word}` in {section}"), "unknown key", help);
+        let lower = word.to_ascii_lowercase();
+        if ["key", "token", "secret", "password"]
+            .iter()
+            .any(|s| lower.contains(s))
+        {
+            // The value may be a credential pasted by mistake: never echo its line.
+            let line_start = cx.src[..span.start.min(cx.src.len())]
+                .rfind('\n')
+                .map(|i| i + 1)
+                .unwrap_or(0);
+            let line_end = cx.src[line_start..]
+                .find('\n')
+                .map(|i| line_start + i)
+                .unwrap_or(cx.src.len());
+            let value = cx.src[line_start..line_end]
+                .find('=')
+                .map(|eq| line_start + eq + 1..line_end)
+                .unwrap_or(span.clone());
+            let help = help.map(|h| {
+                format!("{h} (secrets never go in the Kolmfile: name an env var instead)")
+            });
+            return cx.secret_err(
+                value,
+                span,
+                format!("unknown key `{word}` in {section}"),
+                "unknown key",
+                help,
+            );
+        }
+        return cx.err(
+            span,
+            format!("unknown key `{word}` in {section}"),
+            "unknown key",
+            help,
+        );
     }
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
-        let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "another type"));
+        let (found, expected) = rest
+            .split_once(", expected ")
+            .unwrap_or((rest, "another type"));
         let key = key_at(cx.src, span.start);
         let what = key.map(|k| format!(" for `{k}`")).unwrap_or_default();
         return cx.err(
             span,
-            format!("wrong type{what}: expected {}, found {found}", plain_type(expected)),
+            format!(
+                "wrong type{what}: expected {}, found {found}",
+                plain_type(expected)
+            ),
             "wrong type",
             None,
         );
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or_default();
-        return cx.err(span, format!("missing key `{field}`"), "in this table", None);
+        return cx.err(
+            span,
+            format!("missing key `{field}`"),
+            "in this table",
+            None,
+        );
     }
     if msg.contains("duplicate key") || msg.contains("invalid") || msg.contains("expected") {
-        return cx.err(span, format!("invalid TOML: {}", first_line(&msg)), "here", None);
+        return cx.err(
+            span,
+            format!("invalid TOML: {}", first_line(&msg)),
+            "here",
+            None,
+        );
     }
     cx.err(span, first_line(&msg).to_string(), "here", None)
 }
@@ -110,14 +188,28 @@ fn enclosing_table(src: &str, offset: usize) -> String {
         .rev()
         .map(str::trim)
         .find(|l| l.starts_with('['))
-        .map(|l| l.split(']').next().unwrap_or(l).trim_start_matches('[').to_string())
-        .map(|t| format!("[{t}]"))
+        .map(|l| {
+            let name = l
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or(l)
+                .trim();
+            if l.starts_with("[[") {
+                format!("[[{name}]]")
+            } else {
+                format!("[{name}]")
+            }
+        })
         .unwrap_or_else(|| "the top level".to_string())
 }
 
 /// The key on the line of an offset (`key = value`).
 fn key_at(src: &str, offset: usize) -> Option<String> {
-    let start = src[..offset.min(src.len())].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let start = src[..offset.min(src.len())]
+        .rfind('\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
     let line = src[start..].lines().next()?;
     let (k, _) = line.split_once('=')?;
     let k = k.trim();
@@ -140,8 +232,15 @@ pub(super) fn resolve(cx: &Cx, raw: RawKolmfile) -> R<(Project, Vec<TaskConfig>)
             let p = p.into_inner();
             let name = required(cx, p.name, span.clone(), "project", "name")?;
             check_slug(cx, &name, "project name")?;
-            let dist = p.dist.map(|d| relative_path(cx, d)).transpose()?.unwrap_or_else(|| "dist".into());
-            Project { name: name.into_inner(), dist }
+            let dist = p
+                .dist
+                .map(|d| relative_path(cx, d))
+                .transpose()?
+                .unwrap_or_else(|| "dist".into());
+            Project {
+                name: name.into_inner(),
+                dist,
+            }
         }
     };
     if raw.task.is_empty() {
@@ -172,7 +271,10 @@ pub(super) fn resolve(cx: &Cx, raw: RawKolmfile) -> R<(Project, Vec<TaskConfig>)
                 cx.key_span(span_of_task(cx, &task.name), "name"),
                 format!("duplicate task name `{}`", task.name),
                 "second task with this name",
-                Some("every task yields one artifact named after it: give each task its own name".into()),
+                Some(
+                    "every task yields one artifact named after it: give each task its own name"
+                        .into(),
+                ),
             ));
         }
         tasks.push(task);
@@ -202,7 +304,8 @@ struct Defaults {
 fn resolve_task(cx: &Cx, t: RawTask, span: Range<usize>, d: &Defaults) -> R<TaskConfig> {
     let name = required(cx, t.name, span.clone(), "[[task]]", "name")?;
     check_slug(cx, &name, "task name")?;
-    let description = required(cx, t.description, span.clone(), "[[task]]", "description")?.into_inner();
+    let description =
+        required(cx, t.description, span.clone(), "[[task]]", "description")?.into_inner();
     let output_schema = match (t.output_schema, t.output_schema_file) {
         (Some(_), Some(f)) => {
             return Err(cx.err(
@@ -233,8 +336,16 @@ fn resolve_task(cx: &Cx, t: RawTask, span: Range<usize>, d: &Defaults) -> R<Task
             ))
         }
     };
-    let seeds = existing_file(cx, required(cx, t.seeds, span.clone(), "[[task]]", "seeds")?, "seeds file")?;
-    let evals = existing_file(cx, required(cx, t.evals, span.clone(), "[[task]]", "evals")?, "evals file")?;
+    let seeds = existing_file(
+        cx,
+        required(cx, t.seeds, span.clone(), "[[task]]", "seeds")?,
+        "seeds file",
+    )?;
+    let evals = existing_file(
+        cx,
+        required(cx, t.evals, span.clone(), "[[task]]", "evals")?,
+        "evals file",
+    )?;
 
     // The base's keys are alternatives, so a task's [task.base] replaces the default whole.
     let base = match t.base.or_else(|| d.base.clone()) {
@@ -257,26 +368,70 @@ fn resolve_task(cx: &Cx, t: RawTask, span: Range<usize>, d: &Defaults) -> R<Task
         evals,
         base,
         teacher: teacher(cx, over(t.teacher).overlay(&d.teacher))?,
-        recall: recall(cx, t.recall.map(Spanned::into_inner).unwrap_or_default().overlay(&d.recall))?,
-        distill: distill(cx, t.distill.map(Spanned::into_inner).unwrap_or_default().overlay(&d.distill))?,
-        decompose: decompose(cx, t.decompose.map(Spanned::into_inner).unwrap_or_default().overlay(&d.decompose))?,
-        score: score(cx, t.score.map(Spanned::into_inner).unwrap_or_default().overlay(&d.score))?,
+        recall: recall(
+            cx,
+            t.recall
+                .map(Spanned::into_inner)
+                .unwrap_or_default()
+                .overlay(&d.recall),
+        )?,
+        distill: distill(
+            cx,
+            t.distill
+                .map(Spanned::into_inner)
+                .unwrap_or_default()
+                .overlay(&d.distill),
+        )?,
+        decompose: decompose(
+            cx,
+            t.decompose
+                .map(Spanned::into_inner)
+                .unwrap_or_default()
+                .overlay(&d.decompose),
+        )?,
+        score: score(
+            cx,
+            t.score
+                .map(Spanned::into_inner)
+                .unwrap_or_default()
+                .overlay(&d.score),
+        )?,
         gate: GateConfig {
-            min_k: t.gate.map(Spanned::into_inner).unwrap_or_default().overlay(&d.gate).min_k
+            min_k: t
+                .gate
+                .map(Spanned::into_inner)
+                .unwrap_or_default()
+                .overlay(&d.gate)
+                .min_k
                 .map(|k| in_range(cx, k, 0.0, 1.0, "gate.min_k"))
                 .transpose()?
                 .unwrap_or(DEFAULT_MIN_K),
         },
         sign: SignConfig {
-            key_file: t.sign.map(Spanned::into_inner).unwrap_or_default().overlay(&d.sign).key_file.map(Spanned::into_inner),
+            key_file: t
+                .sign
+                .map(Spanned::into_inner)
+                .unwrap_or_default()
+                .overlay(&d.sign)
+                .key_file
+                .map(Spanned::into_inner),
         },
     })
 }
 
 fn required<T>(cx: &Cx, v: S<T>, table: Range<usize>, section: &str, key: &str) -> R<Spanned<T>> {
     v.ok_or_else(|| {
-        let header = table.start..cx.src[table.start..table.end].find('\n').map(|i| table.start + i).unwrap_or(table.end);
-        cx.err(header, format!("missing required key `{key}` in {section}"), "in this table", Some(format!("add `{key} = ...` to {section}")))
+        let header = table.start
+            ..cx.src[table.start..table.end]
+                .find('\n')
+                .map(|i| table.start + i)
+                .unwrap_or(table.end);
+        cx.err(
+            header,
+            format!("missing required key `{key}` in {section}"),
+            "in this table",
+            Some(format!("add `{key} = ...` to {section}")),
+        )
     })
 }
 
@@ -284,8 +439,12 @@ fn check_slug(cx: &Cx, v: &Spanned<String>, what: &str) -> R<()> {
     let s = v.get_ref();
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.');
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
+        });
     if ok {
         Ok(())
     } else {
@@ -303,35 +462,59 @@ fn check_schema(cx: &Cx, span: Range<usize>, v: serde_json::Value) -> R<serde_js
 /// A path relative to the Kolmfile, normalised to forward slashes, that must not escape it.
 fn relative_path(cx: &Cx, v: Spanned<String>) -> R<String> {
     let s = v.get_ref().replace('\\', "/");
-    if s.is_empty() || s.starts_with('/') || s.split('/').any(|c| c == "..") {
+    let s = s.trim_start_matches("./").trim_end_matches('/').to_string();
+    if s.is_empty() || s == "." || s.starts_with('/') || s.split('/').any(|c| c == "..") {
         return Err(cx.err(v.span(), format!("path `{s}` must stay inside the project"), "this path", Some("paths are relative to the Kolmfile's folder and may not start with `/` or contain `..`".into())));
     }
-    Ok(s.trim_start_matches("./").to_string())
+    Ok(s)
 }
 
 fn existing_file(cx: &Cx, v: Spanned<String>, what: &str) -> R<String> {
     let span = v.span();
     let rel = relative_path(cx, v)?;
     if !cx.dir.join(&rel).is_file() {
-        return Err(cx.err(span, format!("{what} `{rel}` does not exist"), "no such file", Some(format!("paths are relative to {}", display_dir(cx.dir)))));
+        return Err(cx.err(
+            span,
+            format!("{what} `{rel}` does not exist"),
+            "no such file",
+            Some(format!("paths are relative to {}", display_dir(cx.dir))),
+        ));
     }
     Ok(rel)
 }
 
 fn display_dir(dir: &Path) -> String {
-    if dir.as_os_str().is_empty() { "the current folder".into() } else { format!("`{}`", dir.display()) }
+    if dir.as_os_str().is_empty() {
+        "the current folder".into()
+    } else {
+        format!("`{}`", dir.display())
+    }
 }
 
-fn in_range<T: PartialOrd + Copy + std::fmt::Display>(cx: &Cx, v: Spanned<T>, lo: T, hi: T, key: &str) -> R<T> {
+fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
+    cx: &Cx,
+    v: Spanned<T>,
+    lo: T,
+    hi: T,
+    key: &str,
+) -> R<T> {
     let x = *v.get_ref();
-    if x < lo || x > hi {
-        return Err(cx.err(v.span(), format!("`{key}` = {x} is out of range"), "out of range", Some(format!("expected a value from {lo} to {hi}"))));
+    // Written so that NaN is out of every range.
+    if !(x >= lo && x <= hi) {
+        return Err(cx.err(
+            v.span(),
+            format!("`{key}` = {x} is out of range"),
+            "out of range",
+            Some(format!("expected a value from {lo} to {hi}")),
+        ));
     }
     Ok(x)
 }
 
 fn int(cx: &Cx, v: S<i64>, lo: i64, hi: i64, key: &str, default: i64) -> R<u32> {
-    Ok(v.map(|v| in_range(cx, v, lo, hi, key)).transpose()?.unwrap_or(default) as u32)
+    Ok(v.map(|v| in_range(cx, v, lo, hi, key))
+        .transpose()?
+        .unwrap_or(default) as u32)
 }
 
 fn one_of(cx: &Cx, v: &Spanned<String>, names: &[&str], key: &str) -> R<()> {
@@ -341,7 +524,12 @@ fn one_of(cx: &Cx, v: &Spanned<String>, names: &[&str], key: &str) -> R<()> {
     let help = did_you_mean(v.get_ref(), names.iter().copied())
         .map(|s| format!("did you mean `{s}`?"))
         .unwrap_or_else(|| format!("expected one of: {}", names.join(", ")));
-    Err(cx.err(v.span(), format!("unknown {key} `{}`", v.get_ref()), "unknown value", Some(help)))
+    Err(cx.err(
+        v.span(),
+        format!("unknown {key} `{}`", v.get_ref()),
+        "unknown value",
+        Some(help),
+    ))
 }
 
 fn base(cx: &Cx, b: Spanned<RawBase>) -> R<BaseConfig> {
@@ -349,32 +537,64 @@ fn base(cx: &Cx, b: Spanned<RawBase>) -> R<BaseConfig> {
     let b = b.into_inner();
     let sha256 = match b.sha256 {
         Some(h) => {
-            let s = h.get_ref().trim_start_matches("sha256:").to_ascii_lowercase();
+            let s = h
+                .get_ref()
+                .trim_start_matches("sha256:")
+                .to_ascii_lowercase();
             if s.len() != 64 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
-                return Err(cx.err(h.span(), "`base.sha256` must be 64 hex digits", "not a sha256", Some("run `sha256sum model.gguf` to get it".into())));
+                return Err(cx.err(
+                    h.span(),
+                    "`base.sha256` must be 64 hex digits",
+                    "not a sha256",
+                    Some("run `sha256sum model.gguf` to get it".into()),
+                ));
             }
             Some(s)
         }
         None => None,
     };
-    let set = [b.path.is_some(), b.url.is_some(), b.tiny.is_some()].iter().filter(|x| **x).count();
+    let set = [b.path.is_some(), b.url.is_some(), b.tiny.is_some()]
+        .iter()
+        .filter(|x| **x)
+        .count();
     if set != 1 {
-        let msg = if set == 0 { "[base] needs one of `path`, `url` or `tiny`" } else { "[base] sets more than one of `path`, `url` and `tiny`" };
+        let msg = if set == 0 {
+            "[base] needs one of `path`, `url` or `tiny`"
+        } else {
+            "[base] sets more than one of `path`, `url` and `tiny`"
+        };
         return Err(cx.err(span, msg, "this base", Some("a local GGUF: `path = \"models/base.gguf\"`; a download: `url = \"hf://owner/repo/file.gguf\"` with `sha256`".into())));
     }
     let source = if let Some(p) = b.path {
         let pspan = p.span();
         let raw = p.get_ref().clone();
-        let rel = if Path::new(&raw).is_absolute() { raw } else { relative_path(cx, p)? };
+        let rel = if Path::new(&raw).is_absolute() {
+            raw
+        } else {
+            relative_path(cx, p)?
+        };
         if !cx.dir.join(&rel).is_file() {
-            return Err(cx.err(pspan, format!("base model `{rel}` does not exist"), "no such file", Some(format!("paths are relative to {}", display_dir(cx.dir)))));
+            return Err(cx.err(
+                pspan,
+                format!("base model `{rel}` does not exist"),
+                "no such file",
+                Some(format!("paths are relative to {}", display_dir(cx.dir))),
+            ));
         }
         BaseSource::Path { path: rel }
     } else if let Some(u) = b.url {
         let url = u.get_ref().clone();
-        let parts: Vec<&str> = url.strip_prefix("hf://").map(|r| r.split('/').collect()).unwrap_or_default();
+        let parts: Vec<&str> = url
+            .strip_prefix("hf://")
+            .map(|r| r.split('/').collect())
+            .unwrap_or_default();
         if parts.len() < 3 || parts.iter().any(|p| p.is_empty() || *p == "..") {
-            return Err(cx.err(u.span(), format!("`{url}` is not an hf:// model address"), "bad address", Some("expected `hf://owner/repo/path/to/file.gguf`".into())));
+            return Err(cx.err(
+                u.span(),
+                format!("`{url}` is not an hf:// model address"),
+                "bad address",
+                Some("expected `hf://owner/repo/path/to/file.gguf`".into()),
+            ));
         }
         if sha256.is_none() {
             return Err(cx.err(u.span(), "a downloaded base must be pinned by `sha256`", "unpinned download", Some("add `sha256 = \"...\"` to [base]; a download that does not match it is refused".into())));
@@ -384,9 +604,19 @@ fn base(cx: &Cx, b: Spanned<RawBase>) -> R<BaseConfig> {
         let t = b.tiny.expect("counted above");
         let tspan = t.span();
         let t = t.into_inner();
-        let arch = t.arch.ok_or_else(|| cx.err(tspan.clone(), "`base.tiny` needs `arch`", "here", Some("arch = \"llama\" or \"qwen2\"".into())))?;
+        let arch = t.arch.ok_or_else(|| {
+            cx.err(
+                tspan.clone(),
+                "`base.tiny` needs `arch`",
+                "here",
+                Some("arch = \"llama\" or \"qwen2\"".into()),
+            )
+        })?;
         one_of(cx, &arch, &["llama", "qwen2"], "tiny model architecture")?;
-        BaseSource::Tiny { arch: arch.into_inner(), seed: t.seed.map(Spanned::into_inner).unwrap_or(0) }
+        BaseSource::Tiny {
+            arch: arch.into_inner(),
+            seed: t.seed.map(Spanned::into_inner).unwrap_or(0),
+        }
     };
     Ok(BaseConfig { source, sha256 })
 }
@@ -407,28 +637,40 @@ fn teacher(cx: &Cx, t: RawTeacher) -> R<TeacherConfig> {
     let pspan = t.provider.as_ref().map(|p| p.span()).unwrap_or(0..0);
     if let Some(k) = &t.api_key_env {
         let s = k.get_ref();
-        let looks_like_name = !s.is_empty() && s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        let looks_like_name = !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         if !looks_like_name {
             // Do not echo the value: it may be a key pasted by mistake.
-            // Never echo the value: it may be a key pasted by mistake. Mask it in the source
-            // the error renders, keeping offsets.
-            let span = k.span();
-            let mut masked = cx.src.to_string();
-            masked.replace_range(span.clone(), &"*".repeat(span.len()));
-            let mut e = KolmfileError::at(cx.path, &masked, span, "`teacher.api_key_env` must be the NAME of an environment variable", "not an env var name", Some("write `api_key_env = \"OPENAI_API_KEY\"` and export the key in that variable; keys never go in the Kolmfile".into()));
-            e.snippet = "<redacted>".into();
-            return Err(e);
+            // It may be a key pasted by mistake.
+            return Err(cx.secret_err(k.span(), k.span(), "`teacher.api_key_env` must be the NAME of an environment variable", "not an env var name", Some("write `api_key_env = \"OPENAI_API_KEY\"` and export the key in that variable; keys never go in the Kolmfile".into())));
         }
     }
     if provider.uses_network() {
         for (v, key) in [(&t.model, "model"), (&t.api_key_env, "api_key_env")] {
             if v.is_none() {
-                return Err(cx.err(pspan.clone(), format!("teacher provider `{}` needs `teacher.{key}`", t.provider.as_ref().unwrap().get_ref()), "this provider", None));
+                return Err(cx.err(
+                    pspan.clone(),
+                    format!(
+                        "teacher provider `{}` needs `teacher.{key}`",
+                        t.provider.as_ref().unwrap().get_ref()
+                    ),
+                    "this provider",
+                    None,
+                ));
             }
         }
     }
     if provider == Provider::Replay && t.cassette.is_none() {
-        return Err(cx.err(pspan, "teacher provider `replay` needs `teacher.cassette`", "this provider", Some("name the recorded cassette file, e.g. `cassette = \"teacher.cassette.jsonl\"`".into())));
+        return Err(cx.err(
+            pspan,
+            "teacher provider `replay` needs `teacher.cassette`",
+            "this provider",
+            Some(
+                "name the recorded cassette file, e.g. `cassette = \"teacher.cassette.jsonl\"`"
+                    .into(),
+            ),
+        ));
     }
     let cassette = t.cassette.map(|c| relative_path(cx, c)).transpose()?;
     let price = t.price.map(Spanned::into_inner).unwrap_or_default();
@@ -439,7 +681,11 @@ fn teacher(cx: &Cx, t: RawTeacher) -> R<TeacherConfig> {
         api_key_env: t.api_key_env.map(Spanned::into_inner),
         cassette,
         samples: int(cx, t.samples, 1, 64, "teacher.samples", 3)?,
-        temperature: t.temperature.map(|v| in_range(cx, v, 0.0, 2.0, "teacher.temperature")).transpose()?.unwrap_or(0.7),
+        temperature: t
+            .temperature
+            .map(|v| in_range(cx, v, 0.0, 2.0, "teacher.temperature"))
+            .transpose()?
+            .unwrap_or(0.7),
         seed: t.seed.map(Spanned::into_inner).unwrap_or(0),
         concurrency: int(cx, t.concurrency, 1, 1024, "teacher.concurrency", 8)?,
         timeout_secs: int(cx, t.timeout_secs, 1, 3600, "teacher.timeout_secs", 120)?,
@@ -447,8 +693,16 @@ fn teacher(cx: &Cx, t: RawTeacher) -> R<TeacherConfig> {
         synthesize: int(cx, t.synthesize, 0, 1_000_000, "teacher.synthesize", 0)?,
         verify_seeds: t.verify_seeds.map(Spanned::into_inner).unwrap_or(false),
         price: Price {
-            input_per_mtok: price.input_per_mtok.map(|v| in_range(cx, v, 0.0, 1e6, "teacher.price.input_per_mtok")).transpose()?.unwrap_or(0.0),
-            output_per_mtok: price.output_per_mtok.map(|v| in_range(cx, v, 0.0, 1e6, "teacher.price.output_per_mtok")).transpose()?.unwrap_or(0.0),
+            input_per_mtok: price
+                .input_per_mtok
+                .map(|v| in_range(cx, v, 0.0, 1e6, "teacher.price.input_per_mtok"))
+                .transpose()?
+                .unwrap_or(0.0),
+            output_per_mtok: price
+                .output_per_mtok
+                .map(|v| in_range(cx, v, 0.0, 1e6, "teacher.price.output_per_mtok"))
+                .transpose()?
+                .unwrap_or(0.0),
         },
     })
 }
@@ -465,10 +719,20 @@ fn recall(cx: &Cx, r: RawRecall) -> R<RecallConfig> {
             let globs = c.into_inner();
             for g in &globs {
                 if g.starts_with('/') || g.split('/').any(|p| p == "..") {
-                    return Err(cx.err(span, format!("corpus glob `{g}` must stay inside the project"), "this glob", None));
+                    return Err(cx.err(
+                        span,
+                        format!("corpus glob `{g}` must stay inside the project"),
+                        "this glob",
+                        None,
+                    ));
                 }
                 if let Err(e) = globset::Glob::new(g) {
-                    return Err(cx.err(span, format!("invalid corpus glob `{g}`: {e}"), "this glob", None));
+                    return Err(cx.err(
+                        span,
+                        format!("invalid corpus glob `{g}`: {e}"),
+                        "this glob",
+                        None,
+                    ));
                 }
             }
             globs
@@ -490,25 +754,55 @@ fn distill(cx: &Cx, d: RawDistill) -> R<DistillConfig> {
             let span = t.span();
             let list = t.into_inner();
             if list.is_empty() {
-                return Err(cx.err(span, "`distill.targets` is empty", "no targets", Some(format!("choose from: {}", LORA_TARGETS.join(", ")))));
+                return Err(cx.err(
+                    span,
+                    "`distill.targets` is empty",
+                    "no targets",
+                    Some(format!("choose from: {}", LORA_TARGETS.join(", "))),
+                ));
             }
-            for name in &list {
+            for (i, name) in list.iter().enumerate() {
+                if list[..i].contains(name) {
+                    return Err(cx.err(
+                        span,
+                        format!("LoRA target `{name}` is listed twice"),
+                        "in this list",
+                        None,
+                    ));
+                }
                 if !LORA_TARGETS.contains(&name.as_str()) {
-                    let help = did_you_mean(name, LORA_TARGETS).map(|s| format!("did you mean `{s}`?")).unwrap_or_else(|| format!("choose from: {}", LORA_TARGETS.join(", ")));
-                    return Err(cx.err(span, format!("unknown LoRA target `{name}`"), "in this list", Some(help)));
+                    let help = did_you_mean(name, LORA_TARGETS)
+                        .map(|s| format!("did you mean `{s}`?"))
+                        .unwrap_or_else(|| format!("choose from: {}", LORA_TARGETS.join(", ")));
+                    return Err(cx.err(
+                        span,
+                        format!("unknown LoRA target `{name}`"),
+                        "in this list",
+                        Some(help),
+                    ));
                 }
             }
             list
         }
-        None => ["attn_q", "attn_k", "attn_v", "attn_output"].map(String::from).to_vec(),
+        None => ["attn_q", "attn_k", "attn_v", "attn_output"]
+            .map(String::from)
+            .to_vec(),
     };
     Ok(DistillConfig {
         train: d.train.map(Spanned::into_inner).unwrap_or(true),
         rank: int(cx, d.rank, 1, 1024, "distill.rank", 8)?,
-        alpha: d.alpha.map(|v| in_range(cx, v, 1e-6, 1e6, "distill.alpha")).transpose()?.unwrap_or(16.0),
+        alpha: d
+            .alpha
+            .map(|v| in_range(cx, v, 1e-6, 1e6, "distill.alpha"))
+            .transpose()?
+            .unwrap_or(16.0),
         targets,
         epochs: int(cx, d.epochs, 1, 10_000, "distill.epochs", 3)?,
-        learning_rate: d.learning_rate.map(|v| in_range(cx, v, 1e-9, 10.0, "distill.learning_rate")).transpose()?.unwrap_or(1e-3),
+        learning_rate: d
+            .learning_rate
+            .map(|v| in_range(cx, v, 1e-9, 10.0, "distill.learning_rate"))
+            .transpose()?
+            .unwrap_or(1e-3),
         batch_size: int(cx, d.batch_size, 1, 4096, "distill.batch_size", 8)?,
         max_seq_len: int(cx, d.max_seq_len, 16, 131_072, "distill.max_seq_len", 512)?,
         seed: d.seed.map(Spanned::into_inner).unwrap_or(0),
@@ -521,8 +815,22 @@ fn decompose(cx: &Cx, d: RawDecompose) -> R<DecomposeConfig> {
         enabled: d.enabled.map(Spanned::into_inner).unwrap_or(false),
         recipes: d.recipes.map(Spanned::into_inner).unwrap_or(true),
         drafts: d.drafts.map(Spanned::into_inner).unwrap_or(true),
-        time_limit_ms: int(cx, d.time_limit_ms, 1, 60_000, "decompose.time_limit_ms", 50)?,
-        memory_limit_mb: int(cx, d.memory_limit_mb, 1, 4096, "decompose.memory_limit_mb", 16)?,
+        time_limit_ms: int(
+            cx,
+            d.time_limit_ms,
+            1,
+            60_000,
+            "decompose.time_limit_ms",
+            50,
+        )?,
+        memory_limit_mb: int(
+            cx,
+            d.memory_limit_mb,
+            1,
+            4096,
+            "decompose.memory_limit_mb",
+            16,
+        )?,
     })
 }
 
@@ -539,7 +847,11 @@ fn score(cx: &Cx, s: RawScore) -> R<ScoreConfig> {
             let span = w.span();
             let w = w.into_inner();
             let d = Weights::default();
-            let f = |v: S<f64>, key: &str, def: f64| -> R<f64> { Ok(v.map(|v| in_range(cx, v, 0.0, 1.0, key)).transpose()?.unwrap_or(def)) };
+            let f = |v: S<f64>, key: &str, def: f64| -> R<f64> {
+                Ok(v.map(|v| in_range(cx, v, 0.0, 1.0, key))
+                    .transpose()?
+                    .unwrap_or(def))
+            };
             let weights = Weights {
                 accuracy: f(w.accuracy, "score.weights.accuracy", d.accuracy)?,
                 size: f(w.size, "score.weights.size", d.size)?,
@@ -558,15 +870,31 @@ fn score(cx: &Cx, s: RawScore) -> R<ScoreConfig> {
         Some(b) => {
             let b = b.into_inner();
             let d = Baseline::default();
-            let pos = |v: S<f64>, key: &str, def: f64| -> R<f64> { Ok(v.map(|v| in_range(cx, v, 1e-12, 1e18, key)).transpose()?.unwrap_or(def)) };
+            let pos = |v: S<f64>, key: &str, def: f64| -> R<f64> {
+                Ok(v.map(|v| in_range(cx, v, 1e-12, 1e18, key))
+                    .transpose()?
+                    .unwrap_or(def))
+            };
             Baseline {
-                accuracy: b.accuracy.map(|v| in_range(cx, v, 0.0, 1.0, "score.baseline.accuracy")).transpose()?.unwrap_or(d.accuracy),
+                accuracy: b
+                    .accuracy
+                    .map(|v| in_range(cx, v, 0.0, 1.0, "score.baseline.accuracy"))
+                    .transpose()?
+                    .unwrap_or(d.accuracy),
                 latency_ms: pos(b.latency_ms, "score.baseline.latency_ms", d.latency_ms)?,
-                cost_per_1k: b.cost_per_1k.map(|v| in_range(cx, v, 0.0, 1e12, "score.baseline.cost_per_1k")).transpose()?.unwrap_or(d.cost_per_1k),
+                cost_per_1k: b
+                    .cost_per_1k
+                    .map(|v| in_range(cx, v, 0.0, 1e12, "score.baseline.cost_per_1k"))
+                    .transpose()?
+                    .unwrap_or(d.cost_per_1k),
                 size_bytes: pos(b.size_bytes, "score.baseline.size_bytes", d.size_bytes)?,
             }
         }
         None => Baseline::default(),
     };
-    Ok(ScoreConfig { device, weights, baseline })
+    Ok(ScoreConfig {
+        device,
+        weights,
+        baseline,
+    })
 }

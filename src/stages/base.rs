@@ -39,7 +39,9 @@ impl Stage for BaseStage {
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         // A local path is keyed by its content (see `files`), not by where it is.
         match &task.base.source {
-            BaseSource::Path { .. } => serde_json::json!({ "source": "path", "sha256": task.base.sha256 }),
+            BaseSource::Path { .. } => {
+                serde_json::json!({ "source": "path", "sha256": task.base.sha256 })
+            }
             other => serde_json::json!({ "source": other, "sha256": task.base.sha256 }),
         }
     }
@@ -53,9 +55,15 @@ impl Stage for BaseStage {
         let base = &cx.task.base;
         let (path, sha256, size) = match &base.source {
             BaseSource::Path { path } => {
-                let sha = cx.files.get(path).cloned().ok_or_else(|| Error::Other("internal: base digest missing".into()))?;
+                let sha = cx
+                    .files
+                    .get(path)
+                    .cloned()
+                    .ok_or_else(|| Error::Other("internal: base digest missing".into()))?;
                 let abs = cx.project_path(path);
-                let size = std::fs::metadata(&abs).map_err(|e| Error::io(&abs, "read", e))?.len();
+                let size = std::fs::metadata(&abs)
+                    .map_err(|e| Error::io(&abs, "read", e))?
+                    .len();
                 (abs, sha, size)
             }
             BaseSource::Tiny { arch, seed } => {
@@ -79,7 +87,9 @@ impl Stage for BaseStage {
                 if !dest.is_file() {
                     crate::download::fetch_pinned(url, &pin, &dest, cx.progress)?;
                 }
-                let size = std::fs::metadata(&dest).map_err(|e| Error::io(&dest, "read", e))?.len();
+                let size = std::fs::metadata(&dest)
+                    .map_err(|e| Error::io(&dest, "read", e))?
+                    .len();
                 (dest, pin, size)
             }
         };
@@ -92,7 +102,10 @@ impl Stage for BaseStage {
             }
         }
         let header = gguf::read_header(&path).map_err(|e| {
-            Error::invalid(format!("base model `{}`: {e}", path.display()), "the base must be a GGUF model file (llama.cpp's format)")
+            Error::invalid(
+                format!("base model `{}`: {e}", path.display()),
+                "the base must be a GGUF model file (llama.cpp's format)",
+            )
         })?;
         let model = header.summary();
         if model.kind == "adapter" {
@@ -102,9 +115,19 @@ impl Stage for BaseStage {
             ));
         }
         if header.architecture().is_none() {
-            return Err(Error::invalid(format!("base model `{}` has no general.architecture", path.display()), "re-convert it with llama.cpp's convert script"));
+            return Err(Error::invalid(
+                format!(
+                    "base model `{}` has no general.architecture",
+                    path.display()
+                ),
+                "re-convert it with llama.cpp's convert script",
+            ));
         }
-        Ok(StageOutput::Base(BaseOut { sha256, size, model }))
+        Ok(StageOutput::Base(BaseOut {
+            sha256,
+            size,
+            model,
+        }))
     }
     fn still_valid(&self, cx: &Cx, out: &StageOutput, _: &mut Fingerprints) -> bool {
         // A downloaded or generated model may have been removed from KOLM_HOME since.

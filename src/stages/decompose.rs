@@ -33,6 +33,11 @@ impl Stage for DecomposeStage {
         }
         let pack = serde_json::json!({ "spec": "rs-1-recipes", "registry": REGISTRY, "recipes": [], "drafts": [] });
         let recipes = cx.store.put_blob(&crate::digest::canonical_json(&pack))?;
-        Ok(StageOutput::Decompose(DecomposeOut { recipes, recipe_count: 0, draft_count: 0, registry: REGISTRY.into() }))
+        Ok(StageOutput::Decompose(DecomposeOut {
+            recipes,
+            recipe_count: 0,
+            draft_count: 0,
+            registry: REGISTRY.into(),
+        }))
     }
 }

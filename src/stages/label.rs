@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{read_project_file, unavailable, BuildOptions, Cx, Inputs, LabelOut, Stage, StageKind, StageOutput};
+use super::{
+    read_project_file, unavailable, BuildOptions, Cx, Inputs, LabelOut, Stage, StageKind,
+    StageOutput,
+};
 use crate::kolmfile::{Kolmfile, Provider, TaskConfig};
 use crate::{Error, Result};
 
@@ -43,18 +46,36 @@ impl Stage for LabelStage {
         }
         let seeds = crate::jsonl::parse(&cx.task.seeds, &read_project_file(cx, &cx.task.seeds)?)?;
         if seeds.is_empty() {
-            return Err(Error::invalid(format!("{}: no seeds", cx.task.seeds), "add one JSON object per line: {\"input\": ..., \"output\": ...}"));
+            return Err(Error::invalid(
+                format!("{}: no seeds", cx.task.seeds),
+                "add one JSON object per line: {\"input\": ..., \"output\": ...}",
+            ));
         }
         let mut pairs = Vec::with_capacity(seeds.len());
         for (line, seed) in &seeds {
             let at = format!("{}:{line}", cx.task.seeds);
-            let input = seed.get("input").ok_or_else(|| Error::invalid(format!("{at}: the seed has no `input`"), "each seed is {\"input\": ..., \"output\": ...}"))?;
+            let input = seed.get("input").ok_or_else(|| {
+                Error::invalid(
+                    format!("{at}: the seed has no `input`"),
+                    "each seed is {\"input\": ..., \"output\": ...}",
+                )
+            })?;
             let output = seed.get("output").ok_or_else(|| {
-                Error::invalid(format!("{at}: the seed has no gold `output`, and there is no teacher to label it"), "add `output`, or configure a teacher")
+                Error::invalid(
+                    format!(
+                        "{at}: the seed has no gold `output`, and there is no teacher to label it"
+                    ),
+                    "add `output`, or configure a teacher",
+                )
             })?;
             pairs.push(serde_json::json!({ "input": input, "output": output, "source": "seed", "line": line }));
         }
         let blob = cx.store.put_blob(&crate::jsonl::write(&pairs))?;
-        Ok(StageOutput::Label(LabelOut { pairs: blob, kept: pairs.len() as u64, dropped: BTreeMap::new(), teacher_requests: 0 }))
+        Ok(StageOutput::Label(LabelOut {
+            pairs: blob,
+            kept: pairs.len() as u64,
+            dropped: BTreeMap::new(),
+            teacher_requests: 0,
+        }))
     }
 }

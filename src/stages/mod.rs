@@ -278,6 +278,11 @@ pub trait Stage: Send + Sync {
         true
     }
     fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput>;
+    /// Files outside the store this stage wrote, with their sha256 (so they need not be
+    /// rehashed to be recognised on the next build).
+    fn written(&self, _cx: &Cx, _out: &StageOutput) -> Vec<(PathBuf, String)> {
+        Vec::new()
+    }
     /// Whether a cached output is still usable (a file outside the store may have been removed).
     fn still_valid(&self, _cx: &Cx, _out: &StageOutput, _fp: &mut Fingerprints) -> bool {
         true
@@ -291,7 +296,9 @@ pub struct Stages {
 
 impl Default for Stages {
     fn default() -> Self {
-        let mut s = Stages { map: BTreeMap::new() };
+        let mut s = Stages {
+            map: BTreeMap::new(),
+        };
         s.set(Box::new(base::BaseStage));
         s.set(Box::new(recall::RecallStage));
         s.set(Box::new(label::LabelStage));
@@ -312,13 +319,21 @@ impl Stages {
         self
     }
     pub fn get(&self, kind: StageKind) -> &dyn Stage {
-        self.map.get(&kind).expect("every kind has an implementation").as_ref()
+        self.map
+            .get(&kind)
+            .expect("every kind has an implementation")
+            .as_ref()
     }
 }
 
 /// The error for a stage body that has not been built yet.
 pub fn unavailable(stage: StageKind, task: &TaskConfig, why: &str, help: &str) -> Error {
-    Error::StageUnavailable { stage: stage.name().into(), task: task.name.clone(), why: why.into(), help: help.into() }
+    Error::StageUnavailable {
+        stage: stage.name().into(),
+        task: task.name.clone(),
+        why: why.into(),
+        help: help.into(),
+    }
 }
 
 /// Reads a project file named in the Kolmfile.

@@ -39,18 +39,27 @@ impl Stage for RecallStage {
         }
         let bytes = empty_index()?;
         let index = cx.store.put_blob(&bytes)?;
-        Ok(StageOutput::Recall(RecallOut { index, embedder: None, embedder_sha256: None, dimensions: 0, documents: 0, chunks: 0 }))
+        Ok(StageOutput::Recall(RecallOut {
+            index,
+            embedder: None,
+            embedder_sha256: None,
+            dimensions: 0,
+            documents: 0,
+            chunks: 0,
+        }))
     }
 }
 
 /// A real SQLite file with the index schema and no rows. Deterministic: same bytes every time.
 pub fn empty_index() -> Result<Vec<u8>> {
-    let dir = tempfile::tempdir().map_err(|e| Error::Other(format!("cannot create a temp folder: {e}")))?;
+    let dir = tempfile::tempdir()
+        .map_err(|e| Error::Other(format!("cannot create a temp folder: {e}")))?;
     let path = dir.path().join("index.sqlite");
     let sql = |e: rusqlite::Error| Error::Other(format!("SQLite: {e}"));
     {
         let db = rusqlite::Connection::open(&path).map_err(sql)?;
-        db.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = OFF;").map_err(sql)?;
+        db.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = OFF;")
+            .map_err(sql)?;
         db.execute_batch(SCHEMA).map_err(sql)?;
         db.execute_batch("INSERT INTO meta VALUES ('schema', 'kolm-recall-1'), ('embedder', ''), ('dimensions', '0');").map_err(sql)?;
     }

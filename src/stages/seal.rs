@@ -22,7 +22,11 @@ pub fn gate(task: &TaskConfig, options: &BuildOptions) -> f64 {
 
 /// Project-relative path of a task's artifact.
 pub fn artifact_path(cx: &Cx) -> String {
-    format!("{}/{}.kolm", cx.kolmfile.project.dist.trim_end_matches('/'), cx.task.name)
+    format!(
+        "{}/{}.kolm",
+        cx.kolmfile.project.dist.trim_end_matches('/'),
+        cx.task.name
+    )
 }
 
 impl Stage for SealStage {
@@ -35,6 +39,7 @@ impl Stage for SealStage {
     fn config(&self, task: &TaskConfig, options: &BuildOptions) -> serde_json::Value {
         serde_json::json!({
             "task": task.name,
+            "teacher_seed": task.teacher.seed,
             "description": task.description,
             "output_schema": task.output_schema,
             "weights": task.score.weights,
@@ -47,13 +52,32 @@ impl Stage for SealStage {
         })
     }
     fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {
-        let (base, recall, label, train, decompose, score) =
-            (inputs.base()?, inputs.recall()?, inputs.label()?, inputs.train()?, inputs.decompose()?, inputs.score()?);
+        let (base, recall, label, train, decompose, score) = (
+            inputs.base()?,
+            inputs.recall()?,
+            inputs.label()?,
+            inputs.train()?,
+            inputs.decompose()?,
+            inputs.score()?,
+        );
         let weights = cx.task.score.weights;
         let components = kscore::components(&score.measured, &score.baseline);
         let k = kscore::k_score(&components, &weights);
         let gate = gate(cx.task, cx.options);
+        let dist = cx.kolmfile.project.dist.trim_end_matches('/');
+        let report = cx.store.blob(&score.report)?;
+        crate::fsutil::write_atomic(
+            &cx.project_path(&format!("{dist}/{}.report.json", cx.task.name)),
+            &report,
+        )?;
         if !kscore::passes(k, gate) {
+            // An artifact from an earlier build no longer describes these inputs: never leave
+            // it where a deploy step could pick it up.
+            let stale = cx.project_path(&artifact_path(cx));
+            if stale.exists() {
+                std::fs::remove_file(&stale)
+                    .map_err(|e| Error::io(&stale, "remove the stale artifact", e))?;
+            }
             return Err(Error::Gate {
                 task: cx.task.name.clone(),
                 k,
@@ -61,15 +85,27 @@ impl Stage for SealStage {
                 components: serde_json::to_value(components).expect("serialises"),
             });
         }
-        let key = if cx.options.unsigned { None } else { Some(load_key(cx)?) };
+        let key = if cx.options.unsigned {
+            None
+        } else {
+            Some(load_key(cx)?)
+        };
 
         let lora = cx.store.blob(&train.adapter)?;
         let recipes = cx.store.blob(&decompose.recipes)?;
         let index = cx.store.blob(&recall.index)?;
         let tests = cx.store.blob(&score.tests)?;
-        let digest = |name: &str, bytes: &[u8]| EntryDigest { name: name.into(), sha256: crate::digest::sha256(bytes), size: bytes.len() as u64 };
+        let digest = |name: &str, bytes: &[u8]| EntryDigest {
+            name: name.into(),
+            sha256: crate::digest::sha256(bytes),
+            size: bytes.len() as u64,
+        };
         let entries = vec![
-            EntryDigest { name: "model.gguf".into(), sha256: base.sha256.clone(), size: base.size },
+            EntryDigest {
+                name: "model.gguf".into(),
+                sha256: base.sha256.clone(),
+                size: base.size,
+            },
             digest("lora.bin", &lora),
             digest("recipes.json", &recipes),
             digest("index.sqlite-vec", &index),
@@ -80,9 +116,16 @@ impl Stage for SealStage {
         let manifest = Manifest {
             spec: SPEC.into(),
             spec_version: SPEC_VERSION,
-            task: TaskInfo { name: cx.task.name.clone(), description: cx.task.description.clone(), output_schema: cx.task.output_schema.clone() },
+            task: TaskInfo {
+                name: cx.task.name.clone(),
+                description: cx.task.description.clone(),
+                output_schema: cx.task.output_schema.clone(),
+            },
             base_model: BaseInfo {
-                id: model.name.clone().unwrap_or_else(|| format!("{}-{}", model.architecture, &base.sha256[..12])),
+                id: model
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-{}", model.architecture, &base.sha256[..12])),
                 sha256: base.sha256.clone(),
                 size: base.size,
                 architecture: model.architecture.clone(),
@@ -90,7 +133,12 @@ impl Stage for SealStage {
                 parameters: model.parameters,
                 context_length: model.context_length,
             },
-            lora: LoraInfo { rank: train.rank, alpha: train.alpha, targets: train.targets.clone(), trained: train.trained },
+            lora: LoraInfo {
+                rank: train.rank,
+                alpha: train.alpha,
+                targets: train.targets.clone(),
+                trained: train.trained,
+            },
             recall: RecallInfo {
                 embedder: recall.embedder.clone(),
                 embedder_sha256: recall.embedder_sha256.clone(),
@@ -99,13 +147,19 @@ impl Stage for SealStage {
                 chunks: recall.chunks,
             },
             recipe_registry: decompose.registry.clone(),
-            recipes: RecipeInfo { count: decompose.recipe_count, drafts: decompose.draft_count },
+            recipes: RecipeInfo {
+                count: decompose.recipe_count,
+                drafts: decompose.draft_count,
+            },
             tests: TestInfo { count: test_count },
             k_score: k,
             k_components: components,
             k_weights: weights,
             k_measured: score.measured,
-            baseline: BaselineInfo { values: score.baseline, source: score.baseline_source.clone() },
+            baseline: BaselineInfo {
+                values: score.baseline,
+                source: score.baseline_source.clone(),
+            },
             device: cx.task.score.device.clone(),
             gate,
             training: TrainingInfo {
@@ -116,7 +170,10 @@ impl Stage for SealStage {
                 tokens: train.tokens,
                 final_loss: train.final_loss,
             },
-            seeds: SeedInfo { distill: train.seed, teacher: cx.task.teacher.seed },
+            seeds: SeedInfo {
+                distill: train.seed,
+                teacher: cx.task.teacher.seed,
+            },
             runtime: runtime(),
             created_at: cx.options.source_date_epoch.map(rfc3339),
             entries,
@@ -128,17 +185,47 @@ impl Stage for SealStage {
         };
         let rel = artifact_path(cx);
         let dest = cx.project_path(&rel);
-        let bar = cx.progress.bytes(base.size, &format!("sealing {}", cx.task.name));
-        let payload = Payload { model: &cx.base_path(base), lora: &lora, recipes: &recipes, index: &index, tests: &tests };
-        artifact::write(&dest, &payload, &manifest_bytes, &sign::to_bytes(&signature), cx.options.source_date_epoch, &|n| bar.inc(n))?;
+        let bar = cx
+            .progress
+            .bytes(base.size, &format!("sealing {}", cx.task.name));
+        let payload = Payload {
+            model: &cx.base_path(base),
+            lora: &lora,
+            recipes: &recipes,
+            index: &index,
+            tests: &tests,
+        };
+        artifact::write(
+            &dest,
+            &payload,
+            &manifest_bytes,
+            &sign::to_bytes(&signature),
+            cx.options.source_date_epoch,
+            &|n| bar.inc(n),
+        )?;
         bar.finish_and_clear();
-        let report = cx.store.blob(&score.report)?;
-        crate::fsutil::write_atomic(&cx.project_path(&format!("{}/{}.report.json", cx.kolmfile.project.dist.trim_end_matches('/'), cx.task.name)), &report)?;
         let (sha256, size) = crate::digest::sha256_file(&dest, None)?;
-        Ok(StageOutput::Seal(SealOut { artifact: rel, sha256, size, k_score: k, signed: key.is_some() }))
+        Ok(StageOutput::Seal(SealOut {
+            artifact: rel,
+            sha256,
+            size,
+            k_score: k,
+            signed: key.is_some(),
+        }))
+    }
+    fn written(&self, cx: &Cx, out: &StageOutput) -> Vec<(std::path::PathBuf, String)> {
+        match out {
+            StageOutput::Seal(s) => vec![(cx.project_path(&s.artifact), s.sha256.clone())],
+            _ => vec![],
+        }
     }
     fn still_valid(&self, cx: &Cx, out: &StageOutput, fp: &mut Fingerprints) -> bool {
-        let StageOutput::Seal(s) = out else { return false };
+        let StageOutput::Seal(s) = out else {
+            return false;
+        };
+        if s.artifact != artifact_path(cx) {
+            return false;
+        }
         let path = cx.project_path(&s.artifact);
         if !matches!(fp.digest(&path, None), Ok((sha, _)) if sha == s.sha256) {
             return false;
@@ -147,13 +234,27 @@ impl Stage for SealStage {
             return true;
         }
         // Signed: fresh only if the key in use now verifies it.
-        let Ok(o) = artifact::verify::open(&path) else { return false };
-        matches!(artifact::verify::signature_state(&o, cx.task.sign.key_file.as_deref()), Ok(artifact::verify::SignatureState::Verified))
+        let Ok(o) = artifact::verify::open(&path) else {
+            return false;
+        };
+        matches!(
+            artifact::verify::signature_state(&o, &key_choice(cx)),
+            Ok(artifact::verify::SignatureState::Verified)
+        )
+    }
+}
+
+/// The Kolmfile's key file (relative to the Kolmfile); `KOLM_SIGNING_KEY` wins.
+fn key_choice<'a>(cx: &'a Cx) -> sign::KeyChoice<'a> {
+    sign::KeyChoice {
+        file: cx.task.sign.key_file.as_deref(),
+        dir: &cx.kolmfile.dir,
+        file_wins: false,
     }
 }
 
 fn load_key(cx: &Cx) -> Result<sign::Key> {
-    match sign::load_key(cx.task.sign.key_file.as_deref(), &cx.kolmfile.dir)? {
+    match sign::load_key(&key_choice(cx))? {
         Some((k, _)) => Ok(k),
         None => Err(Error::NoSigningKey),
     }

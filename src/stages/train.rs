@@ -32,7 +32,12 @@ impl Stage for TrainStage {
         }
         let base = inputs.base()?;
         let path = cx.base_path(base);
-        let header = crate::gguf::read_header(&path).map_err(|e| Error::invalid(format!("base `{}`: {e}", path.display()), "check the base model"))?;
+        let header = crate::gguf::read_header(&path).map_err(|e| {
+            Error::invalid(
+                format!("base `{}`: {e}", path.display()),
+                "check the base model",
+            )
+        })?;
         let bytes = crate::gguf::tiny::zero_lora(&header, &d.targets, d.rank, d.alpha, d.seed as u64)
             .map_err(|e| Error::invalid(e, "choose `distill.targets` the base has (attn_q, attn_k, attn_v, attn_output, ffn_*)"))?;
         let adapter = cx.store.put_blob(&bytes)?;

@@ -1,0 +1,316 @@
+//! The command line as a person and a pipeline use it: real processes, real exit codes.
+
+mod support;
+
+use assert_cmd::Command;
+use support::*;
+
+fn kolm(home: &std::path::Path) -> Command {
+    let mut c = Command::cargo_bin("kolm").unwrap();
+    c.env("KOLM_HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("KOLM_SIGNING_KEY");
+    c
+}
+
+#[test]
+fn init_writes_a_starter_project_and_never_overwrites() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let proj = dir.path().join("my-triage");
+    kolm(home.path()).arg("init").arg(&proj).assert().success();
+    for f in ["Kolmfile.toml", "data/seeds.jsonl", "data/evals.jsonl"] {
+        assert!(proj.join(f).is_file(), "{f}");
+    }
+    let k = kolm::Kolmfile::load(&proj.join("Kolmfile.toml")).unwrap();
+    assert_eq!(k.project.name, "my-triage");
+    std::fs::write(proj.join("data/seeds.jsonl"), "mine").unwrap();
+    let out = kolm(home.path()).arg("init").arg(&proj).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    assert_eq!(
+        std::fs::read_to_string(proj.join("data/seeds.jsonl")).unwrap(),
+        "mine",
+        "nothing overwritten"
+    );
+}
+
+#[test]
+fn the_starter_builds_up_to_the_stage_not_yet_available_and_says_so() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kolm(home.path())
+        .arg("init")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let out = Command::cargo_bin("kolmbuild")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("KOLM_HOME", home.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stage `score` is not available yet"), "{err}");
+    for stage in ["base", "recall", "label", "train", "decompose"] {
+        assert!(
+            err.contains(&format!("built {stage}")),
+            "{stage} built:\n{err}"
+        );
+    }
+    // The second run resumes: everything before score is fresh.
+    let out = Command::cargo_bin("kolmbuild")
+        .unwrap()
+        .args(["status", "--json"])
+        .current_dir(dir.path())
+        .env("KOLM_HOME", home.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fresh: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "fresh")
+        .map(|n| n["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(fresh, ["base", "recall", "label", "train", "decompose"]);
+}
+
+#[test]
+fn graph_as_dot_and_json() {
+    let p = Project::new(&kolmfile_text(""));
+    let home = tempfile::tempdir().unwrap();
+    let dot = Command::cargo_bin("kolmbuild")
+        .unwrap()
+        .arg("graph")
+        .current_dir(p.dir.path())
+        .env("KOLM_HOME", home.path())
+        .output()
+        .unwrap();
+    let dot = String::from_utf8(dot.stdout).unwrap();
+    assert!(dot.starts_with("digraph kolm {"), "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 14, "{dot}");
+    let json = kolm(home.path())
+        .args(["graph", "--format", "json"])
+        .current_dir(p.dir.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let stages: Vec<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "base",
+            "recall",
+            "label",
+            "train",
+            "decompose",
+            "score",
+            "seal"
+        ]
+    );
+    let seal = &v["nodes"][6];
+    assert_eq!(seal["deps"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn verify_and_inspect_exit_codes_and_json() {
+    let p = Project::new(&kolmfile_text(""));
+    p.build();
+    let home = tempfile::tempdir().unwrap();
+    let art = p.artifact();
+    kolm(home.path())
+        .env("KOLM_SIGNING_KEY", KEY)
+        .arg("verify")
+        .arg(&art)
+        .assert()
+        .success();
+    let wrong = kolm(home.path())
+        .env("KOLM_SIGNING_KEY", "another key")
+        .arg("verify")
+        .arg(&art)
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("bad signature"));
+    let nokey = kolm(home.path())
+        .args(["verify", "--json"])
+        .arg(&art)
+        .output()
+        .unwrap();
+    assert_eq!(nokey.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&nokey.stdout).unwrap();
+    assert_eq!(v["code"], "VERIFY");
+    assert!(v["message"].as_str().unwrap().contains("no key here"));
+    // A key file works too.
+    let keyfile = home.path().join("key");
+    std::fs::write(&keyfile, format!("{KEY}\n")).unwrap();
+    kolm(home.path())
+        .arg("verify")
+        .arg(&art)
+        .arg("--key-file")
+        .arg(&keyfile)
+        .assert()
+        .success();
+    let ins = kolm(home.path())
+        .env("KOLM_SIGNING_KEY", KEY)
+        .args(["inspect", "--json"])
+        .arg(&art)
+        .output()
+        .unwrap();
+    assert!(ins.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&ins.stdout).unwrap();
+    assert_eq!(v["signature"], "verified");
+    assert_eq!(v["entries"].as_array().unwrap().len(), 7);
+    assert_eq!(v["manifest"]["gate"], 0.5);
+}
+
+#[test]
+fn unsigned_artifacts_need_allow_unsigned() {
+    let p = Project::new(&kolmfile_text(""));
+    p.build_with(
+        kolm::stages::BuildOptions {
+            unsigned: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .map_err(|f| f.error)
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = kolm(home.path())
+        .arg("verify")
+        .arg(p.artifact())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsigned"));
+    kolm(home.path())
+        .arg("verify")
+        .arg("--allow-unsigned")
+        .arg(p.artifact())
+        .assert()
+        .success();
+}
+
+#[test]
+fn tiny_models_are_deterministic_and_readable() {
+    let home = tempfile::tempdir().unwrap();
+    let a = home.path().join("a.gguf");
+    let b = home.path().join("b.gguf");
+    for out in [&a, &b] {
+        kolm(home.path())
+            .args([
+                "dev",
+                "tiny-model",
+                "--arch",
+                "qwen2",
+                "--seed",
+                "5",
+                "--quant",
+                "q8_0",
+                "--out",
+            ])
+            .arg(out)
+            .assert()
+            .success();
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let h = kolm::gguf::read_header(&a).unwrap();
+    let s = h.summary();
+    assert_eq!(s.architecture, "qwen2");
+    assert_eq!(s.quantization, "Q8_0");
+    assert_eq!(s.context_length, Some(2048));
+    assert!(h.tensor("blk.0.attn_q.bias").is_some());
+}
+
+#[test]
+fn verbs_not_built_yet_say_so() {
+    let home = tempfile::tempdir().unwrap();
+    for verb in ["run", "serve", "tune", "rag", "receipts", "watch"] {
+        let out = kolm(home.path()).arg(verb).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{verb}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is not available yet"),
+            "{verb}"
+        );
+    }
+}
+
+#[test]
+fn cache_commands() {
+    let p = Project::new(&kolmfile_text(""));
+    p.build();
+    let ls = kolm(p.home.path())
+        .args(["cache", "ls", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(v["entries"].as_array().unwrap().len(), 7);
+    let stats = kolm(p.home.path())
+        .args(["cache", "stats", "--json"])
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(s["actions"], 7);
+    let verify = kolm(p.home.path())
+        .args(["cache", "verify", "--json"])
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(r["removed"].as_array().unwrap().len(), 0);
+    let gc = kolm(p.home.path())
+        .args(["cache", "gc", "--json"])
+        .output()
+        .unwrap();
+    let g: serde_json::Value = serde_json::from_slice(&gc.stdout).unwrap();
+    assert_eq!(g["blobs_removed"], 0, "everything is referenced");
+    // After a gc that drops every entry, a build reruns everything and gives the same bytes.
+    let before = std::fs::read(p.artifact()).unwrap();
+    kolm(p.home.path())
+        .args(["cache", "gc", "--max-age-days", "0"])
+        .assert()
+        .success();
+    std::fs::remove_file(p.artifact()).unwrap();
+    let r = p.build();
+    assert_eq!(
+        r.nodes
+            .iter()
+            .filter(|n| n.status == kolm::executor::NodeStatus::Ran)
+            .count(),
+        7
+    );
+    assert_eq!(std::fs::read(p.artifact()).unwrap(), before);
+}
+
+#[test]
+fn clean_removes_outputs_only() {
+    let p = Project::new(&kolmfile_text(""));
+    p.build();
+    Command::cargo_bin("kolmbuild")
+        .unwrap()
+        .arg("clean")
+        .current_dir(p.dir.path())
+        .env("KOLM_HOME", p.home.path())
+        .assert()
+        .success();
+    assert!(!p.artifact().exists());
+    assert!(p.path("data/seeds.jsonl").exists());
+    // The cache survives: the rebuild only reseals.
+    let r = p.build();
+    let ran: Vec<_> = r
+        .nodes
+        .iter()
+        .filter(|n| n.status == kolm::executor::NodeStatus::Ran)
+        .map(|n| n.stage.name())
+        .collect();
+    assert_eq!(ran, ["seal"]);
+}

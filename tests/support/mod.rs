@@ -1,0 +1,312 @@
+//! Shared test support: projects on disk, and test-only stand-ins for the stages whose real
+//! bodies come from later issues (recall over a corpus, score). The stand-ins are deterministic
+//! functions of their declared inputs, so they exercise the executor's caching exactly as the
+//! real stages will.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use kolm::cache::BlobRef;
+use kolm::executor::{self, BuildReport, ExecOptions, Failed, NodeStatus};
+use kolm::home::Home;
+use kolm::kolmfile::{Kolmfile, TaskConfig};
+use kolm::kscore::{self, Measured, Work};
+use kolm::progress::Progress;
+use kolm::stages::*;
+
+pub const KEY: &str = "test-signing-key";
+
+/// Sets the signing key once per test process. Tests never change the environment after
+/// that: concurrent `setenv` and `getenv` across test threads is not safe.
+pub fn init_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| std::env::set_var("KOLM_SIGNING_KEY", KEY));
+}
+
+/// A Kolmfile using the tiny base, no teacher, training off, and a corpus for the test recall.
+pub fn kolmfile_text(extra_task: &str) -> String {
+    format!(
+        r#"# a test project
+[project]
+name = "demo"
+
+[base]
+tiny = {{ arch = "llama", seed = 3 }}
+
+[distill]
+train = false
+
+[recall]
+corpus = ["docs/*.md"]
+
+[gate]
+min_k = 0.5
+
+[[task]]
+name = "demo"
+description = "Classify a message."
+output_schema = {{ type = "object", properties = {{ label = {{ type = "string" }} }}, required = ["label"] }}
+seeds = "data/seeds.jsonl"
+evals = "data/evals.jsonl"
+{extra_task}"#
+    )
+}
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub home: tempfile::TempDir,
+}
+
+impl Project {
+    /// A project with seeds, evals, three corpus docs and the given Kolmfile, all files dated
+    /// an hour ago (so the fingerprint cache trusts them at once).
+    pub fn new(kolmfile: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let p = Project { dir, home };
+        p.write("Kolmfile.toml", kolmfile);
+        p.write(
+            "data/seeds.jsonl",
+            "{\"input\": \"reset my password\", \"output\": {\"label\": \"account\"}}\n{\"input\": \"app crashes\", \"output\": {\"label\": \"bug\"}}\n",
+        );
+        p.write(
+            "data/evals.jsonl",
+            "{\"description\": \"a\", \"vars\": {\"input\": \"locked out\"}, \"assert\": [{\"type\": \"is-json\"}]}\n",
+        );
+        for i in 0..3 {
+            p.write(
+                &format!("docs/doc{i}.md"),
+                &format!("# Doc {i}\nSome policy text number {i}.\n"),
+            );
+        }
+        p.age_all();
+        p
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+    }
+
+    /// Writes and dates the file an hour ago.
+    pub fn edit(&self, rel: &str, text: &str) {
+        self.write(rel, text);
+        set_old(&self.path(rel));
+    }
+
+    pub fn age_all(&self) {
+        for e in walk(self.dir.path()) {
+            set_old(&e);
+        }
+    }
+
+    pub fn kolmfile(&self) -> Kolmfile {
+        Kolmfile::load(&self.path("Kolmfile.toml")).unwrap()
+    }
+
+    pub fn home(&self) -> Home {
+        Home::at(self.home.path())
+    }
+
+    pub fn build_with(
+        &self,
+        options: BuildOptions,
+        exec: ExecOptions,
+    ) -> Result<BuildReport, Box<Failed>> {
+        init_env();
+        executor::build(
+            self.kolmfile(),
+            self.home(),
+            test_stages(),
+            options,
+            exec,
+            Progress::hidden(),
+        )
+    }
+
+    pub fn build(&self) -> BuildReport {
+        self.build_with(BuildOptions::default(), ExecOptions::default())
+            .map_err(|f| f.error)
+            .expect("build succeeds")
+    }
+
+    pub fn artifact(&self) -> PathBuf {
+        self.path("dist/demo.kolm")
+    }
+}
+
+pub fn set_old(p: &Path) {
+    let f = std::fs::File::options().write(true).open(p).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+}
+
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The stages with test stand-ins for recall (over a corpus) and score.
+pub fn test_stages() -> Stages {
+    Stages::default()
+        .with(Box::new(TestRecall))
+        .with(Box::new(TestScore))
+}
+
+/// Statuses by stage name.
+pub fn statuses(r: &BuildReport) -> Vec<(String, NodeStatus, bool)> {
+    r.nodes
+        .iter()
+        .map(|n| (n.stage.name().to_string(), n.status, n.cutoff))
+        .collect()
+}
+
+pub fn ran(r: &BuildReport) -> Vec<String> {
+    r.nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Ran)
+        .map(|n| n.stage.name().to_string())
+        .collect()
+}
+
+/// Recall stand-in: an index whose `documents` table lists each corpus file and its digest.
+pub struct TestRecall;
+
+impl Stage for TestRecall {
+    fn kind(&self) -> StageKind {
+        StageKind::Recall
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
+        serde_json::to_value(&task.recall).unwrap()
+    }
+    fn files(&self, k: &Kolmfile, task: &TaskConfig) -> kolm::Result<Vec<String>> {
+        let mut out = vec![];
+        for g in &task.recall.corpus {
+            let m = globset::Glob::new(g).unwrap().compile_matcher();
+            for e in walk(&k.dir) {
+                let rel = e
+                    .strip_prefix(&k.dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                if m.is_match(&rel) {
+                    out.push(rel);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+    fn run(&self, cx: &Cx, _: &Inputs) -> kolm::Result<StageOutput> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.sqlite");
+        let db = rusqlite::Connection::open(&p).unwrap();
+        db.execute_batch("PRAGMA journal_mode = OFF;").unwrap();
+        db.execute_batch(kolm::stages::recall::SCHEMA).unwrap();
+        db.execute_batch("INSERT INTO meta VALUES ('schema','kolm-recall-1'),('embedder',''),('dimensions','0');").unwrap();
+        for (i, (path, sha)) in cx.files.iter().enumerate() {
+            db.execute(
+                "INSERT INTO documents VALUES (?1, ?2, ?3)",
+                rusqlite::params![i as i64 + 1, path, sha],
+            )
+            .unwrap();
+        }
+        drop(db);
+        let index = cx.store.put_blob(&std::fs::read(&p).unwrap())?;
+        Ok(StageOutput::Recall(RecallOut {
+            index,
+            embedder: None,
+            embedder_sha256: None,
+            dimensions: 0,
+            documents: cx.files.len() as u64,
+            chunks: 0,
+        }))
+    }
+}
+
+/// Score stand-in: every eval passes; latency from the real roofline estimate.
+pub struct TestScore;
+
+impl Stage for TestScore {
+    fn kind(&self) -> StageKind {
+        StageKind::Score
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
+        serde_json::json!({ "score": task.score })
+    }
+    fn files(&self, _: &Kolmfile, task: &TaskConfig) -> kolm::Result<Vec<String>> {
+        Ok(vec![task.evals.clone()])
+    }
+    fn run(&self, cx: &Cx, inputs: &Inputs) -> kolm::Result<StageOutput> {
+        let evals = kolm::jsonl::parse(
+            &cx.task.evals,
+            &std::fs::read(cx.project_path(&cx.task.evals)).unwrap(),
+        )?;
+        let values: Vec<serde_json::Value> = evals.into_iter().map(|(_, v)| v).collect();
+        let tests = cx.store.put_blob(&kolm::jsonl::write(&values))?;
+        let report = cx.store.put_blob(b"{\"tests\":[]}")?;
+        let base = inputs.base()?;
+        let sizes: u64 = [
+            inputs.train()?.adapter.size,
+            inputs.recall()?.index.size,
+            inputs.decompose()?.recipes.size,
+            tests.size,
+        ]
+        .iter()
+        .sum::<u64>()
+            + base.size;
+        let latency_ms = kscore::estimate_latency_ms(
+            &Work {
+                prompt_tokens: 20,
+                decode_passes: 8,
+            },
+            base.model.parameters,
+            base.size,
+            &cx.task.score.device,
+        );
+        let measured = Measured {
+            accuracy: 1.0,
+            tests_passed: values.len() as u64,
+            tests_total: values.len() as u64,
+            size_bytes: sizes,
+            latency_ms,
+            cost_per_1k: 0.0,
+            coverage: 0.0,
+        };
+        Ok(StageOutput::Score(ScoreOut {
+            tests,
+            report,
+            measured,
+            baseline: cx.task.score.baseline,
+            baseline_source: "kolmfile".into(),
+        }))
+    }
+}
+
+pub fn blob_ref(sha256: &str, size: u64) -> BlobRef {
+    BlobRef {
+        sha256: sha256.into(),
+        size,
+    }
+}
