@@ -536,3 +536,37 @@ fn dist_must_name_a_folder_inside_the_project() {
         None,
     );
 }
+
+#[test]
+fn kolmfile_example_parses_with_its_defaults() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Kolmfile.example")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/seeds.jsonl"), "").unwrap();
+    std::fs::write(dir.path().join("data/evals.jsonl"), "").unwrap();
+    let k = Kolmfile::parse(&dir.path().join("Kolmfile.toml"), &text).unwrap();
+    let t = &k.tasks[0];
+    // Every value written in the example is the default: parsing without them gives the same.
+    assert_eq!(
+        t.distill,
+        kolm::kolmfile::DistillConfig {
+            train: true,
+            rank: 8,
+            alpha: 16.0,
+            targets: ["attn_q", "attn_k", "attn_v", "attn_output"]
+                .map(String::from)
+                .to_vec(),
+            epochs: 3,
+            learning_rate: 0.001,
+            batch_size: 8,
+            max_seq_len: 512,
+            seed: 0,
+            threads: 2
+        }
+    );
+    assert_eq!(t.score.weights, kolm::kolmfile::Weights::default());
+    assert_eq!(t.score.baseline, kolm::kolmfile::Baseline::default());
+    assert_eq!(t.gate.min_k, 0.70);
+    assert_eq!(t.recall.chunk_chars, 1200);
+}

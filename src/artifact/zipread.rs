@@ -139,15 +139,16 @@ pub fn read_entries<F: Read + Seek>(f: &mut F, len: u64) -> R<Vec<Entry>> {
             ));
         }
         let flags = u16_at(&cd, i + 8);
-        let method =
-            match u16_at(&cd, i + 10) {
-                0 => Method::Stored,
-                8 => Method::Deflated,
-                m => return bad(format!(
+        let method = match u16_at(&cd, i + 10) {
+            0 => Method::Stored,
+            8 => Method::Deflated,
+            m => {
+                return bad(format!(
                     "entry {} uses compression method {m}; RS-1 allows stored (0) and deflate (8)",
                     entries.len() + 1
-                )),
-            };
+                ))
+            }
+        };
         if flags & 0x0009 != 0 {
             return bad("an entry is encrypted or uses a data descriptor; RS-1 allows neither");
         }

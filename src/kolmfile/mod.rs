@@ -9,6 +9,8 @@ pub mod diagnostic;
 pub mod init;
 mod raw;
 mod resolve;
+mod sections;
+mod shape;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,148 @@
+//! Shape errors: what serde says about the TOML (unknown keys, wrong types, bad syntax),
+//! re-worded for a person, with a suggestion, and with secrets kept out of the message.
+
+use super::diagnostic::{did_you_mean, KolmfileError};
+use super::resolve::Cx;
+
+/// Turns a serde error from the TOML deserializer into our error, with a suggestion.
+pub(super) fn shape_error(cx: &Cx, e: &toml_edit::de::Error) -> KolmfileError {
+    let span = e.span().unwrap_or(0..0);
+    let msg = e.message().trim().to_string();
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let word = rest.split('`').next().unwrap_or_default().to_string();
+        let expected: Vec<&str> = rest
+            .split_once("expected")
+            .map(|(_, list)| list.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        let help = match did_you_mean(&word, expected.iter().copied()) {
+            Some(s) => Some(format!("did you mean `{s}`?")),
+            None if !expected.is_empty() => {
+                Some(format!("expected one of: {}", expected.join(", ")))
+            }
+            None => None,
+        };
+        let section = enclosing_table(cx.src, span.start);
+        let lower = word.to_ascii_lowercase();
+        if ["key", "token", "secret", "password"]
+            .iter()
+            .any(|s| lower.contains(s))
+        {
+            // The value may be a credential pasted by mistake: never echo its line.
+            let line_start = cx.src[..span.start.min(cx.src.len())]
+                .rfind('\n')
+                .map(|i| i + 1)
+                .unwrap_or(0);
+            let line_end = cx.src[line_start..]
+                .find('\n')
+                .map(|i| line_start + i)
+                .unwrap_or(cx.src.len());
+            let value = cx.src[line_start..line_end]
+                .find('=')
+                .map(|eq| line_start + eq + 1..line_end)
+                .unwrap_or(span.clone());
+            let help = help.map(|h| {
+                format!("{h} (secrets never go in the Kolmfile: name an env var instead)")
+            });
+            return cx.secret_err(
+                value,
+                span,
+                format!("unknown key `{word}` in {section}"),
+                "unknown key",
+                help,
+            );
+        }
+        return cx.err(
+            span,
+            format!("unknown key `{word}` in {section}"),
+            "unknown key",
+            help,
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        let (found, expected) = rest
+            .split_once(", expected ")
+            .unwrap_or((rest, "another type"));
+        let key = key_at(cx.src, span.start);
+        let what = key.map(|k| format!(" for `{k}`")).unwrap_or_default();
+        return cx.err(
+            span,
+            format!(
+                "wrong type{what}: expected {}, found {found}",
+                plain_type(expected)
+            ),
+            "wrong type",
+            None,
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        return cx.err(
+            span,
+            format!("missing key `{field}`"),
+            "in this table",
+            None,
+        );
+    }
+    if msg.contains("duplicate key") || msg.contains("invalid") || msg.contains("expected") {
+        return cx.err(
+            span,
+            format!("invalid TOML: {}", first_line(&msg)),
+            "here",
+            None,
+        );
+    }
+    cx.err(span, first_line(&msg).to_string(), "here", None)
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+/// Serde's type names, in words a TOML writer uses.
+fn plain_type(expected: &str) -> String {
+    let e = expected.trim();
+    match e {
+        "i64" | "u64" | "u32" | "i32" => "an integer".into(),
+        "f64" | "f32" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a string" => "a string".into(),
+        "a sequence" => "an array".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// The `[table]` header that encloses an offset, for messages like "in [teacher]".
+fn enclosing_table(src: &str, offset: usize) -> String {
+    let before = &src[..offset.min(src.len())];
+    before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| {
+            let name = l
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or(l)
+                .trim();
+            if l.starts_with("[[") {
+                format!("[[{name}]]")
+            } else {
+                format!("[{name}]")
+            }
+        })
+        .unwrap_or_else(|| "the top level".to_string())
+}
+
+/// The key on the line of an offset (`key = value`).
+fn key_at(src: &str, offset: usize) -> Option<String> {
+    let start = src[..offset.min(src.len())]
+        .rfind('\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let line = src[start..].lines().next()?;
+    let (k, _) = line.split_once('=')?;
+    let k = k.trim();
+    (!k.is_empty() && !k.starts_with('[')).then(|| k.to_string())
+}
