@@ -61,13 +61,26 @@ fn below_the_gate_nothing_is_written_and_the_error_is_k_gate() {
     assert!(json["k_components"]["accuracy"].as_f64().unwrap() > 0.99);
     assert!(json["k_score"].as_f64().unwrap() < 0.99);
     assert!(!p.artifact().exists(), "no artifact below the gate");
-    assert!(
-        !p.path("dist").exists() || std::fs::read_dir(p.path("dist")).unwrap().next().is_none(),
-        "nothing in dist"
+    let in_dist: Vec<String> = std::fs::read_dir(p.path("dist"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        in_dist,
+        ["demo.report.json"],
+        "only the report, to show why"
     );
     // Lowering the gate reuses everything but the seal.
     let r = p.build();
     assert_eq!(ran(&r), ["seal"]);
+    // Raising it again removes the now-stale artifact rather than leave it for a deploy step.
+    assert!(p.artifact().exists());
+    let high = BuildOptions {
+        gate: Some(0.99),
+        ..Default::default()
+    };
+    p.build_with(high, ExecOptions::default()).unwrap_err();
+    assert!(!p.artifact().exists());
 }
 
 /// A label stage whose answers differ every time it runs, like a teacher's.
