@@ -43,7 +43,8 @@ fn run(cmd: &mut Command) {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
-        "{cmd:?} failed: {}",
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -219,7 +220,7 @@ fn main() {
         run(Command::new(&dvc)
             .args(["config", "core.analytics", "false"])
             .current_dir(&dir));
-        run(Command::new(&dvc).args(["repro", "-q"]).current_dir(&dir));
+        run(Command::new(&dvc).arg("repro").current_dir(&dir));
         Some(time(5, || {
             run(Command::new(&dvc).args(["repro", "-q"]).current_dir(&dir))
         }))

@@ -10,7 +10,6 @@ if [ ! -x "$venv/bin/dvc" ]; then
   "$venv/bin/pip" install -q 'dvc>=3,<4'
 fi
 export DVC="$venv/bin/dvc"
-# Benchmarks need a real disk, not a RAM-backed /tmp.
-mkdir -p "$target/bench-scratch"
-export KOLM_BENCH_DIR="${KOLM_BENCH_DIR:-$target/bench-scratch}"
+# A real disk, and outside any git checkout (DVC refuses outputs in git-ignored paths).
+export KOLM_BENCH_DIR="${KOLM_BENCH_DIR:-/var/tmp}"
 cargo bench --bench foundation

@@ -10,8 +10,9 @@
 //! - C, cost: 1 − student $/1k runs / frontier $/1k runs (a local artifact costs 0).
 //! - V, coverage: share of output tokens the recipe pack covers.
 //!
-//! Every input is a pure function of the artifact and its configuration, so `kolm verify
-//! --rescore` gets the sealed number on any machine. The normative text, with the seed's
+//! Every input is a pure function of the artifact and its configuration, so recomputing K
+//! from the artifact alone (`kolm verify --rescore`, with the runtime) gives the sealed number
+//! on any machine. The normative text, with the seed's
 //! worked example checked, is `kolmfile-spec/k-score.md`.
 
 use serde::{Deserialize, Serialize};

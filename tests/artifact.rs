@@ -343,3 +343,55 @@ fn every_header_byte_is_covered() {
         assert!(verify_bytes(&b).is_err(), "byte {at} changed unnoticed");
     }
 }
+
+#[test]
+fn consistent_but_unpinned_timestamps_are_refused() {
+    // Every header rewritten to the same new time passes the layout check; the manifest does
+    // not pin that time, so verification still fails.
+    let (p, bytes) = built();
+    let mut b = bytes.clone();
+    let new_time = 0x6000u16.to_le_bytes();
+    for i in 0..b.len() - 4 {
+        match b[i..i + 4] {
+            [0x50, 0x4b, 0x03, 0x04] => b[i + 10..i + 12].copy_from_slice(&new_time),
+            [0x50, 0x4b, 0x01, 0x02] => b[i + 12..i + 14].copy_from_slice(&new_time),
+            _ => {}
+        }
+    }
+    let o = verify::open(&p.artifact()).unwrap();
+    assert_eq!(o.entries.len(), 7);
+    let err = verify_bytes(&b).unwrap_err();
+    assert!(
+        err.contains("timestamps are not the ones the manifest pins"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_signature_in_a_non_canonical_form_is_refused() {
+    let (_p, bytes) = built();
+    // `{"alg":` → `{"alg" :` would change the length; swap two bytes of JSON whitespace-free
+    // text for an equivalent escape of the same length instead: `a` → `\u0061` is longer, so
+    // rewrite the key order, which has the same length.
+    let needle = b"{\"alg\":\"hmac-sha256\",\"mac\":\"";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("signature entry");
+    let mac: Vec<u8> = bytes[at + needle.len()..at + needle.len() + 64].to_vec();
+    let mut reordered = b"{\"mac\":\"".to_vec();
+    reordered.extend_from_slice(&mac);
+    reordered.extend_from_slice(b"\",\"alg\":\"hmac-sha256\"}");
+    let mut b = bytes.clone();
+    b[at..at + reordered.len()].copy_from_slice(&reordered);
+    // Keep the CRCs right so the structure is sound and only the form differs.
+    let crc = crc32fast::hash(&reordered).to_le_bytes();
+    let old_crc = crc32fast::hash(&bytes[at..at + reordered.len()]).to_le_bytes();
+    for i in 0..b.len() - 4 {
+        if b[i..i + 4] == old_crc {
+            b[i..i + 4].copy_from_slice(&crc);
+        }
+    }
+    let err = verify_bytes(&b).unwrap_err();
+    assert!(err.contains("not in its canonical form"), "{err}");
+}

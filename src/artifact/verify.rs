@@ -9,7 +9,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use flate2::read::DeflateDecoder;
+use flate2::bufread::DeflateDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -73,6 +73,8 @@ pub fn open(path: &Path) -> Result<Opened> {
 /// An artifact whose structure is sound and whose manifest and signature bytes are read, not
 /// yet parsed: the signature is checked over the bytes before anything trusts their content.
 pub struct Raw {
+    /// The DOS (date, time) all headers carry.
+    dos: (u16, u16),
     path: PathBuf,
     len: u64,
     entries: Vec<Entry>,
@@ -121,7 +123,7 @@ fn open_raw(path: &Path) -> Result<Raw> {
             ));
         }
     }
-    check_canonical(&mut f, path, &entries, len)?;
+    let dos = check_canonical(&mut f, path, &entries, len)?;
     if entries[0].data_offset % MODEL_ALIGN != 0 {
         return Err(fail(
             path,
@@ -136,7 +138,15 @@ fn open_raw(path: &Path) -> Result<Raw> {
     let sig_bytes = read_small(&mut f, path, &entries[6], 4096)?;
     let signature: Signature = serde_json::from_slice(&sig_bytes)
         .map_err(|e| fail(path, format!("signature.sig is malformed: {e}"), TAMPER))?;
+    if sign::to_bytes(&signature) != sig_bytes {
+        return Err(fail(
+            path,
+            "signature.sig is not in its canonical form",
+            TAMPER,
+        ));
+    }
     Ok(Raw {
+        dos,
         path: path.to_path_buf(),
         len,
         entries,
@@ -148,7 +158,12 @@ fn open_raw(path: &Path) -> Result<Raw> {
 /// Every header byte must be exactly what the RS-1 writer produces for these entries: the
 /// payload is covered by the manifest's digests and the manifest by the signature, and this
 /// covers the rest, so no byte of the file can change unnoticed.
-fn check_canonical(f: &mut std::fs::File, path: &Path, entries: &[Entry], len: u64) -> Result<()> {
+fn check_canonical(
+    f: &mut std::fs::File,
+    path: &Path,
+    entries: &[Entry],
+    len: u64,
+) -> Result<(u16, u16)> {
     let bytes_at = |f: &mut std::fs::File, at: u64, n: u64| -> Result<Vec<u8>> {
         let mut b = vec![0u8; n as usize];
         f.seek(SeekFrom::Start(at))
@@ -199,7 +214,32 @@ fn check_canonical(f: &mut std::fs::File, path: &Path, entries: &[Entry], len: u
             TAMPER,
         ));
     }
-    Ok(())
+    Ok((date, time))
+}
+
+/// The DOS (date, time) every header must carry: 1980-01-01 00:00, or the manifest's pinned
+/// `created_at` (from SOURCE_DATE_EPOCH), so the timestamps are covered by the signature too.
+fn expected_dos(created_at: Option<&str>) -> Option<(u16, u16)> {
+    let Some(s) = created_at else {
+        return Some(super::zipwrite::dos_datetime(None));
+    };
+    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<i64>().ok());
+    let (y, m, d, hh, mm, ss) = (
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
+    if y < 1980 {
+        return Some(super::zipwrite::dos_datetime(None));
+    }
+    let y = y.min(2107);
+    Some((
+        (((y - 1980) << 9) | (m << 5) | d) as u16,
+        ((hh << 11) | (mm << 5) | (ss / 2)) as u16,
+    ))
 }
 
 fn check_names(path: &Path, entries: &[Entry]) -> Result<()> {
@@ -280,9 +320,13 @@ pub fn stream_entry(
     f.seek(SeekFrom::Start(e.data_offset))
         .map_err(|err| Error::io(path, "seek", err))?;
     let raw = (&mut *f).take(e.compressed);
-    let mut reader: Box<dyn Read + '_> = match e.method {
-        Method::Stored => Box::new(raw),
-        Method::Deflated => Box::new(DeflateDecoder::new(raw)),
+    // A bufread decoder reports how much of the stream it consumed: bytes after the end of a
+    // DEFLATE stream but inside the entry would otherwise be a hiding place.
+    let mut inflater = None;
+    let mut stored = None;
+    let reader: &mut dyn Read = match e.method {
+        Method::Stored => stored.insert(raw),
+        Method::Deflated => inflater.insert(DeflateDecoder::new(std::io::BufReader::new(raw))),
     };
     let mut crc = crc32fast::Hasher::new();
     let mut buf = vec![0u8; 4 << 20];
@@ -308,6 +352,19 @@ pub fn stream_entry(
         }
         crc.update(&buf[..n]);
         sink(&buf[..n]);
+    }
+    if let Some(d) = &inflater {
+        if d.total_in() != e.compressed {
+            return Err(fail(
+                path,
+                format!(
+                    "`{}` has {} bytes after its compressed stream",
+                    e.name,
+                    e.compressed - d.total_in().min(e.compressed)
+                ),
+                TAMPER,
+            ));
+        }
     }
     if total != e.size {
         return Err(fail(
@@ -410,7 +467,15 @@ pub fn verify(path: &Path, opts: &VerifyOptions, on_bytes: &dyn Fn(u64)) -> Resu
         }
         _ => {}
     }
+    let dos = raw.dos;
     let o = raw.parse()?;
+    if expected_dos(o.manifest.created_at.as_deref()) != Some(dos) {
+        return Err(fail(
+            path,
+            "the entries' timestamps are not the ones the manifest pins",
+            TAMPER,
+        ));
+    }
     let declared = &o.manifest.entries;
     let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
     if names != ENTRIES[..5] {

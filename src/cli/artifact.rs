@@ -14,7 +14,7 @@ pub struct VerifyArgs {
     /// Accept an artifact built with --unsigned.
     #[arg(long)]
     pub allow_unsigned: bool,
-    /// Key file for the signature when KOLM_SIGNING_KEY is not set.
+    /// Key file for the signature (wins over KOLM_SIGNING_KEY).
     #[arg(long)]
     pub key_file: Option<String>,
 }

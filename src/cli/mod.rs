@@ -68,7 +68,7 @@ pub enum Command {
     /// Show what is in a .kolm (reads in place).
     Inspect {
         artifact: PathBuf,
-        /// Key file for checking the signature when KOLM_SIGNING_KEY is not set.
+        /// Key file for checking the signature (wins over KOLM_SIGNING_KEY).
         #[arg(long)]
         key_file: Option<String>,
     },

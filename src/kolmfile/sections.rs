@@ -123,7 +123,6 @@ pub(super) fn teacher(cx: &Cx, t: RawTeacher) -> R<TeacherConfig> {
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         if !looks_like_name {
             // Do not echo the value: it may be a key pasted by mistake.
-            // It may be a key pasted by mistake.
             return Err(cx.secret_err(k.span(), k.span(), "`teacher.api_key_env` must be the NAME of an environment variable", "not an env var name", Some("write `api_key_env = \"OPENAI_API_KEY\"` and export the key in that variable; keys never go in the Kolmfile".into())));
         }
     }

@@ -20,6 +20,15 @@ pub fn gate(task: &TaskConfig, options: &BuildOptions) -> f64 {
     options.gate.unwrap_or(task.gate.min_k)
 }
 
+/// Project-relative path of a task's report.
+pub fn report_path(cx: &Cx) -> String {
+    format!(
+        "{}/{}.report.json",
+        cx.kolmfile.project.dist.trim_end_matches('/'),
+        cx.task.name
+    )
+}
+
 /// Project-relative path of a task's artifact.
 pub fn artifact_path(cx: &Cx) -> String {
     format!(
@@ -64,20 +73,17 @@ impl Stage for SealStage {
         let components = kscore::components(&score.measured, &score.baseline);
         let k = kscore::k_score(&components, &weights);
         let gate = gate(cx.task, cx.options);
-        let dist = cx.kolmfile.project.dist.trim_end_matches('/');
+        // The seal reruns only when its inputs changed, so an artifact already at the path
+        // describes other inputs: never leave it where a deploy step could pick it up, whether
+        // this run then seals, stops at the gate, or fails.
+        let stale = cx.project_path(&artifact_path(cx));
+        if stale.exists() {
+            std::fs::remove_file(&stale)
+                .map_err(|e| Error::io(&stale, "remove the stale artifact", e))?;
+        }
         let report = cx.store.blob(&score.report)?;
-        crate::fsutil::write_atomic(
-            &cx.project_path(&format!("{dist}/{}.report.json", cx.task.name)),
-            &report,
-        )?;
+        crate::fsutil::write_atomic(&cx.project_path(&report_path(cx)), &report)?;
         if !kscore::passes(k, gate) {
-            // An artifact from an earlier build no longer describes these inputs: never leave
-            // it where a deploy step could pick it up.
-            let stale = cx.project_path(&artifact_path(cx));
-            if stale.exists() {
-                std::fs::remove_file(&stale)
-                    .map_err(|e| Error::io(&stale, "remove the stale artifact", e))?;
-            }
             return Err(Error::Gate {
                 task: cx.task.name.clone(),
                 k,
@@ -223,7 +229,7 @@ impl Stage for SealStage {
         let StageOutput::Seal(s) = out else {
             return false;
         };
-        if s.artifact != artifact_path(cx) {
+        if s.artifact != artifact_path(cx) || !cx.project_path(&report_path(cx)).is_file() {
             return false;
         }
         let path = cx.project_path(&s.artifact);
