@@ -53,6 +53,24 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// A full build with the stand-in stages.
+fn child_build(dir: &Path, home: &Path) {
+    support::init_env();
+    let k = kolm::Kolmfile::load(&dir.join("Kolmfile.toml")).unwrap();
+    let stages = support::test_stages();
+    let hidden = kolm::progress::Progress::hidden();
+    kolm::executor::build(
+        k,
+        kolm::home::Home::at(home),
+        stages,
+        Default::default(),
+        ExecOptions::default(),
+        hidden,
+    )
+    .map_err(|f| f.error)
+    .unwrap();
+}
+
 /// One no-op build, as its own process would do it; asserts that nothing ran.
 fn child_noop(dir: &Path, home: &Path) {
     support::init_env();
@@ -131,33 +149,21 @@ fn setup(dir: &Path) {
          out: ; @mkdir -p out\n",
     )
     .unwrap();
-    let dvc = "stages:\n\
-  base: {cmd: echo b > dvcout/base, deps: [model.gguf], outs: [{dvcout/base: {cache: false}}]}\n\
-  recall: {cmd: echo r > dvcout/recall, deps: [docs], outs: [{dvcout/recall: {cache: false}}]}\n\
-  label: {cmd: echo l > dvcout/label, deps: [data/seeds.jsonl, dvcout/recall], outs: [{dvcout/label: {cache: false}}]}\n\
-  train: {cmd: echo t > dvcout/train, deps: [dvcout/base, dvcout/label], outs: [{dvcout/train: {cache: false}}]}\n\
-  decompose: {cmd: echo d > dvcout/decompose, deps: [dvcout/label], outs: [{dvcout/decompose: {cache: false}}]}\n\
-  score: {cmd: echo s > dvcout/score, deps: [data/evals.jsonl, dvcout/base, dvcout/recall, dvcout/train, dvcout/decompose], outs: [{dvcout/score: {cache: false}}]}\n\
-  seal: {cmd: echo k > dvcout/seal, deps: [dvcout/base, dvcout/recall, dvcout/label, dvcout/train, dvcout/decompose, dvcout/score], outs: [{dvcout/seal: {cache: false}}]}\n";
+    let dvc = r#"stages:
+  base: {cmd: echo b > dvcout/base, deps: [model.gguf], outs: [{dvcout/base: {cache: false}}]}
+  recall: {cmd: echo r > dvcout/recall, deps: [docs], outs: [{dvcout/recall: {cache: false}}]}
+  label: {cmd: echo l > dvcout/label, deps: [data/seeds.jsonl, dvcout/recall], outs: [{dvcout/label: {cache: false}}]}
+  train: {cmd: echo t > dvcout/train, deps: [dvcout/base, dvcout/label], outs: [{dvcout/train: {cache: false}}]}
+  decompose: {cmd: echo d > dvcout/decompose, deps: [dvcout/label], outs: [{dvcout/decompose: {cache: false}}]}
+  score: {cmd: echo s > dvcout/score, deps: [data/evals.jsonl, dvcout/base, dvcout/recall, dvcout/train, dvcout/decompose], outs: [{dvcout/score: {cache: false}}]}
+  seal: {cmd: echo k > dvcout/seal, deps: [dvcout/base, dvcout/recall, dvcout/label, dvcout/train, dvcout/decompose, dvcout/score], outs: [{dvcout/seal: {cache: false}}]}
+"#;
     std::fs::write(dir.join("dvc.yaml"), dvc).unwrap();
     std::fs::create_dir_all(dir.join("dvcout")).unwrap();
     // Date everything in the past, as a checkout that has sat for a while would be.
-    for e in walk(dir) {
+    for e in support::walk(dir) {
         support::set_old(&e);
     }
-}
-
-fn walk(d: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    for e in std::fs::read_dir(d).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn gbps(bytes: u64, d: Duration) -> f64 {
@@ -171,6 +177,14 @@ fn main() {
         return;
     }
     if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--setup-only") {
+        // For profiling by hand: a project and a home, built once, left in place.
+        let dir = Path::new(&args[i + 1]);
+        std::fs::create_dir_all(dir.join("project")).unwrap();
+        setup(&dir.join("project"));
+        child_build(&dir.join("project"), &dir.join("home"));
         return;
     }
     let scratch = std::env::var_os("KOLM_BENCH_DIR")
@@ -191,16 +205,7 @@ fn main() {
     // 1. No-op rebuild.
     support::init_env();
     let cold = Instant::now();
-    kolm::executor::build(
-        kolm::Kolmfile::load(&dir.join("Kolmfile.toml")).unwrap(),
-        kolm::home::Home::at(&home),
-        support::test_stages(),
-        Default::default(),
-        ExecOptions::default(),
-        kolm::progress::Progress::hidden(),
-    )
-    .map_err(|f| f.error)
-    .unwrap();
+    child_build(&dir, &home);
     let cold = cold.elapsed();
     let kolm_noop = time(15, || {
         run(Command::new(&me).arg("--child-noop").arg(&dir).arg(&home))

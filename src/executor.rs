@@ -367,22 +367,11 @@ fn run_node(
         let stage = shared.stages.get(node.kind);
         let mut files = BTreeMap::new();
         {
+            let paths: Vec<std::path::PathBuf> =
+                node.files.iter().map(|f| shared.kolmfile.abs(f)).collect();
             let mut fp = shared.fingerprints.lock().expect("not poisoned");
-            for f in &node.files {
-                let path = shared.kolmfile.abs(f);
-                let bar = if std::fs::metadata(&path)
-                    .map(|m| m.len() > 64 << 20)
-                    .unwrap_or(false)
-                {
-                    shared.progress.bytes(
-                        std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0),
-                        &format!("hashing {}", f.rsplit('/').next().unwrap_or(f)),
-                    )
-                } else {
-                    indicatif::ProgressBar::hidden()
-                };
-                let (sha, _) = fp.digest(&path, Some(&bar))?;
-                bar.finish_and_clear();
+            let digests = fp.digest_many(&paths, Some(&shared.progress))?;
+            for (f, (sha, _)) in node.files.iter().zip(digests) {
                 files.insert(key_name(f), sha);
             }
         }
@@ -408,10 +397,7 @@ fn run_node(
             files: &files_by_path(&node.files, &files),
             progress: &shared.progress,
         };
-        let mut reasons = match &previous {
-            None => vec!["never built here before".to_string()],
-            Some(p) => explain::diff(&p.description, &description),
-        };
+        let mut reasons = Vec::new();
         if let Some(entry) = shared.store.get_action(&key) {
             if let Ok(out) = serde_json::from_value::<StageOutput>(entry.output.clone()) {
                 let valid = {
@@ -427,15 +413,26 @@ fn run_node(
                         &out,
                         stage.deterministic(task),
                     )?;
-                    save_record(shared, &record_id, &description, &out);
+                    save_record(
+                        shared,
+                        &record_id,
+                        previous.as_ref(),
+                        &key,
+                        &description,
+                        &out,
+                    );
                     return Ok((NodeStatus::Fresh, Some(out), vec![], false, key));
                 }
                 reasons = vec![
                     "the cached result's files outside the cache are missing or changed".into(),
                 ];
             }
-        } else if reasons.is_empty() {
-            reasons.push("the cache entry is missing (cleaned, or damaged and discarded)".into());
+        } else {
+            reasons = explain::reasons(&shared.explain_dir, &record_id, &description);
+            if reasons.is_empty() {
+                reasons
+                    .push("the cache entry is missing (cleaned, or damaged and discarded)".into());
+            }
         }
         if !stage.deterministic(task) && shared.exec.locked {
             let pinned = node.tasks.iter().any(|t| {
@@ -485,7 +482,14 @@ fn run_node(
             &out,
             stage.deterministic(task),
         )?;
-        save_record(shared, &record_id, &description, &out);
+        save_record(
+            shared,
+            &record_id,
+            previous.as_ref(),
+            &key,
+            &description,
+            &out,
+        );
         Ok((NodeStatus::Ran, Some(out), reasons, cutoff, key))
     })();
     report.millis = started.elapsed().as_millis() as u64;
@@ -531,12 +535,22 @@ fn files_by_path(names: &[String], by_key: &BTreeMap<String, String>) -> BTreeMa
         .collect()
 }
 
-fn save_record(shared: &Shared, id: &str, description: &serde_json::Value, out: &StageOutput) {
+fn save_record(
+    shared: &Shared,
+    id: &str,
+    previous: Option<&explain::Record>,
+    key: &str,
+    description: &serde_json::Value,
+    out: &StageOutput,
+) {
     let r = explain::Record {
-        description: description.clone(),
+        key: key.to_string(),
         output: out.digest(),
     };
-    if let Err(e) = explain::save(&shared.explain_dir, id, &r) {
+    if previous == Some(&r) {
+        return;
+    }
+    if let Err(e) = explain::save(&shared.explain_dir, id, &r, description) {
         shared
             .progress
             .println(&format!("warning: could not record build state: {e}"));

@@ -4,16 +4,19 @@
 //! digests, input digests). After each build we keep the last description of every node; when
 //! a key misses, the old and new descriptions are compared field by field, and the differences
 //! are the reasons, in words: "file `data/evals.jsonl` changed", "config `rank`: 8 → 16".
+//!
+//! A record is two files: a small one (key and output digest) read on every build, and the
+//! description, read only when the key missed and someone needs to know why.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The last description and output digest recorded for a node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The last key and output digest recorded for a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    pub description: Value,
+    pub key: String,
     pub output: String,
 }
 
@@ -28,11 +31,26 @@ pub fn load(dir: &Path, node_id: &str) -> Option<Record> {
     serde_json::from_slice(&std::fs::read(dir.join(format!("{node_id}.json"))).ok()?).ok()
 }
 
-pub fn save(dir: &Path, node_id: &str, r: &Record) -> crate::Result<()> {
-    crate::fsutil::write_atomic(
+/// The description recorded with the last record.
+pub fn load_description(dir: &Path, node_id: &str) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(dir.join(format!("{node_id}.why.json"))).ok()?).ok()
+}
+
+pub fn save(dir: &Path, node_id: &str, r: &Record, description: &Value) -> crate::Result<()> {
+    let why = serde_json::to_vec(description).expect("serialises");
+    crate::fsutil::write_cache_file(&dir.join(format!("{node_id}.why.json")), &why)?;
+    crate::fsutil::write_cache_file(
         &dir.join(format!("{node_id}.json")),
         &serde_json::to_vec(r).expect("serialises"),
     )
+}
+
+/// Why a node whose key is not the recorded one must run.
+pub fn reasons(dir: &Path, node_id: &str, description: &Value) -> Vec<String> {
+    match load_description(dir, node_id) {
+        None => vec!["never built here before".to_string()],
+        Some(old) => diff(&old, description),
+    }
 }
 
 fn short(v: &Value) -> String {

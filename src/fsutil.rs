@@ -14,6 +14,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     persist(t, path)
 }
 
+/// Writes a file that only caches what can be recomputed (fingerprints, build records):
+/// atomic, so never torn, but not flushed to disk, so cheap enough for every build. After a
+/// power loss it may be missing, which costs a rehash, never a wrong result.
+pub fn write_cache_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut t = temp_beside(path)?;
+    t.write_all(bytes)
+        .map_err(|e| Error::io(path, "write", e))?;
+    t.persist(path)
+        .map_err(|e| Error::io(path, "rename into place", e.error))?;
+    Ok(())
+}
+
 /// A temp file in the folder of `path` (created if missing), removed if dropped unpersisted.
 pub fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = path

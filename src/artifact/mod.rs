@@ -88,5 +88,16 @@ pub fn write(
     let tmp = w
         .into_inner()
         .map_err(|e| crate::Error::io(dest, "write the artifact", e.into_error()))?;
-    crate::fsutil::persist(tmp, dest)
+    // World-readable like any build output (temp files are created 0600), and not fsynced: like
+    // cargo's outputs it is reproducible from the cache, and `verify` catches any damage.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.persist(dest)
+        .map_err(|e| crate::Error::io(dest, "rename into place", e.error))?;
+    Ok(())
 }

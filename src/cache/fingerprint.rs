@@ -10,15 +10,13 @@
 //! clean" problem), so an entry is only trusted if the file's mtime was at least two seconds
 //! older than the moment we hashed it.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 use crate::{Error, Result};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     size: u64,
     mtime_ns: i128,
@@ -32,7 +30,9 @@ struct Seen {
 #[derive(Debug, Default)]
 pub struct Fingerprints {
     file: Option<PathBuf>,
-    seen: BTreeMap<PathBuf, Seen>,
+    /// Keyed by the absolute path as a string: hashing bytes is much cheaper than comparing
+    /// `Path` components, and this map is consulted once per input file on every build.
+    seen: HashMap<String, Seen>,
     dirty: bool,
     /// Bytes hashed during this run (reported by `--explain`, and a no-op build shows 0).
     pub hashed_bytes: u64,
@@ -47,10 +47,9 @@ impl Fingerprints {
         let id = blake3::hash(abs.to_string_lossy().as_bytes()).to_hex();
         let file = cache_dir
             .join("fingerprints")
-            .join(format!("{}.json", &id[..24]));
-        let seen = std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+            .join(format!("{}.txt", &id[..24]));
+        let seen = std::fs::read_to_string(&file)
+            .map(|t| parse(&t))
             .unwrap_or_default();
         Fingerprints {
             file: Some(file),
@@ -65,50 +64,101 @@ impl Fingerprints {
         Fingerprints::default()
     }
 
-    /// sha256 and size of `path`, rehashing only if its stat facts changed.
+    /// sha256 and size of `path`, rehashing only if its stat facts changed. A rehash of a large
+    /// file shows a progress bar.
     pub fn digest(
         &mut self,
         path: &Path,
-        progress: Option<&indicatif::ProgressBar>,
+        progress: Option<&crate::progress::Progress>,
     ) -> Result<(String, u64)> {
-        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let abs = absolute(path);
         let md = std::fs::metadata(&abs).map_err(|e| Error::io(path, "read", e))?;
-        let (mtime_ns, inode) = stat_facts(&md);
-        if let Some(s) = self.seen.get(&abs) {
-            if s.size == md.len()
-                && s.mtime_ns == mtime_ns
-                && s.inode == inode
-                && s.hashed_ns - s.mtime_ns >= RACY_NS
-            {
-                return Ok((s.sha256.clone(), s.size));
-            }
+        if let Some(hit) = self.known(&abs, &md) {
+            return Ok(hit);
         }
-        let (sha256, size) = crate::digest::sha256_file(&abs, progress)?;
+        let (mtime_ns, inode) = stat_facts(&md);
+        let bar = match progress {
+            Some(p) if md.len() > 64 << 20 => {
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                p.bytes(md.len(), &format!("hashing {name}"))
+            }
+            _ => indicatif::ProgressBar::hidden(),
+        };
+        let (sha256, size) = crate::digest::sha256_file(&abs, Some(&bar))?;
+        bar.finish_and_clear();
         self.hashed_bytes += size;
-        let hashed_ns = now_ns();
-        self.seen.insert(
-            abs,
-            Seen {
-                size,
-                mtime_ns,
-                inode,
-                sha256: sha256.clone(),
-                hashed_ns,
-            },
-        );
+        let seen = Seen {
+            size,
+            mtime_ns,
+            inode,
+            sha256: sha256.clone(),
+            hashed_ns: now_ns(),
+        };
+        self.seen.insert(abs.to_string_lossy().into_owned(), seen);
         self.dirty = true;
         Ok((sha256, size))
+    }
+
+    /// `digest` for many files, with the stat calls spread over the cores: for a corpus of
+    /// thousands of files they are most of a no-op build.
+    pub fn digest_many(
+        &mut self,
+        paths: &[PathBuf],
+        progress: Option<&crate::progress::Progress>,
+    ) -> Result<Vec<(String, u64)>> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
+        let stats: Vec<std::io::Result<std::fs::Metadata>> = if paths.len() < 256 || threads < 2 {
+            paths.iter().map(std::fs::metadata).collect()
+        } else {
+            let chunk = paths.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = paths
+                    .chunks(chunk)
+                    .map(|c| s.spawn(move || c.iter().map(std::fs::metadata).collect::<Vec<_>>()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("stat threads do not panic"))
+                    .collect()
+            })
+        };
+        let mut out = Vec::with_capacity(paths.len());
+        for (path, md) in paths.iter().zip(stats) {
+            let md = md.map_err(|e| Error::io(path, "read", e))?;
+            match self.known(path, &md) {
+                Some(hit) => out.push(hit),
+                None => out.push(self.digest(path, progress)?),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The remembered digest, if the stat facts still match and the entry is not racy.
+    fn known(&self, path: &Path, md: &std::fs::Metadata) -> Option<(String, u64)> {
+        let (mtime_ns, inode) = stat_facts(md);
+        let s = self.seen.get(absolute(path).to_string_lossy().as_ref())?;
+        (s.size == md.len()
+            && s.mtime_ns == mtime_ns
+            && s.inode == inode
+            && s.hashed_ns - s.mtime_ns >= RACY_NS)
+            .then(|| (s.sha256.clone(), s.size))
     }
 
     /// Records the digest of a file kolm itself just wrote (and renamed into place), so the
     /// next build recognises it without rehashing. The racy-clean window does not apply: the
     /// digest was computed from the bytes written, and any later write changes the stat facts.
     pub fn remember_written(&mut self, path: &Path, sha256: &str) {
-        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let abs = absolute(path);
         if let Ok(md) = std::fs::metadata(&abs) {
             let (mtime_ns, inode) = stat_facts(&md);
             self.seen.insert(
-                abs,
+                abs.to_string_lossy().into_owned(),
                 Seen {
                     size: md.len(),
                     mtime_ns,
@@ -128,10 +178,65 @@ impl Fingerprints {
         };
         let dir = file.parent().expect("has a parent");
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create", e))?;
-        let bytes = serde_json::to_vec(&self.seen).expect("serialises");
-        crate::fsutil::write_atomic(file, &bytes)?;
+        crate::fsutil::write_cache_file(file, render(&self.seen).as_bytes())?;
         self.dirty = false;
         Ok(())
+    }
+}
+
+/// The file format: a header line, then one line per file,
+/// `<sha256> <size> <mtime_ns> <inode> <hashed_ns> <path>`. Plain lines rather than JSON: it is
+/// read on every build, and for a large corpus parsing it is a real share of a no-op build.
+const HEADER: &str = "kolm-fingerprints 1";
+
+fn render(seen: &HashMap<String, Seen>) -> String {
+    let mut out = String::with_capacity(seen.len() * 160);
+    out.push_str(HEADER);
+    out.push('\n');
+    for (path, s) in seen.iter().filter(|(p, _)| !p.contains('\n')) {
+        out.push_str(&format!(
+            "{} {} {} {} {} {path}\n",
+            s.sha256, s.size, s.mtime_ns, s.inode, s.hashed_ns
+        ));
+    }
+    out
+}
+
+/// Parses the file; a line that does not parse is skipped (its file is simply rehashed).
+fn parse(text: &str) -> HashMap<String, Seen> {
+    let mut lines = text.lines();
+    if lines.next() != Some(HEADER) {
+        return HashMap::new();
+    }
+    lines
+        .filter_map(|l| {
+            let mut f = l.splitn(6, ' ');
+            let sha256 = f.next()?.to_string();
+            let size = f.next()?.parse().ok()?;
+            let mtime_ns = f.next()?.parse().ok()?;
+            let inode = f.next()?.parse().ok()?;
+            let hashed_ns = f.next()?.parse().ok()?;
+            let path = f.next()?.to_string();
+            (sha256.len() == 64).then_some((
+                path,
+                Seen {
+                    size,
+                    mtime_ns,
+                    inode,
+                    sha256,
+                    hashed_ns,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The absolute path (paths from the executor are absolute already: no getcwd per file).
+fn absolute(path: &Path) -> std::borrow::Cow<'_, Path> {
+    if path.is_absolute() {
+        std::borrow::Cow::Borrowed(path)
+    } else {
+        std::borrow::Cow::Owned(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
     }
 }
 

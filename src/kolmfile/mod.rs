@@ -42,7 +42,12 @@ impl Kolmfile {
     /// Checks Kolmfile text; `path` is used for messages and as the base of relative paths.
     #[allow(clippy::result_large_err)] // built once, on the way out
     pub fn parse(path: &Path, source: &str) -> Result<Kolmfile, KolmfileError> {
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Absolute once here, so every path joined to it is absolute (no per-file getcwd).
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
         let cx = resolve::Cx {
             path,
             src: source,

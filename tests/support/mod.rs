@@ -148,11 +148,12 @@ pub fn set_old(p: &Path) {
         .unwrap();
 }
 
-fn walk(d: &Path) -> Vec<PathBuf> {
+/// Every file under `d` (file types from the directory listing: no stat per file).
+pub fn walk(d: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
     for e in std::fs::read_dir(d).unwrap().flatten() {
         let p = e.path();
-        if p.is_dir() {
+        if e.file_type().unwrap().is_dir() {
             out.extend(walk(&p));
         } else {
             out.push(p);
