@@ -82,12 +82,8 @@ pub fn write(
             source,
         })
         .collect();
-    let tmp = crate::fsutil::temp_beside(dest)?;
-    let mut w = std::io::BufWriter::with_capacity(4 << 20, tmp);
-    zipwrite::write_zip(&mut w, dest, &specs, epoch, on_bytes)?;
-    let tmp = w
-        .into_inner()
-        .map_err(|e| crate::Error::io(dest, "write the artifact", e.into_error()))?;
+    let mut tmp = crate::fsutil::temp_beside(dest)?;
+    zipwrite::write_zip(tmp.as_file_mut(), dest, &specs, epoch, on_bytes)?;
     // World-readable like any build output (temp files are created 0600), and not fsynced: like
     // cargo's outputs it is reproducible from the cache, and `verify` catches any damage.
     #[cfg(unix)]
