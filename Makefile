@@ -1,5 +1,5 @@
 # The two quick-start commands, and what they need. Each target installs what is missing.
-#   make demo   build examples/support-triage end to end, then inspect the artifact
+#   make demo   build examples/support-triage end to end, inspect the artifact, run it
 #   make test   every test, plus fmt and clippy
 #   make bench  the benchmarks against the peers (figures go in the README)
 
@@ -7,6 +7,10 @@ CARGO ?= cargo
 EXAMPLE := examples/support-triage
 KOLM_HOME ?= $(CURDIR)/.kolm-home
 export KOLM_HOME
+# Where cargo puts binaries: CARGO_TARGET_DIR when set, else ./target.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BIN := $(TARGET_DIR)/release
+DEMO_KEY := $${KOLM_SIGNING_KEY:-demo-key-not-secret}
 
 .PHONY: demo test bench deps build
 
@@ -18,8 +22,10 @@ build: deps
 
 demo: build
 	python3 $(EXAMPLE)/gen_data.py --check
-	cd $(EXAMPLE) && KOLM_SIGNING_KEY=$${KOLM_SIGNING_KEY:-demo-key-not-secret} ../../target/release/kolmbuild
-	KOLM_SIGNING_KEY=$${KOLM_SIGNING_KEY:-demo-key-not-secret} ./target/release/kolm inspect $(EXAMPLE)/dist/support-triage.kolm
+	cd $(EXAMPLE) && KOLM_SIGNING_KEY=$(DEMO_KEY) $(BIN)/kolmbuild
+	KOLM_SIGNING_KEY=$(DEMO_KEY) $(BIN)/kolm inspect $(EXAMPLE)/dist/support-triage.kolm
+	KOLM_SIGNING_KEY=$(DEMO_KEY) $(BIN)/kolm run $(EXAMPLE)/dist/support-triage.kolm \
+	  "Subject: Charged twice. I was billed twice for my Pro plan this month, please refund the extra charge."
 
 test: deps
 	$(CARGO) fmt --check

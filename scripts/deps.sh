@@ -5,6 +5,11 @@ set -euo pipefail
 
 need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
+command -v c++ >/dev/null || need_apt+=(g++)
+# llama.cpp (through llama-cpp-sys-2) builds with cmake, and bindgen needs libclang.
+command -v cmake >/dev/null || need_apt+=(cmake)
+ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 \
+  || need_apt+=(libclang-dev)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v kill >/dev/null || need_apt+=(procps)

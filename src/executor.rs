@@ -397,6 +397,27 @@ fn run_node(
             files: &files_by_path(&node.files, &files),
             progress: &shared.progress,
         };
+        // Whether it was fresh or ran: pin it in the lock if need be, and record it for
+        // `--explain` and early cutoff next time.
+        let remember = |out: &StageOutput| -> Result<()> {
+            record_lock(
+                shared,
+                &node.tasks,
+                node.kind,
+                &key,
+                out,
+                stage.deterministic(task),
+            )?;
+            save_record(
+                shared,
+                &record_id,
+                previous.as_ref(),
+                &key,
+                &description,
+                out,
+            );
+            Ok(())
+        };
         let mut reasons = Vec::new();
         if let Some(entry) = shared.store.get_action(&key) {
             if let Ok(out) = serde_json::from_value::<StageOutput>(entry.output.clone()) {
@@ -405,22 +426,7 @@ fn run_node(
                     stage.still_valid(&cx, &out, &mut fp)
                 };
                 if valid {
-                    record_lock(
-                        shared,
-                        &node.tasks,
-                        node.kind,
-                        &key,
-                        &out,
-                        stage.deterministic(task),
-                    )?;
-                    save_record(
-                        shared,
-                        &record_id,
-                        previous.as_ref(),
-                        &key,
-                        &description,
-                        &out,
-                    );
+                    remember(&out)?;
                     return Ok((NodeStatus::Fresh, Some(out), vec![], false, key));
                 }
                 reasons = vec![
@@ -474,22 +480,7 @@ fn run_node(
                 blobs: out.blobs(),
             },
         )?;
-        record_lock(
-            shared,
-            &node.tasks,
-            node.kind,
-            &key,
-            &out,
-            stage.deterministic(task),
-        )?;
-        save_record(
-            shared,
-            &record_id,
-            previous.as_ref(),
-            &key,
-            &description,
-            &out,
-        );
+        remember(&out)?;
         Ok((NodeStatus::Ran, Some(out), reasons, cutoff, key))
     })();
     report.millis = started.elapsed().as_millis() as u64;

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod digest;
 pub mod download;
 pub mod error;
+pub mod evals;
 pub mod executor;
 pub mod explain;
 pub mod fsutil;
@@ -30,7 +31,9 @@ pub mod jsonl;
 pub mod kolmfile;
 pub mod kscore;
 pub mod progress;
+pub mod receipts;
 pub mod rng;
+pub mod runtime;
 pub mod stages;
 
 pub use error::{Error, Result};

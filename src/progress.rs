@@ -39,6 +39,21 @@ impl Progress {
         bar
     }
 
+    /// A bar counting items (tests, requests).
+    pub fn count(&self, total: u64, msg: &str) -> ProgressBar {
+        let Some(mp) = &self.mp else {
+            return ProgressBar::hidden();
+        };
+        let bar = mp.add(ProgressBar::new(total));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg:24} [{bar:30}] {pos}/{len} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(msg.to_string());
+        bar
+    }
+
     /// Prints a line above the bars (or to stderr when there are none).
     pub fn println(&self, line: &str) {
         match &self.mp {

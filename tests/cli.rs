@@ -36,7 +36,7 @@ fn init_writes_a_starter_project_and_never_overwrites() {
 }
 
 #[test]
-fn the_starter_builds_up_to_the_stage_not_yet_available_and_says_so() {
+fn the_starter_builds_end_to_end_and_runs() {
     let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
     kolm(home.path())
@@ -44,28 +44,32 @@ fn the_starter_builds_up_to_the_stage_not_yet_available_and_says_so() {
         .arg(dir.path())
         .assert()
         .success();
+    // Without a key the build stops at the seal, with everything before it built and cached.
     let out = Command::cargo_bin("kolmbuild")
         .unwrap()
         .current_dir(dir.path())
         .env("KOLM_HOME", home.path())
         .env("NO_COLOR", "1")
+        .env_remove("KOLM_SIGNING_KEY")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("stage `score` is not available yet"), "{err}");
-    for stage in ["base", "recall", "label", "train", "decompose"] {
+    assert!(err.contains("no signing key"), "{err}");
+    for stage in ["base", "recall", "label", "train", "decompose", "score"] {
         assert!(
             err.contains(&format!("built {stage}")),
             "{stage} built:\n{err}"
         );
     }
-    // The second run resumes: everything before score is fresh.
+    assert!(err.contains("tests passed"), "the score summary:\n{err}");
+    // The second run resumes: everything before the seal is fresh.
     let out = Command::cargo_bin("kolmbuild")
         .unwrap()
         .args(["status", "--json"])
         .current_dir(dir.path())
         .env("KOLM_HOME", home.path())
+        .env_remove("KOLM_SIGNING_KEY")
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -76,7 +80,36 @@ fn the_starter_builds_up_to_the_stage_not_yet_available_and_says_so() {
         .filter(|n| n["status"] == "fresh")
         .map(|n| n["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(fresh, ["base", "recall", "label", "train", "decompose"]);
+    assert_eq!(
+        fresh,
+        ["base", "recall", "label", "train", "decompose", "score"]
+    );
+    // With a key it seals, and the artifact answers within its schema.
+    Command::cargo_bin("kolmbuild")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("KOLM_HOME", home.path())
+        .env("KOLM_SIGNING_KEY", KEY)
+        .assert()
+        .success();
+    let art = std::fs::read_dir(dir.path().join("dist"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "kolm"))
+        .expect("an artifact in dist/");
+    let out = kolm(home.path())
+        .env("KOLM_SIGNING_KEY", KEY)
+        .arg("run")
+        .arg(&art)
+        .arg("The export button does nothing")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = ok_json(&out);
+    assert!(
+        ["question", "bug", "praise"].contains(&v["label"].as_str().unwrap()),
+        "{v}"
+    );
 }
 
 #[test]
@@ -235,7 +268,7 @@ fn tiny_models_are_deterministic_and_readable() {
 #[test]
 fn verbs_not_built_yet_say_so() {
     let home = tempfile::tempdir().unwrap();
-    for verb in ["run", "serve", "tune", "rag", "receipts", "watch"] {
+    for verb in ["serve", "tune", "rag", "watch"] {
         let out = kolm(home.path()).arg(verb).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{verb}");
         assert!(

@@ -124,5 +124,9 @@ impl Manifest {
 
 /// `kolm/<version>`, the runtime string sealed into every manifest.
 pub fn runtime() -> String {
-    format!("kolm/{}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "kolm/{} ({})",
+        env!("CARGO_PKG_VERSION"),
+        crate::runtime::engine::LLAMA_CPP_2
+    )
 }

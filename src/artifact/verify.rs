@@ -396,6 +396,10 @@ pub struct VerifyOptions {
 pub struct Verified {
     pub path: String,
     pub signature: SignatureState,
+    /// sha256 of `manifest.json` as stored: what receipts name.
+    pub manifest_sha256: String,
+    #[serde(skip)]
+    pub manifest: Manifest,
     pub entries: Vec<super::manifest::EntryDigest>,
     pub k_score: f64,
     pub gate: f64,
@@ -438,6 +442,17 @@ fn state_of(
 
 /// Verifies everything; `on_bytes` reports payload bytes hashed (progress).
 pub fn verify(path: &Path, opts: &VerifyOptions, on_bytes: &dyn Fn(u64)) -> Result<Verified> {
+    verify_with(path, opts, &mut |_, b| on_bytes(b.len() as u64))
+}
+
+/// Verifies everything, handing each payload entry's bytes to `sink` as they are checked, so a
+/// caller can extract entries in the same pass. Nothing it was handed may be trusted unless
+/// this returns `Ok`.
+pub fn verify_with(
+    path: &Path,
+    opts: &VerifyOptions,
+    sink: &mut dyn FnMut(&str, &[u8]),
+) -> Result<Verified> {
     let raw = open_raw(path)?;
     let key = sign::KeyChoice {
         file: opts.key_file.as_deref(),
@@ -505,7 +520,7 @@ pub fn verify(path: &Path, opts: &VerifyOptions, on_bytes: &dyn Fn(u64)) -> Resu
             if keep {
                 index.extend_from_slice(b);
             }
-            on_bytes(b.len() as u64);
+            sink(&e.name, b);
         })?;
         let got = hex::encode(h.finalize());
         if got != d.sha256 {
@@ -524,6 +539,8 @@ pub fn verify(path: &Path, opts: &VerifyOptions, on_bytes: &dyn Fn(u64)) -> Resu
     Ok(Verified {
         path: path.display().to_string(),
         signature: state,
+        manifest_sha256: crate::digest::sha256(&o.manifest_bytes),
+        manifest: o.manifest.clone(),
         entries: declared.clone(),
         k_score: o.manifest.k_score,
         gate: o.manifest.gate,

@@ -17,6 +17,17 @@ pub struct VerifyArgs {
     /// Key file for the signature (wins over KOLM_SIGNING_KEY).
     #[arg(long)]
     pub key_file: Option<String>,
+    /// Also recompute K offline from the artifact's own tests and compare it with the sealed K.
+    #[arg(long)]
+    pub rescore: bool,
+    /// Also measure wall-clock latency on this machine.
+    #[arg(long)]
+    pub bench: bool,
+    /// Runs for --bench (cycling through the artifact's test inputs).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub bench_runs: u64,
+    #[command(flatten)]
+    pub decode: super::run::DecodeArgs,
 }
 
 pub fn inspect(g: &Global, path: &Path, key_file: Option<&str>) -> Result<()> {
@@ -40,8 +51,11 @@ pub fn verify(g: &Global, a: VerifyArgs) -> Result<()> {
     let bar = progress.bytes(size, "verifying");
     let opts = ver::VerifyOptions {
         allow_unsigned: a.allow_unsigned,
-        key_file: a.key_file,
+        key_file: a.key_file.clone(),
     };
+    if a.rescore || a.bench {
+        return self_check(g, &a, &opts, &progress);
+    }
     let v = ver::verify(&a.artifact, &opts, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     if g.json {
@@ -51,12 +65,88 @@ pub fn verify(g: &Global, a: VerifyArgs) -> Result<()> {
                 .expect("serialises")
         );
     } else if !g.quiet {
+        print_verified(&a.artifact, &v);
+    }
+    Ok(())
+}
+
+fn print_verified(path: &Path, v: &ver::Verified) {
+    println!(
+        "ok {}: 7 entries, every digest matches, signature {}",
+        path.display(),
+        v.signature.describe()
+    );
+    println!("   K = {:.4} (gate {:.2})", v.k_score, v.gate);
+}
+
+/// `--rescore` and `--bench`: verify (and extract) through the runtime's loader, then run the
+/// artifact on its own tests. A rescored K that differs from the sealed one fails.
+fn self_check(
+    g: &Global,
+    a: &VerifyArgs,
+    opts: &ver::VerifyOptions,
+    progress: &crate::progress::Progress,
+) -> Result<()> {
+    use crate::runtime::rescore;
+    let home = crate::home::Home::from_env();
+    let opened = crate::runtime::open::open(&a.artifact, &home, opts)?;
+    let gen = a.decode.options();
+    let mut out =
+        serde_json::json!({ "ok": true, "path": a.artifact, "signature": opened.signature });
+    if !g.json && !g.quiet {
         println!(
             "ok {}: 7 entries, every digest matches, signature {}",
             a.artifact.display(),
-            v.signature.describe()
+            opened.signature.describe()
         );
-        println!("   K = {:.4} (gate {:.2})", v.k_score, v.gate);
+    }
+    if a.rescore {
+        let bar = progress.count(opened.manifest.tests.count, "rescoring");
+        let r = rescore::rescore(&opened, &gen, &|| bar.inc(1))?;
+        bar.finish_and_clear();
+        if !g.json && !g.quiet {
+            println!(
+                "   sealed K = {:.6}   rescored K = {:.6}   {}",
+                r.sealed_k,
+                r.rescored_k,
+                if r.equal { "equal" } else { "DIFFERENT" }
+            );
+            println!(
+                "   accuracy {}/{} (sealed {}/{}), latency estimate {:.2} ms (sealed {:.2} ms); wall clock here p50 {:.1} ms, p95 {:.1} ms",
+                r.measured.tests_passed, r.measured.tests_total, r.sealed.tests_passed,
+                r.sealed.tests_total, r.measured.latency_ms, r.sealed.latency_ms, r.wall_p50_ms, r.wall_p95_ms
+            );
+        }
+        let equal = r.equal;
+        out["rescore"] = serde_json::to_value(&r).expect("serialises");
+        if !equal {
+            return Err(crate::Error::Verify {
+                path: a.artifact.clone(),
+                reason: format!(
+                    "rescoring gives K = {:.6}, but the artifact was sealed with K = {:.6}",
+                    r.rescored_k, r.sealed_k
+                ),
+                help: "the student decodes differently on this machine (another CPU or llama.cpp build), or the manifest's figures were not produced by this artifact".into(),
+            });
+        }
+    }
+    if a.bench {
+        let bar = progress.count(a.bench_runs, "benchmarking");
+        let b = rescore::bench(&opened, &gen, a.bench_runs, &|| bar.inc(1))?;
+        bar.finish_and_clear();
+        if !g.json && !g.quiet {
+            println!(
+                "   wall clock over {} runs ({} threads): p50 {:.2} ms, p95 {:.2} ms; prefill {:.0} tok/s, decode {:.0} tok/s (sealed estimate on `{}`: {:.2} ms)",
+                b.runs, b.threads, b.p50_ms, b.p95_ms, b.prefill_tokens_per_s, b.decode_tokens_per_s, b.device, b.estimated_ms
+            );
+        }
+        out["bench"] = serde_json::to_value(&b).expect("serialises");
+    }
+    if g.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serialises")
+        );
     }
     Ok(())
 }

@@ -88,6 +88,7 @@ pub fn options(a: &BuildArgs) -> Result<BuildOptions> {
         unsigned: a.unsigned,
         airgap: a.airgap,
         source_date_epoch,
+        quiet: false,
     })
 }
 
@@ -114,7 +115,8 @@ pub fn enforce_airgap(k: &Kolmfile) -> Result<()> {
 
 pub fn build(g: &Global, a: BuildArgs, mode: Mode) -> Result<()> {
     let kolmfile = load_kolmfile(g)?;
-    let opts = options(&a)?;
+    let mut opts = options(&a)?;
+    opts.quiet = g.quiet || g.json;
     if a.airgap {
         enforce_airgap(&kolmfile)?;
     }

@@ -7,6 +7,7 @@
 mod artifact;
 mod build;
 mod cache;
+mod run;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -79,11 +80,8 @@ pub enum Command {
         #[command(subcommand)]
         command: DevCommand,
     },
-    /// Run an artifact on an input (not available yet).
-    Run {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Run an artifact on an input; prints the output JSON and writes a receipt.
+    Run(run::RunArgs),
     /// Serve installed artifacts over MCP or HTTP (not available yet).
     Serve {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -99,10 +97,10 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Check the receipt chain (not available yet).
+    /// Run receipts: check the chain.
     Receipts {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        command: run::ReceiptsCommand,
     },
     /// Rebuild when inputs change (not available yet).
     Watch {
@@ -121,6 +119,10 @@ pub enum DevCommand {
         seed: u64,
         #[arg(long, value_enum, default_value = "f32")]
         quant: Quant,
+        /// The dimensions: `tiny` (64-dim, 2 layers), or a real model's shape with random
+        /// weights, for benchmarks (`qwen2.5-0.5b`).
+        #[arg(long, default_value = "tiny", value_parser = ["tiny", "qwen2.5-0.5b"])]
+        shape: String,
         #[arg(long)]
         out: PathBuf,
     },
@@ -244,6 +246,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     arch,
                     seed,
                     quant,
+                    shape,
                     out,
                 },
         } => {
@@ -251,7 +254,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 Quant::F32 => crate::gguf::tiny::Quant::F32,
                 Quant::Q8_0 => crate::gguf::tiny::Quant::Q8_0,
             };
-            let bytes = crate::gguf::tiny::tiny_model(&arch, seed, q);
+            let shape = crate::gguf::tiny::Shape::named(&shape).expect("clap checked the name");
+            let bytes = crate::gguf::tiny::model(&arch, &shape, seed, q);
             crate::fsutil::write_atomic(&out, &bytes)?;
             if g.json {
                 println!(
@@ -268,11 +272,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Run { .. } => Err(not_yet("kolm run", "the student runtime (llama.cpp)")),
+        Command::Run(a) => run::run(&g, a),
         Command::Serve { .. } => Err(not_yet("kolm serve", "the MCP and HTTP servers")),
         Command::Tune { .. } => Err(not_yet("kolm tune", "the tune loop")),
         Command::Rag { .. } => Err(not_yet("kolm rag", "retrieval indexes")),
-        Command::Receipts { .. } => Err(not_yet("kolm receipts", "run receipts")),
+        Command::Receipts { command } => run::receipts(&g, command),
         Command::Watch { .. } => Err(not_yet("kolm watch", "watch mode")),
     }
 }

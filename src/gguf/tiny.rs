@@ -1,10 +1,12 @@
-//! Tiny models kolm writes itself, so tests and examples never download anything.
+//! Models kolm writes itself, so tests, examples and benchmarks never download anything.
 //!
 //! A `tiny` model is a real llama or qwen2 GGUF: 64-dim embeddings, 2 layers, 4 heads (2 KV
 //! heads), a byte-level BPE vocabulary (the 256 GPT-2 byte tokens, a few merges, and the chat
-//! special tokens), weights drawn from our own seeded RNG. The same (arch, seed, quant) always
-//! gives the same bytes. The zero-init LoRA adapter for any base is written here too, because it
-//! is built from the same tensor table.
+//! special tokens), weights drawn from our own seeded RNG. The same (arch, shape, seed, quant)
+//! always gives the same bytes. Benchmarks use the same writer at the shape of a real model
+//! ([`Shape::QWEN2_5_0_5B`]): random weights, but the exact tensor shapes, vocabulary size and
+//! bytes per token of the real thing, which is what speed depends on. The zero-init LoRA
+//! adapter for any base is written here too, because it is built from the same tensor table.
 
 use super::{GgufWriter, Header, TensorData, Value};
 use crate::rng::SplitMix64;
@@ -15,6 +17,55 @@ pub const N_HEAD: u64 = 4;
 pub const N_HEAD_KV: u64 = 2;
 pub const N_FF: u64 = 128;
 pub const N_CTX: u64 = 2048;
+
+/// The dimensions of a model kolm writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub n_embd: u64,
+    pub n_layer: u64,
+    pub n_head: u64,
+    pub n_head_kv: u64,
+    pub n_ff: u64,
+    pub n_ctx: u64,
+    /// Vocabulary size; tokens past the byte-level ones are filler that decodes but is never
+    /// produced by the tokenizer (0: just the byte-level vocabulary).
+    pub n_vocab: u64,
+    /// Output projection shared with the token embedding (no `output.weight`).
+    pub tied: bool,
+}
+
+impl Shape {
+    pub const TINY: Shape = Shape {
+        n_embd: N_EMBD,
+        n_layer: N_LAYER,
+        n_head: N_HEAD,
+        n_head_kv: N_HEAD_KV,
+        n_ff: N_FF,
+        n_ctx: N_CTX,
+        n_vocab: 0,
+        tied: false,
+    };
+    /// Qwen2.5-0.5B-Instruct's dimensions (494M parameters).
+    pub const QWEN2_5_0_5B: Shape = Shape {
+        n_embd: 896,
+        n_layer: 24,
+        n_head: 14,
+        n_head_kv: 2,
+        n_ff: 4864,
+        n_ctx: 32768,
+        n_vocab: 151_936,
+        tied: true,
+    };
+
+    /// A shape by name, for `kolm dev tiny-model --shape`.
+    pub fn named(name: &str) -> Option<Shape> {
+        match name {
+            "tiny" => Some(Shape::TINY),
+            "qwen2.5-0.5b" => Some(Shape::QWEN2_5_0_5B),
+            _ => None,
+        }
+    }
+}
 
 /// Weight storage of a tiny model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +97,9 @@ pub fn byte_tokens() -> Vec<String> {
         .collect()
 }
 
-/// The vocabulary: byte tokens, merged tokens, then special tokens. Returns (tokens, merges, types).
-fn vocab() -> (Vec<String>, Vec<String>, Vec<i32>) {
+/// The vocabulary: byte tokens, merged tokens, filler up to `n_vocab`, then special tokens.
+/// Returns (tokens, merges, types).
+fn vocab(n_vocab: u64) -> (Vec<String>, Vec<String>, Vec<i32>) {
     let mut tokens = byte_tokens();
     let mut types = vec![1i32; tokens.len()];
     // A few merges over JSON-ish text; each merged token must exist in the vocabulary.
@@ -65,6 +117,13 @@ fn vocab() -> (Vec<String>, Vec<String>, Vec<i32>) {
         tokens.push(format!("{a}{b}"));
         types.push(1);
     }
+    let specials = 3;
+    let mut i = 0;
+    while (tokens.len() + specials) < n_vocab as usize {
+        tokens.push(format!("<|filler_{i}|>"));
+        types.push(5); // unused
+        i += 1;
+    }
     for special in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
         tokens.push(special.to_string());
         types.push(3);
@@ -74,7 +133,12 @@ fn vocab() -> (Vec<String>, Vec<String>, Vec<i32>) {
 
 /// Writes a tiny model for `arch` ("llama" or "qwen2").
 pub fn tiny_model(arch: &str, seed: u64, quant: Quant) -> Vec<u8> {
-    let (tokens, merges, types) = vocab();
+    model(arch, &Shape::TINY, seed, quant)
+}
+
+/// Writes a model of any shape for `arch` ("llama" or "qwen2").
+pub fn model(arch: &str, shape: &Shape, seed: u64, quant: Quant) -> Vec<u8> {
+    let (tokens, merges, types) = vocab(shape.n_vocab);
     let n_vocab = tokens.len() as u64;
     let eos = (n_vocab - 3) as u32;
     let mut w = GgufWriter::new();
@@ -82,12 +146,12 @@ pub fn tiny_model(arch: &str, seed: u64, quant: Quant) -> Vec<u8> {
     w.meta("general.architecture", Value::Str(arch.into()))
         .meta("general.name", Value::Str(format!("kolm-tiny-{arch}-s{seed}")))
         .meta("general.file_type", Value::U32(if quant == Quant::Q8_0 { 7 } else { 0 }))
-        .meta(&a("context_length"), Value::U32(N_CTX as u32))
-        .meta(&a("embedding_length"), Value::U32(N_EMBD as u32))
-        .meta(&a("block_count"), Value::U32(N_LAYER as u32))
-        .meta(&a("feed_forward_length"), Value::U32(N_FF as u32))
-        .meta(&a("attention.head_count"), Value::U32(N_HEAD as u32))
-        .meta(&a("attention.head_count_kv"), Value::U32(N_HEAD_KV as u32))
+        .meta(&a("context_length"), Value::U32(shape.n_ctx as u32))
+        .meta(&a("embedding_length"), Value::U32(shape.n_embd as u32))
+        .meta(&a("block_count"), Value::U32(shape.n_layer as u32))
+        .meta(&a("feed_forward_length"), Value::U32(shape.n_ff as u32))
+        .meta(&a("attention.head_count"), Value::U32(shape.n_head as u32))
+        .meta(&a("attention.head_count_kv"), Value::U32(shape.n_head_kv as u32))
         .meta(&a("attention.layer_norm_rms_epsilon"), Value::F32(1e-5))
         .meta(&a("rope.freq_base"), Value::F32(10000.0))
         .meta("tokenizer.ggml.model", Value::Str("gpt2".into()))
@@ -103,8 +167,8 @@ pub fn tiny_model(arch: &str, seed: u64, quant: Quant) -> Vec<u8> {
             Value::Str("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}".into()),
         );
     let mut rng = SplitMix64::new(seed ^ 0x6b6f_6c6d);
-    let head_dim = N_EMBD / N_HEAD;
-    let kv = head_dim * N_HEAD_KV;
+    let head_dim = shape.n_embd / shape.n_head;
+    let kv = head_dim * shape.n_head_kv;
     let mut mat = |name: String, cols: u64, rows: u64, w: &mut GgufWriter| {
         let scale = 1.0 / (cols as f32).sqrt();
         let v: Vec<f32> = (0..cols * rows).map(|_| rng.normal() * scale).collect();
@@ -113,42 +177,44 @@ pub fn tiny_model(arch: &str, seed: u64, quant: Quant) -> Vec<u8> {
             Quant::Q8_0 => TensorData::q8_0(name, vec![cols, rows], &v),
         });
     };
-    mat("token_embd.weight".into(), N_EMBD, n_vocab, &mut w);
-    for l in 0..N_LAYER {
+    mat("token_embd.weight".into(), shape.n_embd, n_vocab, &mut w);
+    for l in 0..shape.n_layer {
         let b = |s: &str| format!("blk.{l}.{s}");
         w.tensor(TensorData::f32(
             b("attn_norm.weight"),
-            vec![N_EMBD],
-            &vec![1.0; N_EMBD as usize],
+            vec![shape.n_embd],
+            &vec![1.0; shape.n_embd as usize],
         ));
-        mat(b("attn_q.weight"), N_EMBD, N_EMBD, &mut w);
-        mat(b("attn_k.weight"), N_EMBD, kv, &mut w);
-        mat(b("attn_v.weight"), N_EMBD, kv, &mut w);
+        mat(b("attn_q.weight"), shape.n_embd, shape.n_embd, &mut w);
+        mat(b("attn_k.weight"), shape.n_embd, kv, &mut w);
+        mat(b("attn_v.weight"), shape.n_embd, kv, &mut w);
         if arch == "qwen2" {
             for (t, n) in [
-                ("attn_q.bias", N_EMBD),
+                ("attn_q.bias", shape.n_embd),
                 ("attn_k.bias", kv),
                 ("attn_v.bias", kv),
             ] {
                 w.tensor(TensorData::f32(b(t), vec![n], &vec![0.0; n as usize]));
             }
         }
-        mat(b("attn_output.weight"), N_EMBD, N_EMBD, &mut w);
+        mat(b("attn_output.weight"), shape.n_embd, shape.n_embd, &mut w);
         w.tensor(TensorData::f32(
             b("ffn_norm.weight"),
-            vec![N_EMBD],
-            &vec![1.0; N_EMBD as usize],
+            vec![shape.n_embd],
+            &vec![1.0; shape.n_embd as usize],
         ));
-        mat(b("ffn_gate.weight"), N_EMBD, N_FF, &mut w);
-        mat(b("ffn_up.weight"), N_EMBD, N_FF, &mut w);
-        mat(b("ffn_down.weight"), N_FF, N_EMBD, &mut w);
+        mat(b("ffn_gate.weight"), shape.n_embd, shape.n_ff, &mut w);
+        mat(b("ffn_up.weight"), shape.n_embd, shape.n_ff, &mut w);
+        mat(b("ffn_down.weight"), shape.n_ff, shape.n_embd, &mut w);
     }
     w.tensor(TensorData::f32(
         "output_norm.weight",
-        vec![N_EMBD],
-        &vec![1.0; N_EMBD as usize],
+        vec![shape.n_embd],
+        &vec![1.0; shape.n_embd as usize],
     ));
-    mat("output.weight".into(), N_EMBD, n_vocab, &mut w);
+    if !shape.tied {
+        mat("output.weight".into(), shape.n_embd, n_vocab, &mut w);
+    }
     w.to_bytes()
 }
 

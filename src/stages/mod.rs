@@ -260,6 +260,8 @@ pub struct BuildOptions {
     pub airgap: bool,
     /// `SOURCE_DATE_EPOCH`, when set: the timestamp written into the zip.
     pub source_date_epoch: Option<i64>,
+    /// No summaries on stderr (`--quiet`, `--json`). Never part of a key.
+    pub quiet: bool,
 }
 
 /// One stage implementation.

@@ -1,13 +1,21 @@
-//! The `score` stage: run the artifact's own runtime on the eval suite and measure the five
-//! K-score components (accuracy, size, latency, cost, coverage).
+//! The `score` stage: run the student through the same runtime as `kolm run` on the eval suite,
+//! and measure the five K-score components.
 //!
-//! Measuring needs the student runtime (llama.cpp), which comes with the runtime issue. Until
-//! then this stage fails clearly; the K-score arithmetic and the gate it feeds live in
-//! [`crate::kscore`] and are complete.
+//! Only deterministic quantities are measured into K: the verdicts (greedy decoding under a
+//! grammar), the payload sizes, and the latency *estimate* from counted work (prompt tokens,
+//! decode passes) on the Kolmfile's reference device ([`kscore::estimate_latency_ms`]).
+//! Wall-clock times are measured too, and go to the report beside the estimate, never into K,
+//! so `kolm verify --rescore` recomputes the sealed K exactly. [`measure`] is shared with
+//! `--rescore` for that reason.
 
-use super::{unavailable, BuildOptions, Cx, Inputs, Stage, StageKind, StageOutput};
-use crate::kolmfile::{Kolmfile, TaskConfig};
-use crate::Result;
+use serde_json::{json, Value};
+
+use super::{BuildOptions, Cx, Inputs, ScoreOut, Stage, StageKind, StageOutput};
+use crate::evals::{self, Observed, Test};
+use crate::kolmfile::{DeviceProfile, Kolmfile, TaskConfig};
+use crate::kscore::{self, Measured, Work};
+use crate::runtime::{prompt, GenOptions, Student};
+use crate::{Error, Result};
 
 pub struct ScoreStage;
 
@@ -16,20 +24,214 @@ impl Stage for ScoreStage {
         StageKind::Score
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
-        serde_json::json!({ "score": task.score, "output_schema": task.output_schema, "teacher": task.teacher })
+        json!({
+            "score": task.score,
+            "description": task.description,
+            "output_schema": task.output_schema,
+            "teacher": task.teacher,
+            "runtime": crate::runtime::engine::LLAMA_CPP_2,
+        })
     }
     fn files(&self, _: &Kolmfile, task: &TaskConfig) -> Result<Vec<String>> {
         Ok(vec![task.evals.clone()])
     }
-    fn run(&self, cx: &Cx, _: &Inputs) -> Result<StageOutput> {
-        Err(unavailable(
-            StageKind::Score,
-            cx.task,
-            "measuring the student needs the llama.cpp runtime, which is not built yet",
-            "everything up to scoring is built and cached; this build will resume from here once the runtime lands",
-        ))
+    fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {
+        let (base, recall, train, decompose) = (
+            inputs.base()?,
+            inputs.recall()?,
+            inputs.train()?,
+            inputs.decompose()?,
+        );
+        let bytes = super::read_project_file(cx, &cx.task.evals)?;
+        let tests = evals::parse(&cx.task.evals, &bytes)?;
+        if tests.is_empty() {
+            return Err(Error::invalid(
+                format!("{}: the eval suite is empty", cx.task.evals),
+                "add at least one test: the artifact's K-score is measured on them",
+            ));
+        }
+        let tests_blob = cx.store.put_blob(&bytes)?;
+        let adapter = cx.store.blob(&train.adapter)?;
+        let adapter_path = crate::runtime::open::stored_adapter(cx.home, &train.adapter.sha256);
+        if !adapter_path.is_file() {
+            crate::fsutil::write_atomic(&adapter_path, &adapter)?;
+        }
+        let mut student = Student::load(
+            &cx.base_path(base),
+            Some(&adapter_path),
+            Some(&cx.task.output_schema),
+        )?;
+        let size_bytes = base.size
+            + train.adapter.size
+            + decompose.recipes.size
+            + recall.index.size
+            + tests_blob.size;
+        let bar = cx
+            .progress
+            .count(tests.len() as u64, &format!("scoring {}", cx.task.name));
+        let subject = Subject {
+            description: &cx.task.description,
+            schema: &cx.task.output_schema,
+            size_bytes,
+            parameters: base.model.parameters,
+            model_bytes: base.size,
+            device: &cx.task.score.device,
+        };
+        let scored = measure(
+            &mut student,
+            &tests,
+            &subject,
+            &GenOptions::default(),
+            &|| bar.inc(1),
+        )?;
+        bar.finish_and_clear();
+        if !cx.options.quiet {
+            cx.progress
+                .println(&scored.summary(&cx.task.name, &cx.task.score.device));
+        }
+        let report = cx
+            .store
+            .put_blob(&crate::digest::canonical_json(&scored.report))?;
+        Ok(StageOutput::Score(ScoreOut {
+            tests: tests_blob,
+            report,
+            measured: scored.measured,
+            baseline: cx.task.score.baseline,
+            baseline_source: "kolmfile".into(),
+        }))
     }
+}
+
+/// What is being scored: the task and the facts about the artifact K needs.
+pub struct Subject<'a> {
+    pub description: &'a str,
+    pub schema: &'a Value,
+    /// The five payload entries, uncompressed.
+    pub size_bytes: u64,
+    pub parameters: u64,
+    pub model_bytes: u64,
+    pub device: &'a DeviceProfile,
+}
+
+/// The outcome of running a suite.
+pub struct Scored {
+    pub measured: Measured,
+    /// Per test: pass or fail and why, the output, the counted work; and the wall clock.
+    pub report: Value,
+    pub wall_p50_ms: f64,
+    pub wall_p95_ms: f64,
+}
+
+impl Scored {
+    /// The one-paragraph summary printed after scoring.
+    pub fn summary(&self, task: &str, device: &DeviceProfile) -> String {
+        let m = &self.measured;
+        format!(
+            "    score {task}: {}/{} tests passed (accuracy {:.3}); latency {:.1} ms estimated on `{}` (measured here: p50 {:.1} ms, p95 {:.1} ms)",
+            m.tests_passed, m.tests_total, m.accuracy, m.latency_ms, device.name, self.wall_p50_ms, self.wall_p95_ms
+        )
+    }
+}
+
+/// Runs every test through `student` and measures the deterministic components of K.
+pub fn measure(
+    student: &mut Student,
+    tests: &[Test],
+    subject: &Subject,
+    opts: &GenOptions,
+    tick: &dyn Fn(),
+) -> Result<Scored> {
+    let system = prompt::system_prompt(subject.description, Some(subject.schema));
+    let mut session = student.session(opts)?;
+    let mut verdicts = Vec::with_capacity(tests.len());
+    let mut estimates = Vec::with_capacity(tests.len());
+    let mut walls = Vec::with_capacity(tests.len());
+    let mut rows = Vec::with_capacity(tests.len());
+    for t in tests {
+        crate::interrupt::check()?;
+        let row = match session.generate(&system, &t.input()) {
+            Ok(g) => {
+                let work = Work {
+                    prompt_tokens: g.prompt_tokens,
+                    decode_passes: g.decode_passes,
+                };
+                let est = kscore::estimate_latency_ms(
+                    &work,
+                    subject.parameters,
+                    subject.model_bytes,
+                    subject.device,
+                );
+                estimates.push(est);
+                walls.push(g.micros as f64 / 1e3);
+                let graded = evals::grade(
+                    t,
+                    &Observed {
+                        output: &g.text,
+                        latency_ms: est,
+                        cost: 0.0,
+                    },
+                );
+                verdicts.push((t.weight, graded.pass));
+                json!({
+                    "line": t.line, "description": t.description, "pass": graded.pass,
+                    "score": graded.score, "reasons": graded.reasons, "output": g.text,
+                    "stop": g.stop, "prompt_tokens": g.prompt_tokens, "output_tokens": g.output_tokens,
+                    "latency_ms_estimated": est,
+                })
+            }
+            // An input the student cannot take (too long for its context) fails its test;
+            // anything else is a broken runtime and stops the stage.
+            Err(Error::Invalid { what, .. }) => {
+                verdicts.push((t.weight, false));
+                json!({
+                    "line": t.line, "description": t.description, "pass": false,
+                    "score": 0.0, "reasons": [what],
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        rows.push(row);
+        tick();
+    }
+    let passed = verdicts.iter().filter(|(_, p)| *p).count() as u64;
+    let measured = Measured {
+        accuracy: evals::accuracy(&verdicts),
+        tests_passed: passed,
+        tests_total: tests.len() as u64,
+        size_bytes: subject.size_bytes,
+        latency_ms: kscore::median(&estimates),
+        cost_per_1k: 0.0,
+        coverage: 0.0,
+    };
+    let wall_p50_ms = percentile(&walls, 0.50);
+    let wall_p95_ms = percentile(&walls, 0.95);
+    let report = json!({
+        "measured": measured,
+        "device": subject.device,
+        "wallclock": {
+            "note": "measured on the building machine; reported, never sealed",
+            "p50_ms": wall_p50_ms, "p95_ms": wall_p95_ms,
+        },
+        "tests": rows,
+    });
+    Ok(Scored {
+        measured,
+        report,
+        wall_p50_ms,
+        wall_p95_ms,
+    })
+}
+
+/// Nearest-rank percentile (0 for none).
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
 }

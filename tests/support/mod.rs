@@ -1,5 +1,5 @@
-//! Shared test support: projects on disk, and test-only stand-ins for the stages whose real
-//! bodies come from later issues (recall over a corpus, score). The stand-ins are deterministic
+//! Shared test support: projects on disk, and a test-only stand-in for the stage whose real
+//! body comes from a later issue (recall over a corpus). The stand-ins are deterministic
 //! functions of their declared inputs, so they exercise the executor's caching exactly as the
 //! real stages will.
 
@@ -12,7 +12,6 @@ use kolm::cache::BlobRef;
 use kolm::executor::{self, BuildReport, ExecOptions, Failed, NodeStatus};
 use kolm::home::Home;
 use kolm::kolmfile::{Kolmfile, TaskConfig};
-use kolm::kscore::{self, Measured, Work};
 use kolm::progress::Progress;
 use kolm::stages::*;
 
@@ -47,7 +46,7 @@ min_k = 0.5
 [[task]]
 name = "demo"
 description = "Classify a message."
-output_schema = {{ type = "object", properties = {{ label = {{ type = "string" }} }}, required = ["label"] }}
+output_schema = {{ type = "object", properties = {{ label = {{ type = "string", enum = ["account", "bug", "other"] }} }}, required = ["label"] }}
 seeds = "data/seeds.jsonl"
 evals = "data/evals.jsonl"
 {extra_task}"#
@@ -162,11 +161,9 @@ pub fn walk(d: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The stages with test stand-ins for recall (over a corpus) and score.
+/// The stages with the test stand-in for recall over a corpus (the real score stage runs).
 pub fn test_stages() -> Stages {
-    Stages::default()
-        .with(Box::new(TestRecall))
-        .with(Box::new(TestScore))
+    Stages::default().with(Box::new(TestRecall))
 }
 
 /// Statuses by stage name.
@@ -243,66 +240,14 @@ impl Stage for TestRecall {
     }
 }
 
-/// Score stand-in: every eval passes; latency from the real roofline estimate.
-pub struct TestScore;
-
-impl Stage for TestScore {
-    fn kind(&self) -> StageKind {
-        StageKind::Score
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
-        serde_json::json!({ "score": task.score })
-    }
-    fn files(&self, _: &Kolmfile, task: &TaskConfig) -> kolm::Result<Vec<String>> {
-        Ok(vec![task.evals.clone()])
-    }
-    fn run(&self, cx: &Cx, inputs: &Inputs) -> kolm::Result<StageOutput> {
-        let evals = kolm::jsonl::parse(
-            &cx.task.evals,
-            &std::fs::read(cx.project_path(&cx.task.evals)).unwrap(),
-        )?;
-        let values: Vec<serde_json::Value> = evals.into_iter().map(|(_, v)| v).collect();
-        let tests = cx.store.put_blob(&kolm::jsonl::write(&values))?;
-        let report = cx.store.put_blob(b"{\"tests\":[]}")?;
-        let base = inputs.base()?;
-        let sizes: u64 = [
-            inputs.train()?.adapter.size,
-            inputs.recall()?.index.size,
-            inputs.decompose()?.recipes.size,
-            tests.size,
-        ]
-        .iter()
-        .sum::<u64>()
-            + base.size;
-        let latency_ms = kscore::estimate_latency_ms(
-            &Work {
-                prompt_tokens: 20,
-                decode_passes: 8,
-            },
-            base.model.parameters,
-            base.size,
-            &cx.task.score.device,
-        );
-        let measured = Measured {
-            accuracy: 1.0,
-            tests_passed: values.len() as u64,
-            tests_total: values.len() as u64,
-            size_bytes: sizes,
-            latency_ms,
-            cost_per_1k: 0.0,
-            coverage: 0.0,
-        };
-        Ok(StageOutput::Score(ScoreOut {
-            tests,
-            report,
-            measured,
-            baseline: cx.task.score.baseline,
-            baseline_source: "kolmfile".into(),
-        }))
-    }
+/// The stdout of a command that must have succeeded, as JSON (its stderr in the panic if not).
+pub fn ok_json(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
 }
 
 pub fn blob_ref(sha256: &str, size: u64) -> BlobRef {

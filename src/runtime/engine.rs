@@ -1,0 +1,445 @@
+//! llama.cpp: loading a student (base + adapter), and greedy decoding under the task's JSON
+//! schema.
+//!
+//! Two things here exist because of how llama.cpp fails. It reports a bad file by returning
+//! null after logging, and aborts the process on some misuse; so everything it would trip on
+//! is checked first with our own GGUF reader ([`crate::gguf`]): the model's header and extent,
+//! the adapter's shapes against the base. And sampling never calls `llama_sampler_sample` with
+//! a grammar in the chain (it can hit `GGML_ASSERT(!stacks.empty())`): we apply the grammar to
+//! a candidate array and accept with `try_accept`, which turns a grammar exception into an
+//! error instead of an abort.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::LlamaToken;
+
+use super::prompt::Template;
+use crate::{Error, Result};
+
+/// The llama.cpp version kolm runs, recorded in manifests and part of the score stage's key.
+pub const LLAMA_CPP_2: &str = "llama-cpp-2 0.1.160";
+
+static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
+
+/// The process-wide llama.cpp backend (it may be initialised once per process). Its own log
+/// lines are silenced: every failure they would explain is reported by our own checks.
+pub fn backend() -> Result<&'static LlamaBackend> {
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(
+                llama_cpp_2::LogOptions::default().with_logs_enabled(false),
+            );
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| Error::Other(format!("llama.cpp could not start: {e}")))
+}
+
+/// How a generation is run.
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    /// Decode threads; default: every core.
+    pub threads: u32,
+    /// Most tokens generated before stopping.
+    pub max_tokens: u32,
+    /// Generation stops before any of these strings; the string is not part of the output.
+    pub stop: Vec<String>,
+    /// Context size; 0 means the model's trained context.
+    pub n_ctx: u32,
+    /// Never end on an end-of-generation token when unconstrained (no schema): generate exactly
+    /// `max_tokens`, as `llama-bench` does. For benchmarks.
+    pub ignore_eos: bool,
+}
+
+impl Default for GenOptions {
+    fn default() -> Self {
+        GenOptions {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            max_tokens: 512,
+            stop: Vec::new(),
+            n_ctx: 0,
+            ignore_eos: false,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// The model ended the sequence (under a grammar: the JSON is complete).
+    EndOfText,
+    /// A stop string appeared.
+    StopString,
+    /// `max_tokens` was reached; the output may be cut short.
+    MaxTokens,
+}
+
+/// One generation: the text and the work counted to make it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+    /// Forward passes after the prompt (one per generated token).
+    pub decode_passes: u64,
+    pub stop: Stop,
+    /// Wall-clock time of this generation (never sealed anywhere).
+    pub micros: u64,
+    /// Wall-clock time of the prompt's forward pass.
+    pub prefill_micros: u64,
+}
+
+/// A loaded student: base weights, optional LoRA adapter, the output grammar, the template.
+pub struct Student {
+    model: LlamaModel,
+    adapter: Option<LlamaLoraAdapter>,
+    grammar: Option<String>,
+    template: Template,
+}
+
+impl Student {
+    /// Loads `model` (and `adapter`), checking both with our own reader first. `schema` is the
+    /// task's output JSON schema; without one, output is unconstrained text.
+    pub fn load(
+        model: &Path,
+        adapter: Option<&Path>,
+        schema: Option<&serde_json::Value>,
+    ) -> Result<Student> {
+        let backend = backend()?;
+        let header = read_checked(model, "model")?;
+        if header.get("general.type").and_then(|v| v.as_str()) == Some("adapter") {
+            return Err(Error::invalid(
+                format!("`{}` is a LoRA adapter, not a model", model.display()),
+                "pass the base model's GGUF",
+            ));
+        }
+        if let Some(a) = adapter {
+            let lh = read_checked(a, "adapter")?;
+            crate::artifact::verify::adapter_fits(&header, &lh).map_err(|why| {
+                Error::invalid(
+                    format!(
+                        "the adapter `{}` does not fit the model: {why}",
+                        a.display()
+                    ),
+                    "use the adapter that was trained for this base",
+                )
+            })?;
+        }
+        let grammar = schema.map(schema_grammar).transpose()?;
+        let path_str = |p: &Path| {
+            p.to_str().map(str::to_owned).ok_or_else(|| {
+                Error::invalid(
+                    format!("`{}` is not a UTF-8 path", p.display()),
+                    "llama.cpp needs a UTF-8 path; move or rename the file",
+                )
+            })
+        };
+        path_str(model)?;
+        let mut loaded = LlamaModel::load_from_file(backend, model, &LlamaModelParams::default())
+            .map_err(|e| {
+                Error::invalid(
+                    format!("llama.cpp could not load `{}`: {e}", model.display()),
+                    "the file passed kolm's GGUF checks but llama.cpp refused it: check that its architecture is one llama.cpp supports",
+                )
+            })?;
+        let adapter = match adapter {
+            None => None,
+            Some(a) => {
+                path_str(a)?;
+                Some(loaded.lora_adapter_init(a).map_err(|e| {
+                    Error::invalid(
+                        format!("llama.cpp could not load the adapter `{}`: {e}", a.display()),
+                        "the adapter must be a GGUF LoRA adapter for this base (general.type = adapter)",
+                    )
+                })?)
+            }
+        };
+        let template = Template::of(&loaded);
+        Ok(Student {
+            model: loaded,
+            adapter,
+            grammar,
+            template,
+        })
+    }
+
+    /// The model's trained context length.
+    pub fn n_ctx_train(&self) -> u32 {
+        self.model.n_ctx_train()
+    }
+
+    /// The prompt template in use (the model's own, or kolm's default).
+    pub fn template(&self) -> &Template {
+        &self.template
+    }
+
+    /// Tokenises text as the runtime does (special tokens parsed, no BOS unless the vocab asks).
+    pub fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
+        let vocab = self.model.vocab();
+        vocab.tokenize(text.as_bytes(), vocab.should_add_bos(), true)
+    }
+
+    /// Opens a decoding session (a context with its KV cache); reuse it for many inputs.
+    pub fn session(&mut self, opts: &GenOptions) -> Result<Session<'_>> {
+        let backend = backend()?;
+        let n_ctx = if opts.n_ctx == 0 {
+            self.model.n_ctx_train().clamp(256, 8192)
+        } else {
+            opts.n_ctx
+        };
+        let threads = opts.threads.max(1) as i32;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(n_ctx)
+            .with_n_ubatch(512.min(n_ctx))
+            .with_n_threads(threads)
+            .with_n_threads_batch(threads);
+        let Student {
+            model,
+            adapter,
+            grammar,
+            template,
+        } = self;
+        let mut ctx = model.new_context(backend, params).map_err(|e| {
+            Error::Other(format!(
+                "llama.cpp could not create a context of {n_ctx} tokens: {e}"
+            ))
+        })?;
+        if let Some(a) = adapter.as_mut() {
+            ctx.lora_adapter_set(a, 1.0)
+                .map_err(|e| Error::Other(format!("llama.cpp could not apply the adapter: {e}")))?;
+        }
+        Ok(Session {
+            model,
+            ctx,
+            batch: LlamaBatch::new(n_ctx as usize, 1),
+            grammar: grammar.as_deref(),
+            template,
+            opts: opts.clone(),
+            n_ctx,
+        })
+    }
+}
+
+/// A context bound to a student, reused across generations.
+pub struct Session<'a> {
+    model: &'a LlamaModel,
+    ctx: LlamaContext<'a>,
+    batch: LlamaBatch<'a>,
+    grammar: Option<&'a str>,
+    template: &'a Template,
+    opts: GenOptions,
+    n_ctx: u32,
+}
+
+impl Session<'_> {
+    /// Builds the prompt for (system, input) with the student's template and generates.
+    pub fn generate(&mut self, system: &str, input: &str) -> Result<Generation> {
+        let prompt = self.template.render(self.model, system, input)?;
+        self.generate_raw(&prompt)
+    }
+
+    /// Generates from an already rendered prompt.
+    pub fn generate_raw(&mut self, prompt: &str) -> Result<Generation> {
+        let started = Instant::now();
+        let vocab = self.model.vocab();
+        let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
+        let room = self.n_ctx as usize;
+        let need = tokens.len() + self.opts.max_tokens as usize;
+        if tokens.is_empty() {
+            return Err(Error::invalid(
+                "the prompt is empty",
+                "give the artifact some input",
+            ));
+        }
+        if need > room {
+            return Err(Error::invalid(
+                format!(
+                    "the input is too long: its prompt is {} tokens, and with up to {} output tokens that exceeds the context of {room} tokens",
+                    tokens.len(),
+                    self.opts.max_tokens
+                ),
+                "shorten the input, or lower --max-tokens",
+            ));
+        }
+        self.ctx.clear_kv_cache();
+        self.batch.clear();
+        let last = tokens.len() - 1;
+        for (i, t) in tokens.iter().enumerate() {
+            self.batch
+                .add(*t, i as i32, &[0], i == last)
+                .map_err(|e| Error::Other(format!("llama.cpp batch: {e}")))?;
+        }
+        self.decode()?;
+        let prefill_micros = started.elapsed().as_micros() as u64;
+
+        let mut sampler = match self.grammar {
+            Some(g) => Some(LlamaSampler::grammar(self.model, g, "root").map_err(|e| {
+                Error::Other(format!("llama.cpp rejected the output grammar: {e}"))
+            })?),
+            None => None,
+        };
+        let mut out: Vec<u8> = Vec::new();
+        let mut produced = 0u64;
+        let mut pos = tokens.len() as i32;
+        let mut stop = Stop::MaxTokens;
+        while produced < self.opts.max_tokens as u64 {
+            let token = self.pick(sampler.as_mut())?;
+            if vocab.is_eog(token) {
+                stop = Stop::EndOfText;
+                break;
+            }
+            if let Some(s) = sampler.as_mut() {
+                s.try_accept(token).map_err(|e| {
+                    Error::Other(format!(
+                        "the output grammar rejected a token it allowed: {e}"
+                    ))
+                })?;
+            }
+            out.extend(vocab.token_to_piece(token, false, None));
+            produced += 1;
+            if let Some(cut) = find_stop(&out, &self.opts.stop) {
+                out.truncate(cut);
+                stop = Stop::StopString;
+                break;
+            }
+            self.batch.clear();
+            self.batch
+                .add(token, pos, &[0], true)
+                .map_err(|e| Error::Other(format!("llama.cpp batch: {e}")))?;
+            pos += 1;
+            self.decode()?;
+        }
+        let text = String::from_utf8_lossy(&out).into_owned();
+        Ok(Generation {
+            text,
+            prompt_tokens: tokens.len() as u64,
+            output_tokens: produced,
+            decode_passes: produced,
+            stop,
+            micros: started.elapsed().as_micros() as u64,
+            prefill_micros,
+        })
+    }
+
+    fn decode(&mut self) -> Result<()> {
+        self.ctx
+            .decode(&mut self.batch)
+            .map_err(|e| Error::Other(format!("llama.cpp decode failed: {e}")))
+    }
+
+    /// Greedy choice under the grammar. The argmax is tried alone first (the common case, and
+    /// cheap); only if the grammar rejects it is the grammar applied to the whole vocabulary,
+    /// which is what llama.cpp's own common sampler does.
+    fn pick(&self, sampler: Option<&mut LlamaSampler>) -> Result<LlamaToken> {
+        let logits = self.ctx.get_logits_ith(self.batch.n_tokens() - 1);
+        let best = argmax(logits);
+        let Some(sampler) = sampler else {
+            let vocab = self.model.vocab();
+            if self.opts.ignore_eos && vocab.is_eog(LlamaToken(best as i32)) {
+                let next = (0..logits.len())
+                    .filter(|i| !vocab.is_eog(LlamaToken(*i as i32)))
+                    .max_by(|a, b| logits[*a].total_cmp(&logits[*b]).then(b.cmp(a)));
+                return Ok(LlamaToken(next.unwrap_or(best) as i32));
+            }
+            return Ok(LlamaToken(best as i32));
+        };
+        let mut one = LlamaTokenDataArray::new(
+            vec![LlamaTokenData::new(
+                LlamaToken(best as i32),
+                logits[best],
+                0.0,
+            )],
+            false,
+        );
+        one.apply_sampler(sampler);
+        if one.data[0].logit().is_finite() {
+            return Ok(LlamaToken(best as i32));
+        }
+        let mut all = LlamaTokenDataArray::from_iter(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, l)| LlamaTokenData::new(LlamaToken(i as i32), *l, 0.0)),
+            false,
+        );
+        all.apply_sampler(sampler);
+        let allowed = all
+            .data
+            .iter()
+            .filter(|d| d.logit().is_finite())
+            .max_by(|a, b| {
+                a.logit()
+                    .total_cmp(&b.logit())
+                    .then(b.id().0.cmp(&a.id().0))
+            });
+        allowed.map(|d| d.id()).ok_or_else(|| {
+            Error::Other("the output grammar allows no token here (internal error)".into())
+        })
+    }
+}
+
+/// Index of the largest logit; the lowest index wins a tie, so the choice is deterministic.
+fn argmax(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, l) in logits.iter().enumerate() {
+        if *l > logits[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn find_stop(out: &[u8], stops: &[String]) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| out.windows(s.len()).position(|w| w == s.as_bytes()))
+        .min()
+}
+
+/// The llama.cpp grammar for a JSON schema.
+pub fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
+    llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
+        Error::invalid(
+            format!("llama.cpp cannot turn the task's output schema into a grammar: {e}"),
+            "simplify output_schema (see llama.cpp's json-schema-to-grammar for what it supports)",
+        )
+    })
+}
+
+/// Reads and checks a GGUF header and its extent, so llama.cpp only ever sees a sound file.
+fn read_checked(path: &Path, what: &str) -> Result<crate::gguf::Header> {
+    let md = std::fs::metadata(path).map_err(|e| Error::io(path, "open", e))?;
+    let h = crate::gguf::read_header(path).map_err(|e| {
+        Error::invalid(
+            format!(
+                "the {what} `{}` is not a valid GGUF file: {e}",
+                path.display()
+            ),
+            "the file is damaged or not a GGUF model: fetch or build it again",
+        )
+    })?;
+    crate::gguf::check_extent(&h, md.len()).map_err(|e| {
+        Error::invalid(
+            format!("the {what} `{}` is damaged: {e}", path.display()),
+            "the file is truncated or corrupt: fetch or build it again",
+        )
+    })?;
+    Ok(h)
+}

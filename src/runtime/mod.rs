@@ -1,0 +1,130 @@
+//! The student runtime: what runs a task, at build time (the `score` stage) and at run time
+//! (`kolm run`, the library's [`Runner`]), through the same code so the two cannot disagree.
+//!
+//! - [`engine`]: llama.cpp. Loads the base and the LoRA adapter, decodes greedily under the
+//!   grammar llama.cpp derives from the task's JSON schema.
+//! - [`prompt`]: how (task, input) becomes the prompt the student sees.
+//! - [`open`]: a `.kolm` made runnable: verified, and its model extracted once.
+//!
+//! [`Runner`] ties them together for one artifact and writes a receipt for every run.
+
+pub mod engine;
+pub mod open;
+pub mod prompt;
+pub mod rescore;
+
+use std::path::Path;
+
+pub use engine::{GenOptions, Generation, Stop, Student};
+
+use crate::artifact::verify::VerifyOptions;
+use crate::home::Home;
+use crate::receipts::{self, Receipt, RunFacts};
+use crate::{Error, Result};
+
+/// An artifact, verified and loaded, ready to answer.
+pub struct Runner {
+    pub artifact: open::Opened,
+    student: Student,
+    system: String,
+    opts: GenOptions,
+    home: Home,
+}
+
+/// The answer to one input.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunOutput {
+    /// The output parsed as JSON (the task's schema guarantees it unless generation was cut).
+    pub output: serde_json::Value,
+    pub generation: Generation,
+    pub receipt: Receipt,
+}
+
+impl Runner {
+    /// Verifies `path` (failing closed, as `kolm verify` does), extracts what llama.cpp must
+    /// read from a file, and loads the student.
+    pub fn open(
+        path: &Path,
+        home: &Home,
+        verify: &VerifyOptions,
+        opts: GenOptions,
+    ) -> Result<Runner> {
+        let artifact = open::open(path, home, verify)?;
+        let schema = &artifact.manifest.task.output_schema;
+        let student = Student::load(
+            &artifact.model_path,
+            Some(&artifact.adapter_path),
+            Some(schema),
+        )?;
+        let system = prompt::system_prompt(&artifact.manifest.task.description, Some(schema));
+        Ok(Runner {
+            artifact,
+            student,
+            system,
+            opts,
+            home: home.clone(),
+        })
+    }
+
+    /// The student, for callers that run many inputs through one session (`--rescore`).
+    pub fn student_mut(&mut self) -> &mut Student {
+        &mut self.student
+    }
+
+    /// The system message this artifact's task gives the student.
+    pub fn system(&self) -> &str {
+        &self.system
+    }
+
+    /// Runs one input and appends its receipt to `KOLM_HOME/logs/receipts.jsonl`.
+    pub fn run(&mut self, input: &str) -> Result<RunOutput> {
+        let mut session = self.student.session(&self.opts)?;
+        let generation = session.generate(&self.system, input)?;
+        drop(session);
+        let output = parse_output(&generation, self.opts.max_tokens)?;
+        let facts = RunFacts {
+            artifact_sha256: self.artifact.sha256.clone(),
+            manifest_sha256: self.artifact.manifest_sha256.clone(),
+            task: self.artifact.manifest.task.name.clone(),
+            input_sha256: crate::digest::sha256(input.as_bytes()),
+            output_sha256: crate::digest::sha256(&crate::digest::canonical_json(&output)),
+            path: "model".into(),
+            latency_us: generation.micros,
+            tokens_in: generation.prompt_tokens,
+            tokens_out: generation.output_tokens,
+            draft_tokens_accepted: 0,
+            chunk_ids: Vec::new(),
+        };
+        let key = receipts::env_key()?;
+        let receipt = receipts::append(&receipts::log_path(&self.home), facts, key.as_ref())?;
+        Ok(RunOutput {
+            output,
+            generation,
+            receipt,
+        })
+    }
+}
+
+/// The generated text as JSON, or an error that says why it is not.
+pub fn parse_output(g: &Generation, max_tokens: u32) -> Result<serde_json::Value> {
+    serde_json::from_str(g.text.trim()).map_err(|e| {
+        let (what, help) = if g.stop == Stop::MaxTokens {
+            (
+                format!(
+                    "the output was cut at --max-tokens {max_tokens} before its JSON was complete"
+                ),
+                "raise --max-tokens",
+            )
+        } else {
+            (
+                format!("the output is not JSON ({e})"),
+                "the task's schema should make this impossible: please report it",
+            )
+        };
+        Error::invalid(format!("{what}: {:?}", clip(&g.text)), help)
+    })
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(200).collect()
+}

@@ -1,0 +1,405 @@
+//! The student runtime on real llama.cpp with the tiny models kolm writes itself: constrained
+//! output, adapters, errors that never abort, `kolm run`, receipts, and `verify --rescore`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use kolm::gguf::tiny::{self, Quant};
+use kolm::runtime::{prompt, GenOptions, Stop, Student};
+use serde_json::{json, Value};
+use support::*;
+
+fn schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "label": { "type": "string", "enum": ["billing", "bug", "account"] },
+            "severity": { "type": "string", "enum": ["low", "high"] }
+        },
+        "required": ["label", "severity"],
+        "additionalProperties": false
+    })
+}
+
+fn write_model(dir: &Path, arch: &str, seed: u64, quant: Quant) -> PathBuf {
+    let p = dir.join(format!("{arch}-{seed}-{quant:?}.gguf"));
+    std::fs::write(&p, tiny::tiny_model(arch, seed, quant)).unwrap();
+    p
+}
+
+fn zero_adapter(dir: &Path, model: &Path) -> PathBuf {
+    let h = kolm::gguf::read_header(model).unwrap();
+    let targets: Vec<String> = ["attn_q", "attn_k", "attn_v", "attn_output"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let bytes = tiny::zero_lora(&h, &targets, 4, 8.0, 1).unwrap();
+    let p = dir.join("lora.gguf");
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn generate(student: &mut Student, input: &str) -> kolm::runtime::Generation {
+    let system = prompt::system_prompt("Triage the message.", Some(&schema()));
+    let mut s = student.session(&GenOptions::default()).unwrap();
+    s.generate(&system, input).unwrap()
+}
+
+fn valid(v: &Value) -> bool {
+    jsonschema::validator_for(&schema()).unwrap().is_valid(v)
+}
+
+#[test]
+fn every_tiny_model_answers_with_schema_valid_json() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in ["llama", "qwen2"] {
+        for quant in [Quant::F32, Quant::Q8_0] {
+            let m = write_model(dir.path(), arch, 5, quant);
+            let mut st = Student::load(&m, None, Some(&schema())).unwrap();
+            for input in [
+                "my invoice is wrong",
+                "the app crashes",
+                "¿dónde está mi cuenta? 🙂",
+            ] {
+                let g = generate(&mut st, input);
+                assert_eq!(g.stop, Stop::EndOfText, "{arch} {quant:?}: {}", g.text);
+                let v: Value = serde_json::from_str(&g.text)
+                    .unwrap_or_else(|e| panic!("{arch} {quant:?}: {e}: {}", g.text));
+                assert!(valid(&v), "{arch} {quant:?}: {v}");
+                assert!(g.prompt_tokens > 0 && g.output_tokens > 0);
+                assert_eq!(g.decode_passes, g.output_tokens);
+            }
+        }
+    }
+}
+
+#[test]
+fn greedy_decoding_is_deterministic_and_thread_count_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_model(dir.path(), "llama", 9, Quant::F32);
+    let mut st = Student::load(&m, None, Some(&schema())).unwrap();
+    let system = prompt::system_prompt("Triage.", Some(&schema()));
+    let mut outs = vec![];
+    for threads in [1, 2, 1] {
+        let opts = GenOptions {
+            threads,
+            ..GenOptions::default()
+        };
+        let mut s = st.session(&opts).unwrap();
+        outs.push(s.generate(&system, "refund please").unwrap().text);
+    }
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0], outs[2]);
+}
+
+#[test]
+fn a_zero_init_adapter_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in ["llama", "qwen2"] {
+        let m = write_model(dir.path(), arch, 2, Quant::F32);
+        let a = zero_adapter(dir.path(), &m);
+        let mut plain = Student::load(&m, None, Some(&schema())).unwrap();
+        let mut adapted = Student::load(&m, Some(&a), Some(&schema())).unwrap();
+        for input in ["hello", "charge twice on my card"] {
+            assert_eq!(
+                generate(&mut plain, input).text,
+                generate(&mut adapted, input).text,
+                "{arch}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stop_strings_and_max_tokens_end_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_model(dir.path(), "llama", 4, Quant::F32);
+    let mut st = Student::load(&m, None, Some(&schema())).unwrap();
+    let system = prompt::system_prompt("Triage.", Some(&schema()));
+    let opts = GenOptions {
+        max_tokens: 3,
+        ..GenOptions::default()
+    };
+    let g = st.session(&opts).unwrap().generate(&system, "x").unwrap();
+    assert_eq!(g.stop, Stop::MaxTokens);
+    assert_eq!(g.output_tokens, 3);
+    let err = kolm::runtime::parse_output(&g, 3).unwrap_err().to_string();
+    assert!(err.contains("cut at --max-tokens 3"), "{err}");
+    let opts = GenOptions {
+        stop: vec!["\"label\"".into()],
+        ..GenOptions::default()
+    };
+    let g = st.session(&opts).unwrap().generate(&system, "x").unwrap();
+    assert_eq!(g.stop, Stop::StopString);
+    assert!(!g.text.contains("\"label\""), "{}", g.text);
+}
+
+#[test]
+fn bad_models_adapters_and_inputs_are_clear_errors_not_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_model(dir.path(), "llama", 1, Quant::F32);
+    let bytes = std::fs::read(&m).unwrap();
+
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let e = Student::load(&truncated, None, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("damaged") || e.contains("not a valid GGUF"),
+        "{e}"
+    );
+
+    let garbage = dir.path().join("garbage.gguf");
+    std::fs::write(&garbage, b"not a model at all").unwrap();
+    let e = Student::load(&garbage, None, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("not a valid GGUF"), "{e}");
+
+    let missing = dir.path().join("missing.gguf");
+    let e = Student::load(&missing, None, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("could not open"), "{e}");
+
+    // An adapter made for the other architecture.
+    let q = write_model(dir.path(), "qwen2", 1, Quant::F32);
+    let qa = zero_adapter(dir.path(), &q);
+    let e = Student::load(&m, Some(&qa), None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("does not fit the model"), "{e}");
+    // An adapter passed as the model.
+    let e = Student::load(&qa, None, None).err().unwrap().to_string();
+    assert!(e.contains("is a LoRA adapter, not a model"), "{e}");
+
+    // An input longer than the context.
+    let mut st = Student::load(&m, None, Some(&schema())).unwrap();
+    let long = "word ".repeat(3000);
+    let e = st
+        .session(&GenOptions::default())
+        .unwrap()
+        .generate("Triage.", &long)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("the input is too long"), "{e}");
+    assert!(e.contains("exceeds the context of 2048 tokens"), "{e}");
+    // The session is still usable afterwards.
+    let g = generate(&mut st, "short");
+    assert!(valid(&serde_json::from_str(&g.text).unwrap()));
+}
+
+fn kolm_cmd(home: &Path) -> Command {
+    let mut c = Command::cargo_bin("kolm").unwrap();
+    c.env("KOLM_HOME", home)
+        .env("NO_COLOR", "1")
+        .env("KOLM_SIGNING_KEY", KEY);
+    c
+}
+
+/// A project built end to end with the real score stage.
+fn built() -> Project {
+    let p = Project::new(&kolmfile_text(""));
+    p.build();
+    p
+}
+
+#[test]
+fn kolm_run_prints_schema_valid_json_and_chains_receipts() {
+    let p = built();
+    let art = p.artifact();
+    let schema = p.kolmfile().tasks[0].output_schema.clone();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for (i, input) in ["I was charged twice", "-", "from a file"]
+        .iter()
+        .enumerate()
+    {
+        let mut c = kolm_cmd(p.home.path());
+        c.arg("run").arg(&art);
+        match *input {
+            "-" => {
+                c.arg("-").write_stdin("piped input");
+            }
+            "from a file" => {
+                let f = p.path("input.txt");
+                std::fs::write(&f, "text from a file").unwrap();
+                c.arg("--input-file").arg(&f);
+            }
+            text => {
+                c.arg(text);
+            }
+        }
+        let v = ok_json(&c.output().unwrap());
+        assert!(validator.is_valid(&v), "{v}");
+        let log = std::fs::read_to_string(p.home.path().join("logs/receipts.jsonl")).unwrap();
+        assert_eq!(log.lines().count(), i + 1);
+    }
+    // The model was extracted once into the store and is reused.
+    let models: Vec<_> = std::fs::read_dir(p.home.path().join("models"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(models.len(), 1, "{models:?}");
+
+    let r = ok_json(
+        &kolm_cmd(p.home.path())
+            .args(["receipts", "verify", "--json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r["chain"]["receipts"], 3);
+    assert_eq!(r["chain"]["macs_checked"], true);
+
+    // A receipt edited after the fact: the chain breaks at that very line (its MAC).
+    let path = p.home.path().join("logs/receipts.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<String> = text.lines().map(String::from).collect();
+    let first: Value = serde_json::from_str(&lines[1]).unwrap();
+    let edited = lines[1].replace(
+        &format!("\"tokens_out\":{}", first["tokens_out"]),
+        &format!(
+            "\"tokens_out\":{}",
+            first["tokens_out"].as_u64().unwrap() + 1
+        ),
+    );
+    assert_ne!(edited, lines[1]);
+    std::fs::write(&path, format!("{}\n{}\n{}\n", lines[0], edited, lines[2])).unwrap();
+    let bad = kolm_cmd(p.home.path())
+        .args(["receipts", "verify"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("breaks at line 2"), "{err}");
+    assert!(err.contains("MAC does not match"), "{err}");
+    // Without the key, the same edit is caught one line later, by the hash chain.
+    let nokey = kolm_cmd(p.home.path())
+        .env_remove("KOLM_SIGNING_KEY")
+        .args(["receipts", "verify"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&nokey.stderr).contains("breaks at line 3"));
+    // A removed line too.
+    std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
+    let gone = kolm_cmd(p.home.path())
+        .args(["receipts", "verify"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("breaks at line 2"));
+}
+
+#[test]
+fn kolm_run_refuses_bad_artifacts_and_bad_input() {
+    let p = built();
+    let art = p.artifact();
+    // Non-UTF-8 input.
+    let f = p.path("latin1.txt");
+    std::fs::write(&f, b"caf\xe9").unwrap();
+    let out = kolm_cmd(p.home.path())
+        .arg("run")
+        .arg(&art)
+        .arg("--input-file")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not UTF-8 (invalid byte at offset 3)"));
+
+    // A tampered artifact is refused before anything is loaded or extracted.
+    let home = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(&art).unwrap();
+    let o = kolm::artifact::verify::open(&art).unwrap();
+    let at = o.entries[0].data_offset as usize + 1000;
+    bytes[at] ^= 1;
+    let bad = p.path("bad.kolm");
+    std::fs::write(&bad, &bytes).unwrap();
+    let out = kolm_cmd(home.path())
+        .arg("run")
+        .arg(&bad)
+        .arg("x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed verification"));
+    let extracted: Vec<String> = std::fs::read_dir(home.path().join("models"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        extracted.is_empty(),
+        "nothing extracted from a tampered artifact: {extracted:?}"
+    );
+    assert!(
+        !home.path().join("logs/receipts.jsonl").exists(),
+        "no receipt"
+    );
+
+    // Signed with another key.
+    let out = kolm_cmd(home.path())
+        .env("KOLM_SIGNING_KEY", "another key")
+        .arg("run")
+        .arg(&art)
+        .arg("x")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad signature"));
+}
+
+#[test]
+fn verify_rescore_recomputes_the_sealed_k_exactly() {
+    let p = built();
+    let out = kolm_cmd(p.home.path())
+        .args([
+            "verify",
+            "--rescore",
+            "--bench",
+            "--bench-runs",
+            "3",
+            "--json",
+        ])
+        .arg(p.artifact())
+        .output()
+        .unwrap();
+    let v: Value = ok_json(&out);
+    assert_eq!(v["rescore"]["equal"], true, "{v}");
+    assert_eq!(v["rescore"]["sealed_k"], v["rescore"]["rescored_k"]);
+    assert_eq!(v["bench"]["runs"], 3);
+    assert!(v["bench"]["p50_ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn the_library_runs_an_artifact_and_returns_output_and_receipt() {
+    let p = built();
+    let home = kolm::home::Home::at(p.home.path());
+    init_env();
+    let mut r = kolm::runtime::Runner::open(
+        &p.artifact(),
+        &home,
+        &kolm::artifact::verify::VerifyOptions::default(),
+        GenOptions::default(),
+    )
+    .unwrap();
+    let a = r.run("my parcel never arrived").unwrap();
+    let b = r.run("my parcel never arrived").unwrap();
+    assert_eq!(a.output, b.output, "same input, same output");
+    assert_eq!(b.receipt.seq, a.receipt.seq + 1);
+    assert_eq!(a.receipt.facts.path, "model");
+    assert_eq!(a.receipt.facts.tokens_out, a.generation.output_tokens);
+    assert_eq!(
+        a.receipt.facts.artifact_sha256,
+        kolm::digest::sha256(&std::fs::read(p.artifact()).unwrap())
+    );
+    assert!(a.receipt.mac.is_some(), "signed with KOLM_SIGNING_KEY");
+}
