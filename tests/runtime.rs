@@ -29,16 +29,25 @@ fn write_model(dir: &Path, arch: &str, seed: u64, quant: Quant) -> PathBuf {
     p
 }
 
-fn zero_adapter(dir: &Path, model: &Path) -> PathBuf {
+/// A rank-4 adapter on the attention projections with B ~ N(0, b_std²) (0: zero-init).
+fn adapter(dir: &Path, model: &Path, b_std: f32) -> PathBuf {
     let h = kolm::gguf::read_header(model).unwrap();
     let targets: Vec<String> = ["attn_q", "attn_k", "attn_v", "attn_output"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let bytes = tiny::zero_lora(&h, &targets, 4, 8.0, 1).unwrap();
-    let p = dir.join("lora.gguf");
-    std::fs::write(&p, bytes).unwrap();
+    let p = dir.join(format!("lora-{b_std}.gguf"));
+    std::fs::write(&p, tiny::lora(&h, &targets, 4, 8.0, 1, b_std).unwrap()).unwrap();
     p
+}
+
+fn zero_adapter(dir: &Path, model: &Path) -> PathBuf {
+    adapter(dir, model, 0.0)
+}
+
+/// An adapter far from the identity.
+fn strong_adapter(dir: &Path, model: &Path) -> PathBuf {
+    adapter(dir, model, 0.5)
 }
 
 fn generate(student: &mut Student, input: &str) -> kolm::runtime::Generation {
@@ -110,6 +119,29 @@ fn a_zero_init_adapter_changes_nothing() {
             );
         }
     }
+}
+
+#[test]
+fn a_trained_adapter_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_model(dir.path(), "llama", 2, Quant::F32);
+    let a = strong_adapter(dir.path(), &m);
+    let mut plain = Student::load(&m, None, None).unwrap();
+    let mut adapted = Student::load(&m, Some(&a), None).unwrap();
+    let opts = GenOptions {
+        max_tokens: 12,
+        ignore_eos: true,
+        ..GenOptions::default()
+    };
+    let differ = ["hello", "charge twice on my card", "where is my parcel"]
+        .iter()
+        .filter(|input| {
+            let x = plain.session(&opts).unwrap().generate_raw(input).unwrap();
+            let y = adapted.session(&opts).unwrap().generate_raw(input).unwrap();
+            x.text != y.text
+        })
+        .count();
+    assert!(differ > 0, "the adapter changed no output");
 }
 
 #[test]
@@ -402,4 +434,72 @@ fn the_library_runs_an_artifact_and_returns_output_and_receipt() {
         kolm::digest::sha256(&std::fs::read(p.artifact()).unwrap())
     );
     assert!(a.receipt.mac.is_some(), "signed with KOLM_SIGNING_KEY");
+}
+
+#[test]
+fn a_verified_artifact_is_not_rehashed_until_it_changes() {
+    let p = built();
+    let home = kolm::home::Home::at(p.home.path());
+    init_env();
+    let open =
+        |stamps| kolm::runtime::open::open(&p.artifact(), &home, &Default::default(), stamps);
+    assert!(
+        !open(true).unwrap().stamped,
+        "first open: full verification"
+    );
+    // A stamp is trusted only once the file is older than the racy-clean window.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert!(
+        !open(true).unwrap().stamped,
+        "the stamp was written too close to the change"
+    );
+    let third = open(true).unwrap();
+    assert!(
+        third.stamped,
+        "unchanged since a trusted stamp: the model is not rehashed"
+    );
+    assert_eq!(
+        third.sha256,
+        kolm::digest::sha256(&std::fs::read(p.artifact()).unwrap())
+    );
+    assert!(
+        !open(false).unwrap().stamped,
+        "`kolm verify` paths never use stamps"
+    );
+
+    // Flip one model byte in place (same size, same name): the ctime moves, the stamp no
+    // longer holds, and the full verification catches it.
+    let o = kolm::artifact::verify::open(&p.artifact()).unwrap();
+    let at = o.entries[0].data_offset + 4000;
+    {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .open(p.artifact())
+            .unwrap();
+        let mut b = [0u8; 1];
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&[b[0] ^ 0x40]).unwrap();
+    }
+    let e = open(true).expect_err("tampering is caught").to_string();
+    assert!(e.contains("model.gguf"), "{e}");
+
+    // And a damaged extracted copy is not trusted either: it is extracted again.
+    let p2 = built();
+    let home2 = kolm::home::Home::at(p2.home.path());
+    let first =
+        kolm::runtime::open::open(&p2.artifact(), &home2, &Default::default(), true).unwrap();
+    let mut bytes = std::fs::read(&first.model_path).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 1;
+    std::fs::write(&first.model_path, &bytes).unwrap();
+    let again =
+        kolm::runtime::open::open(&p2.artifact(), &home2, &Default::default(), true).unwrap();
+    assert_eq!(
+        kolm::digest::sha256(&std::fs::read(&again.model_path).unwrap()),
+        again.manifest.entries[0].sha256
+    );
 }

@@ -89,7 +89,7 @@ fn self_check(
 ) -> Result<()> {
     use crate::runtime::rescore;
     let home = crate::home::Home::from_env();
-    let opened = crate::runtime::open::open(&a.artifact, &home, opts)?;
+    let opened = crate::runtime::open::open(&a.artifact, &home, opts, false)?;
     let gen = a.decode.options();
     let mut out =
         serde_json::json!({ "ok": true, "path": a.artifact, "signature": opened.signature });

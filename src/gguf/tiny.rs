@@ -228,6 +228,20 @@ pub fn zero_lora(
     alpha: f64,
     seed: u64,
 ) -> Result<Vec<u8>, String> {
+    lora(base, targets, rank, alpha, seed, 0.0)
+}
+
+/// A LoRA adapter for `base` with B drawn from N(0, `b_std`²): 0 gives [`zero_lora`]; anything
+/// else an adapter that really changes the base, with a trained adapter's shapes and cost (for
+/// tests and benchmarks).
+pub fn lora(
+    base: &Header,
+    targets: &[String],
+    rank: u32,
+    alpha: f64,
+    seed: u64,
+    b_std: f32,
+) -> Result<Vec<u8>, String> {
     let arch = base
         .architecture()
         .ok_or("the base has no general.architecture")?;
@@ -263,7 +277,15 @@ pub fn zero_lora(
         w.tensor(TensorData::f32(
             format!("{}.lora_b", t.name),
             vec![r, n_out],
-            &vec![0.0; (r * n_out) as usize],
+            &(0..r * n_out)
+                .map(|_| {
+                    if b_std == 0.0 {
+                        0.0
+                    } else {
+                        rng.normal() * b_std
+                    }
+                })
+                .collect::<Vec<f32>>(),
         ));
         any = true;
     }

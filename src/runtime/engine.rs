@@ -140,6 +140,12 @@ impl Student {
                 )
             })?;
         }
+        // A zero-init adapter (every B = 0) is exactly the identity: applying it would only
+        // add work to every forward pass.
+        let adapter = match adapter {
+            Some(a) if is_identity(a)? => None,
+            other => other,
+        };
         let grammar = schema.map(schema_grammar).transpose()?;
         let path_str = |p: &Path| {
             p.to_str().map(str::to_owned).ok_or_else(|| {
@@ -186,6 +192,11 @@ impl Student {
     /// The prompt template in use (the model's own, or kolm's default).
     pub fn template(&self) -> &Template {
         &self.template
+    }
+
+    /// The prompt for (system, input), as a session would render it.
+    pub fn render(&self, system: &str, input: &str) -> Result<String> {
+        self.template.render(&self.model, system, input)
     }
 
     /// Tokenises text as the runtime does (special tokens parsed, no BOS unless the vocab asks).
@@ -294,7 +305,7 @@ impl Session<'_> {
             })?),
             None => None,
         };
-        let mut out: Vec<u8> = Vec::new();
+        let mut out: Vec<u8> = Vec::with_capacity(4096);
         let mut produced = 0u64;
         let mut pos = tokens.len() as i32;
         let mut stop = Stop::MaxTokens;
@@ -311,9 +322,10 @@ impl Session<'_> {
                     ))
                 })?;
             }
-            out.extend(vocab.token_to_piece(token, false, None));
+            let before = out.len();
+            vocab.token_to_piece_into(token, &mut out, false, None);
             produced += 1;
-            if let Some(cut) = find_stop(&out, &self.opts.stop) {
+            if let Some(cut) = find_stop(&out, before, &self.opts.stop) {
                 out.truncate(cut);
                 stop = Stop::StopString;
                 break;
@@ -405,11 +417,19 @@ fn argmax(logits: &[f32]) -> usize {
     best
 }
 
-fn find_stop(out: &[u8], stops: &[String]) -> Option<usize> {
+/// Where the earliest stop string starts, looking only at matches that end in the bytes added
+/// since `fresh` (earlier ones were looked for already).
+fn find_stop(out: &[u8], fresh: usize, stops: &[String]) -> Option<usize> {
     stops
         .iter()
         .filter(|s| !s.is_empty())
-        .filter_map(|s| out.windows(s.len()).position(|w| w == s.as_bytes()))
+        .filter_map(|s| {
+            let from = fresh.saturating_sub(s.len() - 1);
+            out[from..]
+                .windows(s.len())
+                .position(|w| w == s.as_bytes())
+                .map(|i| from + i)
+        })
         .min()
 }
 
@@ -421,6 +441,38 @@ pub fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
             "simplify output_schema (see llama.cpp's json-schema-to-grammar for what it supports)",
         )
     })
+}
+
+/// Whether every `lora_b` tensor of an adapter is all zeros (so the adapter changes nothing).
+fn is_identity(path: &Path) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let h = read_checked(path, "adapter")?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let mut any = false;
+    for t in h.tensors.iter().filter(|t| t.name.ends_with(".lora_b")) {
+        any = true;
+        let Some(len) = t.ty.bytes_for(t.elements()) else {
+            return Ok(false);
+        };
+        let mut buf = vec![0u8; len as usize];
+        f.seek(SeekFrom::Start(h.data_offset + t.offset))
+            .and_then(|_| f.read_exact(&mut buf))
+            .map_err(|e| Error::io(path, "read", e))?;
+        // +0.0 and -0.0 alike: for f32/f16 a zero is its sign bit at most.
+        let zero = match t.ty.name().as_str() {
+            "F32" => buf
+                .chunks_exact(4)
+                .all(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) << 1 == 0),
+            "F16" | "BF16" => buf
+                .chunks_exact(2)
+                .all(|c| u16::from_le_bytes([c[0], c[1]]) << 1 == 0),
+            _ => false,
+        };
+        if !zero {
+            return Ok(false);
+        }
+    }
+    Ok(any)
 }
 
 /// Reads and checks a GGUF header and its extent, so llama.cpp only ever sees a sound file.

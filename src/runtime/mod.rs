@@ -49,7 +49,7 @@ impl Runner {
         verify: &VerifyOptions,
         opts: GenOptions,
     ) -> Result<Runner> {
-        let artifact = open::open(path, home, verify)?;
+        let artifact = open::open(path, home, verify, true)?;
         let schema = &artifact.manifest.task.output_schema;
         let student = Student::load(
             &artifact.model_path,
@@ -76,11 +76,25 @@ impl Runner {
         &self.system
     }
 
+    /// Generates for one input with the runner's options, `max_tokens` aside; no receipt.
+    pub fn generate(&mut self, input: &str, max_tokens: u32) -> Result<Generation> {
+        // One input, one context: sized to what it needs rather than the model's whole trained
+        // context, which for a large-context model would cost a cold start its KV cache.
+        let prompt = self.student.render(&self.system, input)?;
+        let mut opts = self.opts.clone();
+        opts.max_tokens = max_tokens;
+        if opts.n_ctx == 0 {
+            let need = self.student.tokenize(&prompt).len() as u32 + max_tokens;
+            opts.n_ctx = need
+                .next_multiple_of(256)
+                .min(self.student.n_ctx_train().max(256));
+        }
+        self.student.session(&opts)?.generate_raw(&prompt)
+    }
+
     /// Runs one input and appends its receipt to `KOLM_HOME/logs/receipts.jsonl`.
     pub fn run(&mut self, input: &str) -> Result<RunOutput> {
-        let mut session = self.student.session(&self.opts)?;
-        let generation = session.generate(&self.system, input)?;
-        drop(session);
+        let generation = self.generate(input, self.opts.max_tokens)?;
         let output = parse_output(&generation, self.opts.max_tokens)?;
         let facts = RunFacts {
             artifact_sha256: self.artifact.sha256.clone(),
