@@ -37,6 +37,21 @@ pub fn sha256_file(path: &Path, progress: Option<&ProgressBar>) -> Result<(Strin
     Ok((hex::encode(h.finalize()), total))
 }
 
+/// CRC-32 (the zip one) of a file, streamed; honours Ctrl-C between chunks.
+pub fn crc32_file(path: &Path) -> Result<u32> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "read", e))?;
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        crate::interrupt::check()?;
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, "read", e))?;
+        if n == 0 {
+            return Ok(h.finalize());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
 /// sha256 (lowercase hex) of bytes.
 pub fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

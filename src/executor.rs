@@ -4,7 +4,8 @@
 //!
 //! 1. Fingerprint the files it reads (cheap when unchanged: see `cache::fingerprint`).
 //! 2. Describe it (stage, version, config slice, file digests, the output digests of its
-//!    inputs) and hash the description into its key.
+//!    inputs) and hash the description into its key (the file digests enter through one digest
+//!    of the whole listing; the full description is kept for `--explain`).
 //! 3. If the action cache has the key and the stage agrees the result is still usable, the node
 //!    is fresh. Otherwise it runs, and its output is stored under the key.
 //! 4. Dependents key on the node's *output* digest, so a node that reruns and produces the same
@@ -375,15 +376,22 @@ fn run_node(
                 files.insert(key_name(f), sha);
             }
         }
-        let description = serde_json::json!({
-            "kolm_key": 1,
-            "stage": node.kind,
-            "version": stage.version(),
-            "config": stage.config(task, &shared.options),
-            "files": files,
-            "inputs": input_digests,
-        });
-        let key = crate::digest::key_of(&description);
+        // The key covers the files through one digest of the whole listing: for a corpus of
+        // thousands of files, canonicalising a JSON map of them was most of a no-op build's
+        // key time. The full description (every file by name) is built only when it is
+        // needed: on a miss, to say why, and when the record changes.
+        let describe = |files: serde_json::Value| {
+            serde_json::json!({
+                "kolm_key": 2,
+                "stage": node.kind,
+                "version": stage.version(),
+                "config": stage.config(task, &shared.options),
+                "files": files,
+                "inputs": input_digests,
+            })
+        };
+        let key = crate::digest::key_of(&describe(files_digest(&files).into()));
+        let description = || describe(serde_json::to_value(&files).expect("serialises"));
         // Records are kept per (task, stage), not per node identity: a config edit changes the
         // identity, and the record is what says what the edit was.
         let record_id = format!("{}.{}", node.tasks[0], node.kind);
@@ -434,7 +442,7 @@ fn run_node(
                 ];
             }
         } else {
-            reasons = explain::reasons(&shared.explain_dir, &record_id, &description);
+            reasons = explain::reasons(&shared.explain_dir, &record_id, &description());
             if reasons.is_empty() {
                 reasons
                     .push("the cache entry is missing (cleaned, or damaged and discarded)".into());
@@ -519,6 +527,18 @@ fn key_name(f: &str) -> String {
     }
 }
 
+/// One digest for a node's whole file listing (name and sha256 of each file, in name order):
+/// what the key holds in place of the listing itself.
+fn files_digest(files: &BTreeMap<String, String>) -> String {
+    let mut h = blake3::Hasher::new();
+    for (name, sha) in files {
+        h.update(&(name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update(sha.as_bytes());
+    }
+    h.finalize().to_hex().to_string()
+}
+
 fn files_by_path(names: &[String], by_key: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     names
         .iter()
@@ -531,7 +551,7 @@ fn save_record(
     id: &str,
     previous: Option<&explain::Record>,
     key: &str,
-    description: &serde_json::Value,
+    description: &dyn Fn() -> serde_json::Value,
     out: &StageOutput,
 ) {
     let r = explain::Record {
@@ -541,7 +561,7 @@ fn save_record(
     if previous == Some(&r) {
         return;
     }
-    if let Err(e) = explain::save(&shared.explain_dir, id, &r, description) {
+    if let Err(e) = explain::save(&shared.explain_dir, id, &r, &description()) {
         shared
             .progress
             .println(&format!("warning: could not record build state: {e}"));

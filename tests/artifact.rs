@@ -395,3 +395,40 @@ fn a_signature_in_a_non_canonical_form_is_refused() {
     let err = verify_bytes(&b).unwrap_err();
     assert!(err.contains("not in its canonical form"), "{err}");
 }
+
+#[test]
+fn a_kernel_copied_model_gives_the_same_bytes_as_a_streamed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gguf");
+    std::fs::write(
+        &model,
+        kolm::gguf::tiny::tiny_model("qwen2", 4, kolm::gguf::tiny::Quant::Q8_0),
+    )
+    .unwrap();
+    let write = |crc: Option<u32>, name: &str| {
+        let out = dir.path().join(name);
+        let payload = kolm::artifact::Payload {
+            model: &model,
+            model_crc32: crc,
+            lora: b"lora",
+            recipes: b"{}",
+            index: b"index",
+            tests: b"{}\n",
+        };
+        kolm::artifact::write(&out, &payload, b"{}", b"{}", None, &|_| {}).unwrap();
+        std::fs::read(out).unwrap()
+    };
+    let crc = kolm::digest::crc32_file(&model).unwrap();
+    let streamed = write(None, "streamed.kolm");
+    assert_eq!(streamed, write(Some(crc), "copied.kolm"));
+    // A wrong CRC handed in is written as is, and any zip reader rejects the entry.
+    let wrong = write(Some(crc ^ 1), "wrong.kolm");
+    assert_ne!(streamed, wrong);
+    let script = "import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1])\nprint(z.testzip())";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path().join("wrong.kolm"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "model.gguf");
+}

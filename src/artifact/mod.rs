@@ -43,6 +43,9 @@ pub fn method_of(name: &str) -> Method {
 /// The payload entries (the first five) of an artifact about to be sealed.
 pub struct Payload<'a> {
     pub model: &'a Path,
+    /// The model's CRC-32 when known (the `base` stage computes it): the model is then copied
+    /// by the kernel instead of read and rewritten.
+    pub model_crc32: Option<u32>,
     pub lora: &'a [u8],
     pub recipes: &'a [u8],
     pub index: &'a [u8],
@@ -60,7 +63,7 @@ pub fn write(
     on_bytes: &dyn Fn(u64),
 ) -> Result<()> {
     let sources: [Source; 7] = [
-        Source::File(payload.model),
+        Source::File(payload.model, payload.model_crc32),
         Source::Bytes(payload.lora),
         Source::Bytes(payload.recipes),
         Source::Bytes(payload.index),

@@ -37,7 +37,9 @@ impl Method {
 pub enum Source<'a> {
     Bytes(&'a [u8]),
     /// A file streamed in (stored entries only); its size must not change while it is read.
-    File(&'a Path),
+    /// With its CRC-32 known in advance (`Some`), the data is copied by the kernel
+    /// (`copy_file_range`, a reflink where the filesystem can) and never passes through us.
+    File(&'a Path, Option<u32>),
 }
 
 pub struct EntrySpec<'a> {
@@ -175,14 +177,14 @@ pub fn write_zip(
                     Some(crc32fast::hash(b)),
                 )
             }
-            (Source::File(p), Method::Stored) => (
+            (Source::File(p, crc), Method::Stored) => (
                 None,
                 std::fs::metadata(p)
                     .map_err(|err| Error::io(p, "read", err))?
                     .len(),
-                None,
+                *crc,
             ),
-            (Source::File(_), Method::Deflated) => {
+            (Source::File(..), Method::Deflated) => {
                 return Err(Error::Other(
                     "internal: files are stored, not deflated".into(),
                 ))
@@ -203,7 +205,8 @@ pub fn write_zip(
         match (&e.source, payload) {
             (_, Some(p)) => io(out.write_all(&p), dest)?,
             (Source::Bytes(b), None) => io(out.write_all(b), dest)?,
-            (Source::File(p), None) => {
+            (Source::File(p, Some(_)), None) => kernel_copy(out, p, size, dest, on_bytes)?,
+            (Source::File(p, None), None) => {
                 // The CRC of a streamed file is known only at its end: patch it in.
                 layout.crc32 = stream_file(out, p, size, dest, on_bytes)?;
                 io(
@@ -224,8 +227,46 @@ pub fn write_zip(
     Ok(written)
 }
 
+/// Copies exactly `size` bytes of `path` into `out` inside the kernel (`std::io::copy` between
+/// files is `copy_file_range` on Linux), in chunks so Ctrl-C and progress still work.
+fn kernel_copy(
+    out: &mut File,
+    path: &Path,
+    size: u64,
+    dest: &Path,
+    on_bytes: &dyn Fn(u64),
+) -> Result<()> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "read", e))?;
+    let mut left = size;
+    while left > 0 {
+        crate::interrupt::check()?;
+        let n = io(
+            std::io::copy(&mut (&mut f).take(left.min(64 << 20)), out),
+            dest,
+        )?;
+        if n == 0 {
+            return Err(changed(path, "shrank"));
+        }
+        left -= n;
+        on_bytes(n);
+    }
+    let mut probe = [0u8; 1];
+    if f.read(&mut probe).map_err(|e| Error::io(path, "read", e))? != 0 {
+        return Err(changed(path, "grew"));
+    }
+    Ok(())
+}
+
+fn changed(path: &Path, how: &str) -> Error {
+    Error::invalid(
+        format!("`{}` {how} while it was being sealed", path.display()),
+        "do not modify the base model during a build",
+    )
+}
+
 /// Streams exactly `size` bytes of `path` into `out`, returning their CRC-32. (A kernel
-/// copy with the CRC computed by a second reader measured slower here than this one pass.)
+/// copy with the CRC computed by a second reader measured slower here than this one pass;
+/// when the CRC is known in advance, [`kernel_copy`] needs no reader at all.)
 fn stream_file(
     out: &mut File,
     path: &Path,
@@ -244,10 +285,7 @@ fn stream_file(
             .read(&mut buf[..want])
             .map_err(|e| Error::io(path, "read", e))?;
         if n == 0 {
-            return Err(Error::invalid(
-                format!("`{}` shrank while it was being sealed", path.display()),
-                "do not modify the base model during a build",
-            ));
+            return Err(changed(path, "shrank"));
         }
         crc.update(&buf[..n]);
         io(out.write_all(&buf[..n]), dest)?;
@@ -256,10 +294,7 @@ fn stream_file(
     }
     let mut probe = [0u8; 1];
     if f.read(&mut probe).map_err(|e| Error::io(path, "read", e))? != 0 {
-        return Err(Error::invalid(
-            format!("`{}` grew while it was being sealed", path.display()),
-            "do not modify the base model during a build",
-        ));
+        return Err(changed(path, "grew"));
     }
     Ok(crc.finalize())
 }

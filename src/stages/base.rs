@@ -34,7 +34,7 @@ impl Stage for BaseStage {
         StageKind::Base
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         // A local path is keyed by its content (see `files`), not by where it is.
@@ -53,7 +53,7 @@ impl Stage for BaseStage {
     }
     fn run(&self, cx: &Cx, _: &Inputs) -> Result<StageOutput> {
         let base = &cx.task.base;
-        let (path, sha256, size) = match &base.source {
+        let (path, sha256, size, crc32) = match &base.source {
             BaseSource::Path { path } => {
                 let sha = cx
                     .files
@@ -64,7 +64,8 @@ impl Stage for BaseStage {
                 let size = std::fs::metadata(&abs)
                     .map_err(|e| Error::io(&abs, "read", e))?
                     .len();
-                (abs, sha, size)
+                let crc = crate::digest::crc32_file(&abs)?;
+                (abs, sha, size, crc)
             }
             BaseSource::Tiny { arch, seed } => {
                 let bytes = tiny::tiny_model(arch, *seed, tiny::Quant::F32);
@@ -73,7 +74,7 @@ impl Stage for BaseStage {
                 if !dest.is_file() {
                     crate::fsutil::write_atomic(&dest, &bytes)?;
                 }
-                (dest, sha, bytes.len() as u64)
+                (dest, sha, bytes.len() as u64, crc32fast::hash(&bytes))
             }
             BaseSource::Url { url } => {
                 if cx.options.airgap {
@@ -90,7 +91,8 @@ impl Stage for BaseStage {
                 let size = std::fs::metadata(&dest)
                     .map_err(|e| Error::io(&dest, "read", e))?
                     .len();
-                (dest, pin, size)
+                let crc = crate::digest::crc32_file(&dest)?;
+                (dest, pin, size, crc)
             }
         };
         if let Some(pin) = &base.sha256 {
@@ -126,6 +128,7 @@ impl Stage for BaseStage {
         Ok(StageOutput::Base(BaseOut {
             sha256,
             size,
+            crc32,
             model,
         }))
     }

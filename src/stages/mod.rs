@@ -89,6 +89,8 @@ impl std::fmt::Display for StageKind {
 pub struct BaseOut {
     pub sha256: String,
     pub size: u64,
+    /// The zip CRC-32 of the file, so sealing can let the kernel copy it.
+    pub crc32: u32,
     pub model: crate::gguf::ModelSummary,
 }
 

@@ -196,6 +196,7 @@ impl Stage for SealStage {
             .bytes(base.size, &format!("sealing {}", cx.task.name));
         let payload = Payload {
             model: &cx.base_path(base),
+            model_crc32: Some(base.crc32),
             lora: &lora,
             recipes: &recipes,
             index: &index,
