@@ -313,7 +313,12 @@ fn main() {
     let copy_to = work.path().join("copy.gguf");
     let (seal, cp) = time_writers(
         5,
-        || kolm::artifact::write(&out, &payload, b"{}", b"{}", None, &|_| {}).unwrap(),
+        || {
+            // As the seal stage does (and as `cp` is timed): the old file goes first. Renaming
+            // over an existing file makes ext4 flush the new one first (auto_da_alloc).
+            let _ = std::fs::remove_file(&out);
+            kolm::artifact::write(&out, &payload, b"{}", b"{}", None, &|_| {}).unwrap()
+        },
         || {
             let _ = std::fs::remove_file(&copy_to);
             run(Command::new("cp").arg(&model).arg(&copy_to));
