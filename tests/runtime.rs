@@ -503,3 +503,34 @@ fn a_verified_artifact_is_not_rehashed_until_it_changes() {
         again.manifest.entries[0].sha256
     );
 }
+
+#[test]
+fn model_graded_assertions_are_skipped_with_a_warning() {
+    // The real stages (a real process): no corpus, since indexing one is not built yet.
+    let p = Project::new(&kolmfile_text("").replace("corpus = [\"docs/*.md\"]", "corpus = []"));
+    p.edit(
+        "data/evals.jsonl",
+        "{\"vars\": {\"input\": \"x\"}, \"assert\": [{\"type\": \"is-json\"}, {\"type\": \"llm-rubric\", \"value\": \"polite\"}]}\n",
+    );
+    let out = Command::cargo_bin("kolmbuild")
+        .unwrap()
+        .current_dir(p.dir.path())
+        .env("KOLM_HOME", p.home.path())
+        .env("KOLM_SIGNING_KEY", KEY)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: 1 model-graded assertion(s) (similar, llm-rubric) were skipped"),
+        "{err}"
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(p.path("dist/demo.report.json")).unwrap()).unwrap();
+    assert_eq!(report["skipped_assertions"], 1);
+    assert_eq!(
+        report["tests"][0]["pass"], true,
+        "the graded assertion decides"
+    );
+}

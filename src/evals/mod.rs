@@ -127,6 +127,8 @@ pub struct Graded {
     pub score: f64,
     /// One line per failed or skipped assertion.
     pub reasons: Vec<String>,
+    /// Assertions that could not be graded here (model-graded types without a teacher).
+    pub skipped: usize,
 }
 
 /// Grades a test against what the run produced. A test with no (unskipped) assertions passes.
@@ -135,9 +137,13 @@ pub fn grade(test: &Test, seen: &Observed) -> Graded {
     let mut got = 0.0;
     let mut all = true;
     let mut reasons = Vec::new();
+    let mut skipped = 0;
     for a in &test.asserts {
         match a.check(seen) {
-            assert::Outcome::Skipped(why) => reasons.push(format!("skipped {}: {why}", a.label())),
+            assert::Outcome::Skipped(why) => {
+                skipped += 1;
+                reasons.push(format!("skipped {}: {why}", a.label()));
+            }
             assert::Outcome::Checked { pass, score, why } => {
                 total_w += a.weight;
                 got += a.weight * score;
@@ -157,6 +163,7 @@ pub fn grade(test: &Test, seen: &Observed) -> Graded {
         pass,
         score,
         reasons,
+        skipped,
     }
 }
 

@@ -95,7 +95,8 @@ pub struct Generation {
     pub text: String,
     pub prompt_tokens: u64,
     pub output_tokens: u64,
-    /// Forward passes after the prompt (one per generated token).
+    /// Forward passes after the prompt's: one per generated token but the last, whose logits
+    /// are needed only when generation goes on to end on an end-of-text token.
     pub decode_passes: u64,
     pub stop: Stop,
     /// Wall-clock time of this generation (never sealed anywhere).
@@ -309,6 +310,7 @@ impl Session<'_> {
         let mut produced = 0u64;
         let mut pos = tokens.len() as i32;
         let mut stop = Stop::MaxTokens;
+        let mut passes = 0u64;
         while produced < self.opts.max_tokens as u64 {
             let token = self.pick(sampler.as_mut())?;
             if vocab.is_eog(token) {
@@ -330,19 +332,24 @@ impl Session<'_> {
                 stop = Stop::StopString;
                 break;
             }
+            // No forward pass for logits nobody will read.
+            if produced >= self.opts.max_tokens as u64 {
+                break;
+            }
             self.batch.clear();
             self.batch
                 .add(token, pos, &[0], true)
                 .map_err(|e| Error::Other(format!("llama.cpp batch: {e}")))?;
             pos += 1;
             self.decode()?;
+            passes += 1;
         }
         let text = String::from_utf8_lossy(&out).into_owned();
         Ok(Generation {
             text,
             prompt_tokens: tokens.len() as u64,
             output_tokens: produced,
-            decode_passes: produced,
+            decode_passes: passes,
             stop,
             micros: started.elapsed().as_micros() as u64,
             prefill_micros,

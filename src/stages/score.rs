@@ -24,7 +24,7 @@ impl Stage for ScoreStage {
         StageKind::Score
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         json!({
@@ -123,16 +123,25 @@ pub struct Scored {
     pub report: Value,
     pub wall_p50_ms: f64,
     pub wall_p95_ms: f64,
+    /// Assertions skipped because nothing here can grade them (model-graded types).
+    pub skipped: usize,
 }
 
 impl Scored {
-    /// The one-paragraph summary printed after scoring.
+    /// The summary printed after scoring (and a warning for skipped assertions).
     pub fn summary(&self, task: &str, device: &DeviceProfile) -> String {
         let m = &self.measured;
-        format!(
+        let mut s = format!(
             "    score {task}: {}/{} tests passed (accuracy {:.3}); latency {:.1} ms estimated on `{}` (measured here: p50 {:.1} ms, p95 {:.1} ms)",
             m.tests_passed, m.tests_total, m.accuracy, m.latency_ms, device.name, self.wall_p50_ms, self.wall_p95_ms
-        )
+        );
+        if self.skipped > 0 {
+            s.push_str(&format!(
+                "\n  warning: {} model-graded assertion(s) (similar, llm-rubric) were skipped: they need a teacher to grade them; see the report",
+                self.skipped
+            ));
+        }
+        s
     }
 }
 
@@ -150,6 +159,7 @@ pub fn measure(
     let mut estimates = Vec::with_capacity(tests.len());
     let mut walls = Vec::with_capacity(tests.len());
     let mut rows = Vec::with_capacity(tests.len());
+    let mut skipped = 0;
     for t in tests {
         crate::interrupt::check()?;
         let row = match session.generate(&system, &t.input()) {
@@ -175,6 +185,7 @@ pub fn measure(
                     },
                 );
                 verdicts.push((t.weight, graded.pass));
+                skipped += graded.skipped;
                 json!({
                     "line": t.line, "description": t.description, "pass": graded.pass,
                     "score": graded.score, "reasons": graded.reasons, "output": g.text,
@@ -215,6 +226,7 @@ pub fn measure(
             "note": "measured on the building machine; reported, never sealed",
             "p50_ms": wall_p50_ms, "p95_ms": wall_p95_ms,
         },
+        "skipped_assertions": skipped,
         "tests": rows,
     });
     Ok(Scored {
@@ -222,6 +234,7 @@ pub fn measure(
         report,
         wall_p50_ms,
         wall_p95_ms,
+        skipped,
     })
 }
 
