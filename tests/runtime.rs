@@ -344,6 +344,16 @@ fn kolm_run_refuses_bad_artifacts_and_bad_input() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not UTF-8 (invalid byte at offset 3)"));
+    // Empty input, from a pipe.
+    let out = kolm_cmd(p.home.path())
+        .arg("run")
+        .arg(&art)
+        .arg("-")
+        .write_stdin("  \n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the input is empty"));
 
     // A tampered artifact is refused before anything is loaded or extracted.
     let home = tempfile::tempdir().unwrap();

@@ -88,7 +88,7 @@ fn read_input(a: &RunArgs) -> Result<String> {
             buf
         }
     };
-    String::from_utf8(bytes).map_err(|e| {
+    let text = String::from_utf8(bytes).map_err(|e| {
         Error::invalid(
             format!(
                 "the input is not UTF-8 (invalid byte at offset {})",
@@ -96,7 +96,14 @@ fn read_input(a: &RunArgs) -> Result<String> {
             ),
             "convert it to UTF-8 first (e.g. with iconv)",
         )
-    })
+    })?;
+    if text.trim().is_empty() {
+        return Err(Error::invalid(
+            "the input is empty",
+            "give the artifact some text: as an argument, with --input-file FILE, or on standard input",
+        ));
+    }
+    Ok(text)
 }
 
 pub fn run(g: &Global, a: RunArgs) -> Result<()> {

@@ -286,7 +286,11 @@ impl Session<'_> {
                     tokens.len(),
                     self.opts.max_tokens
                 ),
-                "shorten the input, or lower --max-tokens",
+                if tokens.len() < room {
+                    "shorten the input, or lower --max-tokens"
+                } else {
+                    "shorten the input: the prompt alone does not fit the model's context"
+                },
             ));
         }
         self.ctx.clear_kv_cache();
