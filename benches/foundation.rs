@@ -5,9 +5,9 @@
 //! 2. Sealing the 1 GiB model into a `.kolm`, against `cp` and `sha256sum` of the same file.
 //! 3. `kolm verify` of that artifact, against `sha256sum` of it.
 //!
-//! Run with `make bench` (it installs DVC in a venv). Until the real recall and score stages
-//! land, the build uses the same deterministic stand-ins as the tests (tests/support), so what
-//! is measured is the build system itself: parsing, planning, fingerprinting, keys, cache.
+//! Run with `make bench` (it installs DVC in a venv). The build runs the real stages; a no-op
+//! build measures the build system itself: parsing, planning, listing and fingerprinting the
+//! corpus, keys, the cache and the artifact check.
 
 #[path = "../tests/support/mod.rs"]
 mod support;

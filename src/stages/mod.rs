@@ -103,6 +103,9 @@ pub struct RecallOut {
     pub dimensions: u32,
     pub documents: u64,
     pub chunks: u64,
+    /// Corpus files left out, by reason (`binary`, `not UTF-8`, `too large`, `unreadable`).
+    #[serde(default)]
+    pub skipped: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

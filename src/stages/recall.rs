@@ -1,8 +1,10 @@
 //! The `recall` stage: the retrieval index over the user's corpus (`index.sqlite-vec`).
 //!
-//! With no corpus configured the index is a real, empty SQLite database with the schema the
-//! runtime expects, so every artifact has the same seven entries. Indexing a corpus (BM25 with
-//! FTS5, dense vectors with sqlite-vec) comes with the recall issue.
+//! The corpus (the files the `recall.corpus` globs select) is read as text, chunked and indexed
+//! with SQLite FTS5 (BM25) by [`crate::recall`]; files that are not text are skipped and
+//! counted. With no corpus the index is a real, empty database with the same schema, so every
+//! artifact has the same seven entries. Dense vectors (sqlite-vec) come with the rest of the
+//! recall issue.
 
 use std::path::Path;
 
@@ -12,20 +14,14 @@ use crate::{Error, Result};
 
 pub struct RecallStage;
 
-/// The index schema every `.kolm` carries; bumping it changes every recall key.
-pub const SCHEMA: &str = "
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE documents (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, sha256 TEXT NOT NULL);
-CREATE TABLE chunks (id INTEGER PRIMARY KEY, document INTEGER NOT NULL REFERENCES documents(id), start INTEGER NOT NULL, end INTEGER NOT NULL, text TEXT NOT NULL);
-CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id');
-";
+pub use crate::recall::index::SCHEMA;
 
 impl Stage for RecallStage {
     fn kind(&self) -> StageKind {
         StageKind::Recall
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         serde_json::to_value(&task.recall).expect("serialises")
@@ -34,23 +30,62 @@ impl Stage for RecallStage {
         corpus_files(&k.dir, &task.recall.corpus)
     }
     fn run(&self, cx: &Cx, _: &Inputs) -> Result<StageOutput> {
-        if !cx.task.recall.corpus.is_empty() {
+        let r = &cx.task.recall;
+        if r.embedder.is_some() {
             return Err(unavailable(
                 StageKind::Recall,
                 cx.task,
-                "indexing a corpus (BM25 and dense vectors) is not built yet",
-                "remove `recall.corpus` to build without retrieval",
+                "dense embeddings (sqlite-vec, a BERT embedder) are not built yet",
+                "remove `recall.embedder` to index with BM25 only",
             ));
         }
-        let bytes = empty_index()?;
+        if !r.corpus.is_empty() && cx.files.is_empty() {
+            return Err(Error::invalid(
+                format!(
+                    "the corpus of task `{}` is empty: no file matches {:?}",
+                    cx.task.name, r.corpus
+                ),
+                "check the globs (relative to the Kolmfile; `*` stays in one folder, `**` crosses folders) and your ignore files",
+            ));
+        }
+        let mut texts = Vec::new();
+        let mut skipped: std::collections::BTreeMap<String, u64> = Default::default();
+        for (rel, sha) in cx.files {
+            crate::interrupt::check()?;
+            match crate::recall::document::load(&cx.project_path(rel)) {
+                Ok(text) => texts.push((rel, sha, text)),
+                Err(why) => *skipped.entry(why.name().to_string()).or_default() += 1,
+            }
+        }
+        let docs: Vec<crate::recall::index::Doc> = texts
+            .iter()
+            .map(|(path, sha256, text)| crate::recall::index::Doc { path, sha256, text })
+            .collect();
+        let (bytes, built) =
+            crate::recall::index::build(&docs, r.chunk_chars as usize, r.overlap_chars as usize)?;
+        if !cx.options.quiet && !r.corpus.is_empty() {
+            let skips: Vec<String> = skipped.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            cx.progress.println(&format!(
+                "   recall {}: {} documents, {} chunks{}",
+                cx.task.name,
+                built.documents,
+                built.chunks,
+                if skips.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (skipped: {})", skips.join(", "))
+                }
+            ));
+        }
         let index = cx.store.put_blob(&bytes)?;
         Ok(StageOutput::Recall(RecallOut {
             index,
             embedder: None,
             embedder_sha256: None,
             dimensions: 0,
-            documents: 0,
-            chunks: 0,
+            documents: built.documents,
+            chunks: built.chunks,
+            skipped,
         }))
     }
 }
@@ -114,16 +149,5 @@ pub fn corpus_files(dir: &Path, globs: &[String]) -> Result<Vec<String>> {
 
 /// A real SQLite file with the index schema and no rows. Deterministic: same bytes every time.
 pub fn empty_index() -> Result<Vec<u8>> {
-    let dir = tempfile::tempdir()
-        .map_err(|e| Error::Other(format!("cannot create a temp folder: {e}")))?;
-    let path = dir.path().join("index.sqlite");
-    let sql = |e: rusqlite::Error| Error::Other(format!("SQLite: {e}"));
-    {
-        let db = rusqlite::Connection::open(&path).map_err(sql)?;
-        db.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = OFF;")
-            .map_err(sql)?;
-        db.execute_batch(SCHEMA).map_err(sql)?;
-        db.execute_batch("INSERT INTO meta VALUES ('schema', 'kolm-recall-1'), ('embedder', ''), ('dimensions', '0');").map_err(sql)?;
-    }
-    std::fs::read(&path).map_err(|e| Error::io(&path, "read", e))
+    Ok(crate::recall::index::build(&[], 1200, 200)?.0)
 }

@@ -1,5 +1,4 @@
-//! Shared test support: projects on disk, and a test-only stand-in for the stage whose real
-//! body comes from a later issue (recall over a corpus). The stand-ins are deterministic
+//! Shared test support: projects on disk built with the real stages. The stand-ins are deterministic
 //! functions of their declared inputs, so they exercise the executor's caching exactly as the
 //! real stages will.
 
@@ -11,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use kolm::cache::BlobRef;
 use kolm::executor::{self, BuildReport, ExecOptions, Failed, NodeStatus};
 use kolm::home::Home;
-use kolm::kolmfile::{Kolmfile, TaskConfig};
+use kolm::kolmfile::Kolmfile;
 use kolm::progress::Progress;
 use kolm::stages::*;
 
@@ -161,9 +160,9 @@ pub fn walk(d: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The stages with the test stand-in for recall over a corpus (the real score stage runs).
+/// The stages tests build with: the real ones.
 pub fn test_stages() -> Stages {
-    Stages::default().with(Box::new(TestRecall))
+    Stages::default()
 }
 
 /// Statuses by stage name.
@@ -180,50 +179,6 @@ pub fn ran(r: &BuildReport) -> Vec<String> {
         .filter(|n| n.status == NodeStatus::Ran)
         .map(|n| n.stage.name().to_string())
         .collect()
-}
-
-/// Recall stand-in: the real corpus listing, and an index whose `documents` table lists each
-/// corpus file and its digest (indexing comes with the recall issue).
-pub struct TestRecall;
-
-impl Stage for TestRecall {
-    fn kind(&self) -> StageKind {
-        StageKind::Recall
-    }
-    fn version(&self) -> u32 {
-        1
-    }
-    fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
-        serde_json::to_value(&task.recall).unwrap()
-    }
-    fn files(&self, k: &Kolmfile, task: &TaskConfig) -> kolm::Result<Vec<String>> {
-        kolm::stages::recall::corpus_files(&k.dir, &task.recall.corpus)
-    }
-    fn run(&self, cx: &Cx, _: &Inputs) -> kolm::Result<StageOutput> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("i.sqlite");
-        let db = rusqlite::Connection::open(&p).unwrap();
-        db.execute_batch("PRAGMA journal_mode = OFF;").unwrap();
-        db.execute_batch(kolm::stages::recall::SCHEMA).unwrap();
-        db.execute_batch("INSERT INTO meta VALUES ('schema','kolm-recall-1'),('embedder',''),('dimensions','0');").unwrap();
-        for (i, (path, sha)) in cx.files.iter().enumerate() {
-            db.execute(
-                "INSERT INTO documents VALUES (?1, ?2, ?3)",
-                rusqlite::params![i as i64 + 1, path, sha],
-            )
-            .unwrap();
-        }
-        drop(db);
-        let index = cx.store.put_blob(&std::fs::read(&p).unwrap())?;
-        Ok(StageOutput::Recall(RecallOut {
-            index,
-            embedder: None,
-            embedder_sha256: None,
-            dimensions: 0,
-            documents: cx.files.len() as u64,
-            chunks: 0,
-        }))
-    }
 }
 
 /// The stdout of a command that must have succeeded, as JSON (its stderr in the panic if not).
