@@ -78,7 +78,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// A full build with the stand-in stages.
+/// A full build with the real stages.
 fn child_build(dir: &Path, home: &Path) {
     support::init_env();
     let k = kolm::Kolmfile::load(&dir.join("Kolmfile.toml")).unwrap();
