@@ -31,6 +31,7 @@ pub mod jsonl;
 pub mod kolmfile;
 pub mod kscore;
 pub mod progress;
+pub mod rag;
 pub mod recall;
 pub mod receipts;
 pub mod rng;

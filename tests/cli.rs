@@ -268,7 +268,7 @@ fn tiny_models_are_deterministic_and_readable() {
 #[test]
 fn verbs_not_built_yet_say_so() {
     let home = tempfile::tempdir().unwrap();
-    for verb in ["serve", "tune", "rag", "watch"] {
+    for verb in ["serve", "tune", "watch"] {
         let out = kolm(home.path()).arg(verb).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{verb}");
         assert!(

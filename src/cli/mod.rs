@@ -7,6 +7,7 @@
 mod artifact;
 mod build;
 mod cache;
+mod rag;
 mod run;
 
 use std::ffi::OsString;
@@ -92,10 +93,10 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Retrieval indexes (not available yet).
+    /// Named BM25 indexes, attached to artifacts by a sidecar.
     Rag {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        command: rag::RagCommand,
     },
     /// Run receipts: check the chain.
     Receipts {
@@ -275,7 +276,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(&g, a),
         Command::Serve { .. } => Err(not_yet("kolm serve", "the MCP and HTTP servers")),
         Command::Tune { .. } => Err(not_yet("kolm tune", "the tune loop")),
-        Command::Rag { .. } => Err(not_yet("kolm rag", "retrieval indexes")),
+        Command::Rag { command } => rag::run(&g, command),
         Command::Receipts { command } => run::receipts(&g, command),
         Command::Watch { .. } => Err(not_yet("kolm watch", "watch mode")),
     }

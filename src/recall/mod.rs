@@ -15,3 +15,53 @@ pub mod document;
 pub mod index;
 
 pub use index::{search, Hit};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// An index built from files on disk, and what was left out.
+pub struct Indexed {
+    pub bytes: Vec<u8>,
+    pub built: index::Built,
+    /// Files left out, by reason ([`document::Skip::name`]).
+    pub skipped: BTreeMap<String, u64>,
+}
+
+/// Reads `files` (paths relative to `root`, with their sha256) and indexes the text ones.
+pub fn index_files(
+    root: &Path,
+    files: &BTreeMap<String, String>,
+    window: usize,
+    overlap: usize,
+) -> crate::Result<Indexed> {
+    let mut texts = Vec::new();
+    let mut skipped = BTreeMap::new();
+    for (rel, sha) in files {
+        crate::interrupt::check()?;
+        match document::load(&root.join(rel)) {
+            Ok(text) => texts.push((rel, sha, text)),
+            Err(why) => *skipped.entry(why.name().to_string()).or_default() += 1,
+        }
+    }
+    let docs: Vec<index::Doc> = texts
+        .iter()
+        .map(|(path, sha256, text)| index::Doc { path, sha256, text })
+        .collect();
+    let (bytes, built) = index::build(&docs, window, overlap)?;
+    Ok(Indexed {
+        bytes,
+        built,
+        skipped,
+    })
+}
+
+/// "2 binary, 1 not UTF-8", or `None` when nothing was skipped.
+pub fn describe_skips(skipped: &BTreeMap<String, u64>) -> Option<String> {
+    (!skipped.is_empty()).then(|| {
+        skipped
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}

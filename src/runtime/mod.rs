@@ -29,6 +29,8 @@ pub struct Runner {
     system: String,
     opts: GenOptions,
     home: Home,
+    /// The index attached by `kolm rag attach`, if any.
+    rag: Option<(crate::rag::Sidecar, rusqlite::Connection)>,
 }
 
 /// The answer to one input.
@@ -50,6 +52,8 @@ impl Runner {
         opts: GenOptions,
     ) -> Result<Runner> {
         let artifact = open::open(path, home, verify, true)?;
+        // A sidecar that no longer matches its index fails here, before any model loads.
+        let rag = crate::rag::attached(home, path)?;
         let schema = &artifact.manifest.task.output_schema;
         let student = Student::load(
             &artifact.model_path,
@@ -63,7 +67,17 @@ impl Runner {
             system,
             opts,
             home: home.clone(),
+            rag,
         })
+    }
+
+    /// Searches the index attached to the artifact (`kolm rag attach`); `None` when there is
+    /// none. (Recipes reach it as `lib.rag.query` once the recipe sandbox exists.)
+    pub fn rag_query(&self, query: &str, k: usize) -> Result<Option<Vec<crate::recall::Hit>>> {
+        match &self.rag {
+            None => Ok(None),
+            Some((_, db)) => crate::recall::search(db, query, k).map(Some),
+        }
     }
 
     /// The student, for callers that run many inputs through one session (`--rescore`).

@@ -48,33 +48,25 @@ impl Stage for RecallStage {
                 "check the globs (relative to the Kolmfile; `*` stays in one folder, `**` crosses folders) and your ignore files",
             ));
         }
-        let mut texts = Vec::new();
-        let mut skipped: std::collections::BTreeMap<String, u64> = Default::default();
-        for (rel, sha) in cx.files {
-            crate::interrupt::check()?;
-            match crate::recall::document::load(&cx.project_path(rel)) {
-                Ok(text) => texts.push((rel, sha, text)),
-                Err(why) => *skipped.entry(why.name().to_string()).or_default() += 1,
-            }
-        }
-        let docs: Vec<crate::recall::index::Doc> = texts
-            .iter()
-            .map(|(path, sha256, text)| crate::recall::index::Doc { path, sha256, text })
-            .collect();
-        let (bytes, built) =
-            crate::recall::index::build(&docs, r.chunk_chars as usize, r.overlap_chars as usize)?;
+        let crate::recall::Indexed {
+            bytes,
+            built,
+            skipped,
+        } = crate::recall::index_files(
+            &cx.kolmfile.dir,
+            cx.files,
+            r.chunk_chars as usize,
+            r.overlap_chars as usize,
+        )?;
         if !cx.options.quiet && !r.corpus.is_empty() {
-            let skips: Vec<String> = skipped.iter().map(|(k, n)| format!("{n} {k}")).collect();
             cx.progress.println(&format!(
                 "   recall {}: {} documents, {} chunks{}",
                 cx.task.name,
                 built.documents,
                 built.chunks,
-                if skips.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (skipped: {})", skips.join(", "))
-                }
+                crate::recall::describe_skips(&skipped)
+                    .map(|s| format!(" (skipped: {s})"))
+                    .unwrap_or_default()
             ));
         }
         let index = cx.store.put_blob(&bytes)?;
