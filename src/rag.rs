@@ -84,7 +84,7 @@ pub fn index(home: &Home, src: &Path, name: &str, chunk: u32, overlap: u32) -> R
             "use --chunk-chars of at least 64 and a smaller --overlap-chars",
         ));
     }
-    let files = crate::stages::recall::corpus_files(src, &["**/*".to_string()])?;
+    let files = recall::corpus::files(src, &["**/*".to_string()])?;
     if files.is_empty() {
         return Err(Error::invalid(
             format!("`{}` has no files to index", src.display()),

@@ -1,6 +1,6 @@
 //! Which files a corpus glob takes: folders, ignore files, hidden files.
 
-use kolm::stages::recall::corpus_files;
+use kolm::recall::corpus::files as corpus_files;
 
 #[test]
 fn corpus_globs_follow_ripgrep_rules() {

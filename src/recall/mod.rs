@@ -1,6 +1,7 @@
 //! Recall: the retrieval index an artifact carries (`index.sqlite-vec`), built from the user's
 //! corpus and queried at compile time (grounding teacher prompts) and at run time.
 //!
+//! - [`corpus`]: which files the globs select (ignore files honoured).
 //! - [`document`]: a corpus file as text, or the reason it is skipped (binary, not UTF-8, too
 //!   large, unreadable): a skip is counted, never fatal.
 //! - [`chunk`]: deterministic, overlapping, word-respecting windows over a document.
@@ -11,6 +12,7 @@
 //! of the recall issue; until then `recall.embedder` is refused as not available.
 
 pub mod chunk;
+pub mod corpus;
 pub mod document;
 pub mod index;
 

@@ -129,6 +129,7 @@ impl Student {
                 "pass the base model's GGUF",
             ));
         }
+        let mut identity = false;
         if let Some(a) = adapter {
             let lh = read_checked(a, "adapter")?;
             crate::artifact::verify::adapter_fits(&header, &lh).map_err(|why| {
@@ -140,13 +141,11 @@ impl Student {
                     "use the adapter that was trained for this base",
                 )
             })?;
+            // A zero-init adapter (every B = 0) is exactly the identity: applying it would
+            // only add work to every forward pass.
+            identity = is_identity(a, &lh)?;
         }
-        // A zero-init adapter (every B = 0) is exactly the identity: applying it would only
-        // add work to every forward pass.
-        let adapter = match adapter {
-            Some(a) if is_identity(a)? => None,
-            other => other,
-        };
+        let adapter = adapter.filter(|_| !identity);
         let grammar = schema.map(schema_grammar).transpose()?;
         let path_str = |p: &Path| {
             p.to_str().map(str::to_owned).ok_or_else(|| {
@@ -188,11 +187,6 @@ impl Student {
     /// The model's trained context length.
     pub fn n_ctx_train(&self) -> u32 {
         self.model.n_ctx_train()
-    }
-
-    /// The prompt template in use (the model's own, or kolm's default).
-    pub fn template(&self) -> &Template {
-        &self.template
     }
 
     /// The prompt for (system, input), as a session would render it.
@@ -455,9 +449,8 @@ pub fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
 }
 
 /// Whether every `lora_b` tensor of an adapter is all zeros (so the adapter changes nothing).
-fn is_identity(path: &Path) -> Result<bool> {
+fn is_identity(path: &Path, h: &crate::gguf::Header) -> Result<bool> {
     use std::io::{Read, Seek, SeekFrom};
-    let h = read_checked(path, "adapter")?;
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
     let mut any = false;
     for t in h.tensors.iter().filter(|t| t.name.ends_with(".lora_b")) {

@@ -80,16 +80,6 @@ impl Runner {
         }
     }
 
-    /// The student, for callers that run many inputs through one session (`--rescore`).
-    pub fn student_mut(&mut self) -> &mut Student {
-        &mut self.student
-    }
-
-    /// The system message this artifact's task gives the student.
-    pub fn system(&self) -> &str {
-        &self.system
-    }
-
     /// Generates for one input with the runner's options, `max_tokens` aside; no receipt.
     pub fn generate(&mut self, input: &str, max_tokens: u32) -> Result<Generation> {
         // One input, one context: sized to what it needs rather than the model's whole trained

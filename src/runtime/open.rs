@@ -43,11 +43,20 @@ pub struct Opened {
     pub stamped: bool,
 }
 
-/// Where an adapter with this digest is kept.
-pub fn stored_adapter(home: &Home, sha256: &str) -> PathBuf {
-    home.cache()
+/// The adapter with these bytes as a file llama.cpp can load: kept under
+/// `KOLM_HOME/cache/adapters/` by digest, and rewritten if the copy there is not those bytes.
+/// (Adapters are megabytes: checking the copy costs less than trusting a damaged one.)
+pub fn adapter_file(home: &Home, bytes: &[u8]) -> Result<PathBuf> {
+    let sha256 = crate::digest::sha256(bytes);
+    let path = home
+        .cache()
         .join("adapters")
-        .join(format!("sha256-{sha256}.gguf"))
+        .join(format!("sha256-{sha256}.gguf"));
+    let intact = std::fs::read(&path).is_ok_and(|b| crate::digest::sha256(&b) == sha256);
+    if !intact {
+        crate::fsutil::write_atomic(&path, bytes)?;
+    }
+    Ok(path)
 }
 
 /// What a verification saw of the file, and what it found.
@@ -168,12 +177,7 @@ pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Res
         crate::fsutil::persist(t, &model_dest)?;
         fp.remember_written(&model_dest, &model_sha);
     }
-    let adapter_sha = crate::digest::sha256(&lora);
-    let adapter_path = stored_adapter(home, &adapter_sha);
-    if !matches!(fp.digest(&adapter_path, None), Ok((sha, _)) if sha == adapter_sha) {
-        crate::fsutil::write_atomic(&adapter_path, &lora)?;
-        fp.remember_written(&adapter_path, &adapter_sha);
-    }
+    let adapter_path = adapter_file(home, &lora)?;
     let sha256 = match (&stamp, vouched) {
         (Some(s), true) => s.sha256.clone(),
         _ => {

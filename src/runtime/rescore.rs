@@ -40,7 +40,8 @@ fn subject(a: &Opened) -> Subject<'_> {
     }
 }
 
-fn load(a: &Opened) -> Result<(Student, Vec<evals::Test>)> {
+/// The artifact's student and tests, loaded once for [`rescore`] and [`bench`].
+pub fn load(a: &Opened) -> Result<(Student, Vec<evals::Test>)> {
     let tests = evals::parse("tests.jsonl", &a.tests)?;
     let student = Student::load(
         &a.model_path,
@@ -51,9 +52,14 @@ fn load(a: &Opened) -> Result<(Student, Vec<evals::Test>)> {
 }
 
 /// Recomputes K from the artifact's own tests.
-pub fn rescore(a: &Opened, opts: &GenOptions, tick: &dyn Fn()) -> Result<Rescored> {
-    let (mut student, tests) = load(a)?;
-    let scored = score::measure(&mut student, &tests, &subject(a), opts, tick)?;
+pub fn rescore(
+    a: &Opened,
+    student: &mut Student,
+    tests: &[evals::Test],
+    opts: &GenOptions,
+    tick: &dyn Fn(),
+) -> Result<Rescored> {
+    let scored = score::measure(student, tests, &subject(a), opts, tick)?;
     let m = &a.manifest;
     let components = kscore::components(&scored.measured, &m.baseline.values);
     let k = kscore::k_score(&components, &m.k_weights);
@@ -85,8 +91,14 @@ pub struct Bench {
 }
 
 /// Times `runs` runs over the artifact's test inputs (cycling through them) on this machine.
-pub fn bench(a: &Opened, opts: &GenOptions, runs: u64, tick: &dyn Fn()) -> Result<Bench> {
-    let (mut student, tests) = load(a)?;
+pub fn bench(
+    a: &Opened,
+    student: &mut Student,
+    tests: &[evals::Test],
+    opts: &GenOptions,
+    runs: u64,
+    tick: &dyn Fn(),
+) -> Result<Bench> {
     if tests.is_empty() {
         return Err(crate::Error::invalid(
             "the artifact has no tests to time",

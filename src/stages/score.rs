@@ -54,11 +54,8 @@ impl Stage for ScoreStage {
             ));
         }
         let tests_blob = cx.store.put_blob(&bytes)?;
-        let adapter = cx.store.blob(&train.adapter)?;
-        let adapter_path = crate::runtime::open::stored_adapter(cx.home, &train.adapter.sha256);
-        if !adapter_path.is_file() {
-            crate::fsutil::write_atomic(&adapter_path, &adapter)?;
-        }
+        let adapter_path =
+            crate::runtime::open::adapter_file(cx.home, &cx.store.blob(&train.adapter)?)?;
         let mut student = Student::load(
             &cx.base_path(base),
             Some(&adapter_path),
