@@ -241,16 +241,12 @@ fn preallocate(out: &File, entries: &[EntrySpec]) {
                 Source::File(p, _) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
             })
             .sum();
-        let estimate = payload + entries.len() as u64 * (e_align_max(entries) + 1024) + 4096;
+        let align = entries.iter().map(|e| e.align).max().unwrap_or(1);
+        let estimate = payload + entries.len() as u64 * (align + 1024) + 4096;
         let _ = rustix::fs::fallocate(out, rustix::fs::FallocateFlags::empty(), 0, estimate);
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (out, entries);
-}
-
-#[cfg(target_os = "linux")]
-fn e_align_max(entries: &[EntrySpec]) -> u64 {
-    entries.iter().map(|e| e.align).max().unwrap_or(1)
 }
 
 /// Copies exactly `size` bytes of `path` into `out` inside the kernel (`std::io::copy` between
@@ -277,6 +273,11 @@ fn kernel_copy(
         left -= n;
         on_bytes(n);
     }
+    at_end(&mut f, path)
+}
+
+/// The source must end where its size said: a model still being written is not sealed.
+fn at_end(f: &mut File, path: &Path) -> Result<()> {
     let mut probe = [0u8; 1];
     if f.read(&mut probe).map_err(|e| Error::io(path, "read", e))? != 0 {
         return Err(changed(path, "grew"));
@@ -319,10 +320,7 @@ fn stream_file(
         left -= n as u64;
         on_bytes(n as u64);
     }
-    let mut probe = [0u8; 1];
-    if f.read(&mut probe).map_err(|e| Error::io(path, "read", e))? != 0 {
-        return Err(changed(path, "grew"));
-    }
+    at_end(&mut f, path)?;
     Ok(crc.finalize())
 }
 
