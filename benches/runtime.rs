@@ -184,6 +184,7 @@ fn child_kolm_first_token(art: &Path, home: &Path) {
             threads: THREADS,
             ..GenOptions::default()
         },
+        None,
     )
     .unwrap();
     let g = r.generate("hello", 1).unwrap();

@@ -12,6 +12,12 @@ pub fn request() {
     REQUESTED.store(true, Ordering::SeqCst);
 }
 
+/// Forgets a request that has been handled, for a process that goes on after it (a test
+/// that interrupts and then resumes work).
+pub fn reset() {
+    REQUESTED.store(false, Ordering::SeqCst);
+}
+
 /// Whether the user asked to stop.
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::Relaxed)

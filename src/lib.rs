@@ -37,6 +37,7 @@ pub mod receipts;
 pub mod rng;
 pub mod runtime;
 pub mod stages;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use kolmfile::Kolmfile;

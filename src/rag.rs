@@ -100,7 +100,7 @@ pub fn index(home: &Home, src: &Path, name: &str, chunk: u32, overlap: u32) -> R
         bytes,
         built,
         skipped,
-    } = recall::index_files(src, &shas, chunk as usize, overlap as usize)?;
+    } = recall::index_files(src, &shas, chunk as usize, overlap as usize, None)?;
     let manifest = RagManifest {
         spec: MANIFEST_SPEC.into(),
         name: name.into(),

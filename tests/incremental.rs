@@ -117,10 +117,11 @@ fn editing_one_corpus_file_reruns_recall_and_its_dependents() {
     let get = |name: &str| s.iter().find(|(n, _, _)| n == name).cloned().unwrap();
     assert_eq!(get("base").1, NodeStatus::Fresh);
     assert_eq!(get("recall").1, NodeStatus::Ran);
-    // label reads recall, reruns, and yields the same pairs: early cutoff keeps train and
-    // decompose fresh.
+    // label reads recall, reruns, and yields the same pairs: early cutoff keeps decompose
+    // fresh. train reads recall too (its prompts are grounded in the index): it reruns, and
+    // with training off yields the same adapter.
     assert_eq!(get("label"), ("label".into(), NodeStatus::Ran, true));
-    assert_eq!(get("train").1, NodeStatus::Fresh);
+    assert_eq!(get("train"), ("train".into(), NodeStatus::Ran, true));
     assert_eq!(get("decompose").1, NodeStatus::Fresh);
     assert_eq!(get("score").1, NodeStatus::Ran);
     assert_eq!(get("seal").1, NodeStatus::Ran);
@@ -138,7 +139,10 @@ fn explain_names_the_changed_config_value() {
     let train = r.nodes.iter().find(|n| n.stage.name() == "train").unwrap();
     assert_eq!(train.status, NodeStatus::Ran);
     assert!(
-        train.reasons.iter().any(|x| x == "config `rank`: 8 → 16"),
+        train
+            .reasons
+            .iter()
+            .any(|x| x == "config `distill.rank`: 8 → 16"),
         "{:?}",
         train.reasons
     );

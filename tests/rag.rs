@@ -88,6 +88,7 @@ fn index_query_attach_detach() {
         &kolm::home::Home::at(home.path()),
         &Default::default(),
         Default::default(),
+        None,
     )
     .unwrap();
     let hits = r.rag_query("parcels", 3).unwrap().unwrap();

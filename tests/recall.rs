@@ -77,7 +77,7 @@ fn a_corpus_is_indexed_and_searchable_and_non_text_is_skipped() {
 }
 
 #[test]
-fn an_empty_corpus_and_an_embedder_are_clear_errors() {
+fn an_empty_corpus_and_a_missing_embedder_are_clear_errors() {
     let p = Project::new(&kolmfile_text("").replace("docs/*.md", "nothing/*.md"));
     let e = p
         .build_with(Default::default(), Default::default())
@@ -95,6 +95,21 @@ fn an_empty_corpus_and_an_embedder_are_clear_errors() {
         .unwrap_err()
         .error
         .to_string();
-    assert!(e.contains("stage `recall` is not available yet"), "{e}");
-    assert!(e.contains("dense embeddings"), "{e}");
+    assert!(e.contains("embedder `"), "{e}");
+    assert!(e.contains("`config.json` is missing"), "{e}");
+}
+
+#[test]
+fn a_huge_file_is_a_counted_skip_not_a_failure() {
+    let p = Project::new(&kolmfile_text(""));
+    // 1 GiB, sparse: costs no disk, and is never read.
+    std::fs::File::create(p.path("docs/dump.md"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    p.age_all();
+    let r = p.build();
+    let out = recall_out(&r, &p);
+    assert_eq!(out.skipped.get("too large"), Some(&1), "{:?}", out.skipped);
+    assert_eq!(out.documents, 3);
 }

@@ -431,6 +431,7 @@ fn the_library_runs_an_artifact_and_returns_output_and_receipt() {
         &home,
         &kolm::artifact::verify::VerifyOptions::default(),
         GenOptions::default(),
+        None,
     )
     .unwrap();
     let a = r.run("my parcel never arrived").unwrap();

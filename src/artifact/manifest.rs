@@ -71,6 +71,13 @@ pub struct RecallInfo {
     pub dimensions: u32,
     pub documents: u64,
     pub chunks: u64,
+    /// How many chunks a grounded prompt carries (`recall.top_k`).
+    #[serde(default = "default_top_k")]
+    pub top_k: u32,
+}
+
+fn default_top_k() -> u32 {
+    4
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -621,33 +621,83 @@ pub fn adapter_fits(
     Ok(())
 }
 
-/// The index's recorded dimensions must be those the manifest declares for its embedder.
+/// The index must be the one the manifest describes: its embedder, its dimensions (as recorded
+/// and as its vectors are), one vector per chunk; and when this machine keeps that embedder, the
+/// embedder's own width.
 fn check_index(o: &Opened, index: &[u8]) -> Result<()> {
     let dir = tempfile::tempdir()
         .map_err(|e| Error::Other(format!("cannot create a temp folder: {e}")))?;
     let p = dir.path().join("index.sqlite");
     std::fs::write(&p, index).map_err(|e| Error::io(&p, "write", e))?;
-    let dims: std::result::Result<String, rusqlite::Error> =
-        rusqlite::Connection::open_with_flags(&p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .and_then(|db| {
-                db.query_row("SELECT value FROM meta WHERE key = 'dimensions'", [], |r| {
-                    r.get(0)
-                })
-            });
-    match dims {
-        Ok(d) if d == o.manifest.recall.dimensions.to_string() => Ok(()),
-        Ok(d) => Err(fail(
-            &o.path,
-            format!(
-                "index.sqlite-vec has {d} dimensions but the manifest's embedder has {}",
-                o.manifest.recall.dimensions
-            ),
-            TAMPER,
+    let r = &o.manifest.recall;
+    let problem = match index_facts(&p) {
+        Err(e) => Some(format!(
+            "index.sqlite-vec is not a readable kolm index: {e}"
         )),
-        Err(e) => Err(fail(
-            &o.path,
-            format!("index.sqlite-vec is not a readable kolm index: {e}"),
-            TAMPER,
-        )),
+        Ok((dims, sha, vectors, width)) => {
+            if dims != r.dimensions as u64 {
+                Some(format!(
+                    "index.sqlite-vec has {dims} dimensions but the manifest's embedder has {}",
+                    r.dimensions
+                ))
+            } else if sha != r.embedder_sha256.clone().unwrap_or_default() {
+                Some(
+                    "index.sqlite-vec was embedded by another embedder than the manifest names"
+                        .to_string(),
+                )
+            } else if dims > 0 && (vectors != r.chunks || width != dims) {
+                Some(format!("index.sqlite-vec has {vectors} vectors of {width} dimensions for {} chunks of {dims}", r.chunks))
+            } else {
+                None
+            }
+        }
+    };
+    if let Some(p) = problem {
+        return Err(fail(&o.path, p, TAMPER));
     }
+    // The embedder itself, when this machine has it (the runtime checks it again on loading).
+    if let (Some(sha), true) = (&r.embedder_sha256, r.dimensions > 0) {
+        let config = crate::home::Home::from_env()
+            .root()
+            .join("embedders")
+            .join(sha)
+            .join("config.json");
+        let hidden = std::fs::read(&config)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("hidden_size").and_then(|h| h.as_u64()));
+        if let Some(h) = hidden.filter(|&h| h != r.dimensions as u64) {
+            return Err(fail(
+                &o.path,
+                format!(
+                    "the index has {} dimensions but its embedder ({}) makes {h}",
+                    r.dimensions,
+                    config.display()
+                ),
+                TAMPER,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// (dimensions, embedder identity, vector count, vector width) of an index file.
+fn index_facts(p: &std::path::Path) -> Result<(u64, String, u64, u64)> {
+    let db = crate::recall::index::open(p)?;
+    let meta = |k: &str| crate::recall::index::meta(&db, k).map(Option::unwrap_or_default);
+    let dims: u64 = meta("dimensions")?
+        .parse()
+        .map_err(|_| Error::Other("`dimensions` is not a number".into()))?;
+    let sha = meta("embedder_sha256")?;
+    if dims == 0 {
+        return Ok((0, sha, 0, 0));
+    }
+    let (n, w): (u64, Option<u64>) = db
+        .query_row(
+            "SELECT count(*), max(vec_length(embedding)) FROM chunks_vec",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|e| Error::Other(format!("SQLite: {e}")))?;
+    Ok((dims, sha, n, w.unwrap_or(dims)))
 }

@@ -91,7 +91,7 @@ fn self_check(
     let home = crate::home::Home::from_env();
     let opened = crate::runtime::open::open(&a.artifact, &home, opts, false)?;
     let gen = a.decode.options();
-    let (mut student, tests) = rescore::load(&opened)?;
+    let mut loaded = rescore::load(&opened, &home, a.decode.embedder.as_deref())?;
     let mut out =
         serde_json::json!({ "ok": true, "path": a.artifact, "signature": opened.signature });
     if !g.json && !g.quiet {
@@ -103,7 +103,7 @@ fn self_check(
     }
     if a.rescore {
         let bar = progress.count(opened.manifest.tests.count, "rescoring");
-        let r = rescore::rescore(&opened, &mut student, &tests, &gen, &|| bar.inc(1))?;
+        let r = rescore::rescore(&opened, &mut loaded, &gen, &|| bar.inc(1))?;
         bar.finish_and_clear();
         if !g.json && !g.quiet {
             println!(
@@ -133,9 +133,7 @@ fn self_check(
     }
     if a.bench {
         let bar = progress.count(a.bench_runs, "benchmarking");
-        let b = rescore::bench(&opened, &mut student, &tests, &gen, a.bench_runs, &|| {
-            bar.inc(1)
-        })?;
+        let b = rescore::bench(&opened, &mut loaded, &gen, a.bench_runs, &|| bar.inc(1))?;
         bar.finish_and_clear();
         if !g.json && !g.quiet {
             println!(

@@ -82,7 +82,7 @@ pub fn run(g: &Global, c: RagCommand) -> Result<()> {
                 let snippet: String = h.text.chars().take(160).collect();
                 lines.push(format!(
                     "{:>8.3}  {}\n          {}",
-                    -h.score,
+                    h.score,
                     h.id,
                     snippet.replace('\n', " ")
                 ));

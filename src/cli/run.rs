@@ -20,6 +20,10 @@ pub struct DecodeArgs {
     /// Decode threads (default: every core).
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
+    /// The embedder folder of an artifact whose index has dense vectors, on a machine that did
+    /// not build it (a build keeps a copy under KOLM_HOME/embedders).
+    #[arg(long, value_name = "DIR")]
+    pub embedder: Option<PathBuf>,
 }
 
 impl DecodeArgs {
@@ -115,7 +119,13 @@ pub fn run(g: &Global, a: RunArgs) -> Result<()> {
         allow_unsigned: a.allow_unsigned,
         key_file: a.key_file.clone(),
     };
-    let mut runner = Runner::open(&a.artifact, &home, &verify, opts)?;
+    let mut runner = Runner::open(
+        &a.artifact,
+        &home,
+        &verify,
+        opts,
+        a.decode.embedder.as_deref(),
+    )?;
     let out = runner.run(&input)?;
     if g.json {
         println!(

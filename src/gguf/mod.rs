@@ -5,6 +5,7 @@
 //! GGUF for the files it makes itself: the tiny test models and the zero-init adapter.
 //! Reference: <https://github.com/ggml-org/ggml/blob/master/docs/gguf.md>.
 
+pub mod adapter;
 mod read;
 pub mod tiny;
 mod write;

@@ -245,39 +245,14 @@ pub fn lora(
     let arch = base
         .architecture()
         .ok_or("the base has no general.architecture")?;
-    let mut w = GgufWriter::new();
-    w.meta("general.architecture", Value::Str(arch.into()))
-        .meta("general.type", Value::Str("adapter".into()))
-        .meta("adapter.type", Value::Str("lora".into()))
-        .meta("adapter.lora.alpha", Value::F32(alpha as f32));
     let mut rng = SplitMix64::new(seed ^ 0x6c6f_7261);
     let r = rank as u64;
-    let mut any = false;
-    for t in &base.tensors {
-        let Some(rest) = t.name.strip_prefix("blk.") else {
-            continue;
-        };
-        let Some((_, leaf)) = rest.split_once('.') else {
-            continue;
-        };
-        let Some(target) = leaf.strip_suffix(".weight") else {
-            continue;
-        };
-        if !targets.iter().any(|x| x == target) || t.dims.len() != 2 {
-            continue;
-        }
-        let (n_in, n_out) = (t.dims[0], t.dims[1]);
-        let scale = 1.0 / (n_in as f32).sqrt();
-        let a: Vec<f32> = (0..n_in * r).map(|_| rng.normal() * scale).collect();
-        w.tensor(TensorData::f32(
-            format!("{}.lora_a", t.name),
-            vec![n_in, r],
-            &a,
-        ));
-        w.tensor(TensorData::f32(
-            format!("{}.lora_b", t.name),
-            vec![r, n_out],
-            &(0..r * n_out)
+    let tensors: Vec<_> = super::adapter::targets(base, targets)?
+        .into_iter()
+        .map(|t| {
+            let scale = 1.0 / (t.n_in as f32).sqrt();
+            let a: Vec<f32> = (0..t.n_in * r).map(|_| rng.normal() * scale).collect();
+            let b: Vec<f32> = (0..r * t.n_out)
                 .map(|_| {
                     if b_std == 0.0 {
                         0.0
@@ -285,14 +260,9 @@ pub fn lora(
                         rng.normal() * b_std
                     }
                 })
-                .collect::<Vec<f32>>(),
-        ));
-        any = true;
-    }
-    if !any {
-        return Err(format!(
-            "the base has no tensors for the LoRA targets {targets:?}"
-        ));
-    }
-    Ok(w.to_bytes())
+                .collect();
+            (t, a, b)
+        })
+        .collect();
+    Ok(super::adapter::write(arch, alpha, r, &tensors))
 }

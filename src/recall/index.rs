@@ -1,10 +1,11 @@
-//! The index file: documents, chunks and an FTS5 (BM25) index in one SQLite database.
+//! The index file: documents, chunks, an FTS5 index with BM25 impacts ([`super::bm25`]) and,
+//! with an embedder, a sqlite-vec `vec0` table of chunk vectors, in one SQLite database.
 //!
 //! Words are matched by their Porter stems (`refund` finds "Refunds"), case and diacritics
-//! folded. Built in a fixed order with journaling off and the FTS index optimised into one segment at
-//! the end, so the same documents and settings always give the same bytes (SQLite stores no
-//! timestamps). Queries go through [`search`], which turns free text into an FTS5 query of
-//! its words, so no user input can be an FTS5 syntax error.
+//! folded. Built in a fixed order with journaling off and the FTS index optimised into one
+//! segment at the end, so the same documents and settings always give the same bytes (SQLite
+//! stores no timestamps). A query is free text: its words are tokenised like the documents',
+//! so no input is a syntax error.
 
 use std::path::Path;
 
@@ -20,6 +21,47 @@ CREATE TABLE documents (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, sha25
 CREATE TABLE chunks (id INTEGER PRIMARY KEY, document INTEGER NOT NULL REFERENCES documents(id), start INTEGER NOT NULL, end INTEGER NOT NULL, text TEXT NOT NULL);
 CREATE VIRTUAL TABLE chunks_fts USING fts5(text, content='chunks', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2');
 ";
+
+/// The `vec0` table of a dense index (created only when there is an embedder): one unit vector
+/// per chunk, its rowid the chunk's id.
+fn vec_schema(dimensions: usize) -> String {
+    format!("CREATE VIRTUAL TABLE chunks_vec USING vec0(embedding float[{dimensions}] distance_metric=cosine);")
+}
+
+/// Makes sqlite-vec's functions and `vec0` available to every connection this process opens.
+pub fn register_sqlite_vec() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_vec_init` has the signature SQLite expects of an extension's entry
+        // point; registering it before any connection opens is what sqlite-vec documents.
+        unsafe {
+            rusqlite::ffi::sqlite3_auto_extension(Some(std::mem::transmute::<
+                *const (),
+                unsafe extern "C" fn(
+                    *mut rusqlite::ffi::sqlite3,
+                    *mut *mut std::os::raw::c_char,
+                    *const rusqlite::ffi::sqlite3_api_routines,
+                ) -> std::os::raw::c_int,
+            >(
+                sqlite_vec::sqlite3_vec_init as *const (),
+            )));
+        }
+    });
+}
+
+/// How a dense index gets its vectors: the embedder's identity and a function that embeds a
+/// batch of chunk texts (through the embedding cache, so unchanged chunks are not re-embedded).
+pub struct Dense<'a> {
+    /// The embedder's name, for the `meta` table and the manifest.
+    pub embedder: &'a str,
+    /// Its identity ([`super::embed::identity`]): what the runtime loads it by.
+    pub sha256: &'a str,
+    pub dimensions: usize,
+    pub embed: &'a mut EmbedFn<'a>,
+}
+
+/// Embeds a batch of texts: one vector each, in order.
+pub type EmbedFn<'a> = dyn FnMut(&[&str]) -> Result<Vec<Vec<f32>>> + 'a;
 
 /// One document to index: its project-relative path, sha256, and text.
 pub struct Doc<'a> {
@@ -39,8 +81,15 @@ fn sql(e: rusqlite::Error) -> Error {
     Error::Other(format!("SQLite: {e}"))
 }
 
-/// Builds the index of `docs` (in path order) chunked with `window`/`overlap` characters.
-pub fn build(docs: &[Doc], window: usize, overlap: usize) -> Result<(Vec<u8>, Built)> {
+/// Builds the index of `docs` (in path order) chunked with `window`/`overlap` characters, with
+/// chunk vectors when `dense` is given.
+pub fn build(
+    docs: &[Doc],
+    window: usize,
+    overlap: usize,
+    dense: Option<Dense>,
+) -> Result<(Vec<u8>, Built)> {
+    register_sqlite_vec();
     let dir = tempfile::tempdir()
         .map_err(|e| Error::Other(format!("cannot create a temp folder: {e}")))?;
     let path = dir.path().join("index.sqlite");
@@ -55,11 +104,31 @@ pub fn build(docs: &[Doc], window: usize, overlap: usize) -> Result<(Vec<u8>, Bu
         )
         .map_err(sql)?;
         db.execute_batch(SCHEMA).map_err(sql)?;
+        db.execute_batch(super::bm25::SCHEMA).map_err(sql)?;
+        if let Some(d) = &dense {
+            db.execute_batch(&vec_schema(d.dimensions)).map_err(sql)?;
+        }
         let tx = db.transaction().map_err(sql)?;
         for (k, v) in [
             ("schema", "kolm-recall-1".to_string()),
-            ("embedder", String::new()),
-            ("dimensions", "0".to_string()),
+            (
+                "embedder",
+                dense
+                    .as_ref()
+                    .map(|d| d.embedder.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "embedder_sha256",
+                dense
+                    .as_ref()
+                    .map(|d| d.sha256.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "dimensions",
+                dense.as_ref().map_or(0, |d| d.dimensions).to_string(),
+            ),
             ("chunk_chars", window.to_string()),
             ("overlap_chars", overlap.to_string()),
         ] {
@@ -96,15 +165,47 @@ pub fn build(docs: &[Doc], window: usize, overlap: usize) -> Result<(Vec<u8>, Bu
                 built.documents += 1;
             }
         }
+        if let Some(d) = dense {
+            insert_vectors(&tx, d)?;
+        }
         tx.execute_batch(
             "INSERT INTO chunks_fts(rowid, text) SELECT id, text FROM chunks ORDER BY id;
              INSERT INTO chunks_fts(chunks_fts) VALUES('optimize');",
         )
         .map_err(sql)?;
+        super::bm25::build(&tx)?;
         tx.commit().map_err(sql)?;
     }
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, "read", e))?;
     Ok((bytes, built))
+}
+
+/// Embeds every chunk (in id order) into `chunks_vec`.
+fn insert_vectors(tx: &rusqlite::Transaction, d: Dense) -> Result<()> {
+    let texts: Vec<String> = {
+        let mut stmt = tx
+            .prepare("SELECT text FROM chunks ORDER BY id")
+            .map_err(sql)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
+        rows.collect::<std::result::Result<_, _>>().map_err(sql)?
+    };
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let vectors = (d.embed)(&refs)?;
+    let mut stmt = tx
+        .prepare("INSERT INTO chunks_vec(rowid, embedding) VALUES (?1, ?2)")
+        .map_err(sql)?;
+    for (i, v) in vectors.iter().enumerate() {
+        if v.len() != d.dimensions {
+            return Err(Error::Other(format!(
+                "the embedder gave {} dimensions, not {}",
+                v.len(),
+                d.dimensions
+            )));
+        }
+        stmt.execute(params![i as i64 + 1, super::embed::to_blob(v)])
+            .map_err(sql)?;
+    }
+    Ok(())
 }
 
 /// A retrieved chunk.
@@ -116,44 +217,36 @@ pub struct Hit {
     pub start: i64,
     pub end: i64,
     pub text: String,
-    /// BM25 (lower is better, as SQLite reports it).
+    /// How well it matches; higher is better. BM25 alone: SQLite's `bm25()` negated;
+    /// hybrid: the reciprocal-rank-fusion score ([`super::rank`]).
     pub score: f64,
 }
 
 /// Opens an index file read-only.
 pub fn open(path: &Path) -> Result<Connection> {
-    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
-        Error::invalid(
-            format!("`{}` is not a readable kolm index: {e}", path.display()),
-            "rebuild it",
-        )
-    })
-}
-
-/// The FTS5 query for free text: its words, quoted, any of them.
-pub fn fts_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| format!("\"{}\"", w.to_lowercase()))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" OR "))
-}
-
-/// The `k` best chunks for `query` by BM25 (ties by chunk order).
-pub fn search(db: &Connection, query: &str, k: usize) -> Result<Vec<Hit>> {
-    let Some(q) = fts_query(query) else {
-        return Ok(Vec::new());
-    };
-    let mut stmt = db
-        .prepare(
-            "SELECT d.path, c.start, c.end, c.text, bm25(chunks_fts) AS s
-             FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid JOIN documents d ON d.id = c.document
-             WHERE chunks_fts MATCH ?1 ORDER BY s, c.id LIMIT ?2",
-        )
+    register_sqlite_vec();
+    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| {
+            Error::invalid(
+                format!("`{}` is not a readable kolm index: {e}", path.display()),
+                "rebuild it",
+            )
+        })?;
+    // Postings are read straight from the mapped file rather than copied in by `read`; and
+    // the (read-only, immutable) file's shared lock is taken once, not per statement.
+    db.execute_batch("PRAGMA mmap_size = 1073741824; PRAGMA locking_mode = EXCLUSIVE;")
         .map_err(sql)?;
-    let rows = stmt
-        .query_map(params![q, k as i64], |r| {
+    Ok(db)
+}
+
+/// The chunk with `id`, as a hit scored `score`.
+pub fn chunk(db: &Connection, id: i64, score: f64) -> Result<Hit> {
+    db.prepare_cached(
+        "SELECT d.path, c.start, c.end, c.text FROM chunks c JOIN documents d ON d.id = c.document WHERE c.id = ?1",
+    )
+    .and_then(|mut s| s.query_row(
+        params![id],
+        |r| {
             let path: String = r.get(0)?;
             let start: i64 = r.get(1)?;
             Ok(Hit {
@@ -162,9 +255,52 @@ pub fn search(db: &Connection, query: &str, k: usize) -> Result<Vec<Hit>> {
                 start,
                 end: r.get(2)?,
                 text: r.get(3)?,
-                score: r.get(4)?,
+                score,
             })
+        },
+    ))
+    .map_err(sql)
+}
+
+/// The ids of the `k` best chunks for `query` by BM25, with their scores (higher is better;
+/// ties by chunk order). See [`super::bm25`].
+pub fn bm25_ids(db: &Connection, query: &str, k: usize) -> Result<Vec<(i64, f64)>> {
+    super::bm25::top_k(db, query, k)
+}
+
+/// The ids of the `k` chunks nearest to `vector` (cosine), with `1 - distance` (higher is
+/// better; ties by chunk order).
+pub fn nearest_ids(db: &Connection, vector: &[f32], k: usize) -> Result<Vec<(i64, f64)>> {
+    let mut stmt = db
+        .prepare(
+            "SELECT rowid, distance FROM chunks_vec WHERE embedding MATCH ?1 AND k = ?2 ORDER BY distance",
+        )
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map(params![super::embed::to_blob(vector), k as i64], |r| {
+            Ok((r.get(0)?, 1.0 - r.get::<_, f64>(1)?))
         })
         .map_err(sql)?;
-    rows.collect::<std::result::Result<_, _>>().map_err(sql)
+    let mut hits: Vec<(i64, f64)> = rows.collect::<std::result::Result<_, _>>().map_err(sql)?;
+    // vec0 allows one ORDER BY term; ties are put in chunk order here.
+    hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(hits)
+}
+
+/// A `meta` value of an index (`schema`, `embedder`, `dimensions`, ...).
+pub fn meta(db: &Connection, key: &str) -> Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    db.query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(sql)
+}
+
+/// The `k` best chunks for `query` by BM25 (ties by chunk order).
+pub fn search(db: &Connection, query: &str, k: usize) -> Result<Vec<Hit>> {
+    bm25_ids(db, query, k)?
+        .into_iter()
+        .map(|(id, score)| chunk(db, id, score))
+        .collect()
 }

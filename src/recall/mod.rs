@@ -8,13 +8,22 @@
 //! - [`index`]: one SQLite file: the documents, their chunks, and an FTS5 (BM25) index over
 //!   the chunks; byte-identical for the same corpus and settings. Querying it.
 //!
-//! Dense embeddings (sqlite-vec, a candle BERT embedder) and hybrid ranking come with the rest
-//! of the recall issue; until then `recall.embedder` is refused as not available.
+//! - [`embed`]: dense vectors from a sentence-transformers BERT folder, with candle
+//!   ([`bert`]: the encoder).
+//! - [`embedders`]: where embedders are kept for the runtime, and the cache of their vectors.
+//! - [`rank`]: BM25 and vector search fused by reciprocal rank.
+//! - [`ground`]: an input with its best chunks: the one template every grounded prompt uses.
 
+pub mod bert;
+pub mod bm25;
 pub mod chunk;
 pub mod corpus;
 pub mod document;
+pub mod embed;
+pub mod embedders;
+pub mod ground;
 pub mod index;
+pub mod rank;
 
 pub use index::{search, Hit};
 
@@ -35,6 +44,7 @@ pub fn index_files(
     files: &BTreeMap<String, String>,
     window: usize,
     overlap: usize,
+    dense: Option<index::Dense>,
 ) -> crate::Result<Indexed> {
     let mut texts = Vec::new();
     let mut skipped = BTreeMap::new();
@@ -49,7 +59,7 @@ pub fn index_files(
         .iter()
         .map(|(path, sha256, text)| index::Doc { path, sha256, text })
         .collect();
-    let (bytes, built) = index::build(&docs, window, overlap)?;
+    let (bytes, built) = index::build(&docs, window, overlap, dense)?;
     Ok(Indexed {
         bytes,
         built,

@@ -184,6 +184,40 @@ impl Student {
         })
     }
 
+    /// Only the vocabulary and chat template of `model` (no weights): what training needs to
+    /// render and tokenise prompts exactly as the runtime does.
+    pub fn load_vocab(model: &Path) -> Result<Student> {
+        let backend = backend()?;
+        read_checked(model, "model")?;
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        let loaded = LlamaModel::load_from_file(backend, model, &params).map_err(|e| {
+            Error::invalid(
+                format!(
+                    "llama.cpp could not load the vocabulary of `{}`: {e}",
+                    model.display()
+                ),
+                "check the base model",
+            )
+        })?;
+        let template = Template::of(&loaded);
+        Ok(Student {
+            model: loaded,
+            adapter: None,
+            grammar: None,
+            template,
+        })
+    }
+
+    /// The end-of-generation token a trained answer ends with.
+    pub fn eos(&self) -> LlamaToken {
+        self.model.vocab().eos()
+    }
+
+    /// Tokenises generated text (no special tokens parsed, no BOS).
+    pub fn tokenize_plain(&self, text: &str) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), false, false)
+    }
+
     /// The model's trained context length.
     pub fn n_ctx_train(&self) -> u32 {
         self.model.n_ctx_train()
@@ -258,6 +292,32 @@ impl Session<'_> {
     pub fn generate(&mut self, system: &str, input: &str) -> Result<Generation> {
         let prompt = self.template.render(self.model, system, input)?;
         self.generate_raw(&prompt)
+    }
+
+    /// The logits at every position of `tokens` (no sampling, no grammar): for checking
+    /// another implementation of the same forward pass against llama.cpp's.
+    pub fn logits(&mut self, tokens: &[LlamaToken]) -> Result<Vec<Vec<f32>>> {
+        if tokens.is_empty() || tokens.len() > self.n_ctx as usize {
+            return Err(Error::invalid(
+                format!(
+                    "{} tokens do not fit a context of {}",
+                    tokens.len(),
+                    self.n_ctx
+                ),
+                "pass fewer tokens",
+            ));
+        }
+        self.ctx.clear_kv_cache();
+        self.batch.clear();
+        for (i, t) in tokens.iter().enumerate() {
+            self.batch
+                .add(*t, i as i32, &[0], true)
+                .map_err(|e| Error::Other(format!("llama.cpp batch: {e}")))?;
+        }
+        self.decode()?;
+        Ok((0..tokens.len())
+            .map(|i| self.ctx.get_logits_ith(i as i32).to_vec())
+            .collect())
     }
 
     /// Generates from an already rendered prompt.

@@ -19,6 +19,7 @@ pub use engine::{GenOptions, Generation, Stop, Student};
 
 use crate::artifact::verify::VerifyOptions;
 use crate::home::Home;
+use crate::recall::ground::{ground, Grounded, Grounding};
 use crate::receipts::{self, Receipt, RunFacts};
 use crate::{Error, Result};
 
@@ -29,8 +30,10 @@ pub struct Runner {
     system: String,
     opts: GenOptions,
     home: Home,
-    /// The index attached by `kolm rag attach`, if any.
+    /// The index attached by `kolm rag attach`, if any (for recipes).
     rag: Option<(crate::rag::Sidecar, rusqlite::Connection)>,
+    /// The artifact's own index, when it has chunks: every input is grounded in it.
+    grounding: Option<Grounding>,
 }
 
 /// The answer to one input.
@@ -44,23 +47,24 @@ pub struct RunOutput {
 
 impl Runner {
     /// Verifies `path` (failing closed, as `kolm verify` does), extracts what llama.cpp must
-    /// read from a file, and loads the student.
+    /// read from a file, and loads the student. `embedder`: the folder of the index's embedder
+    /// when the copy a build keeps is not on this machine (indexes with dense vectors only).
     pub fn open(
         path: &Path,
         home: &Home,
         verify: &VerifyOptions,
         opts: GenOptions,
+        embedder: Option<&Path>,
     ) -> Result<Runner> {
         let artifact = open::open(path, home, verify, true)?;
         // A sidecar that no longer matches its index fails here, before any model loads.
         let rag = crate::rag::attached(home, path)?;
-        let schema = &artifact.manifest.task.output_schema;
-        let student = Student::load(
-            &artifact.model_path,
-            Some(&artifact.adapter_path),
-            Some(schema),
-        )?;
-        let system = prompt::system_prompt(&artifact.manifest.task.description, Some(schema));
+        let student = artifact.student()?;
+        let system = prompt::system_prompt(
+            &artifact.manifest.task.description,
+            Some(&artifact.manifest.task.output_schema),
+        );
+        let grounding = artifact.grounding(home, embedder)?;
         Ok(Runner {
             artifact,
             student,
@@ -68,6 +72,7 @@ impl Runner {
             opts,
             home: home.clone(),
             rag,
+            grounding,
         })
     }
 
@@ -80,7 +85,13 @@ impl Runner {
         }
     }
 
-    /// Generates for one input with the runner's options, `max_tokens` aside; no receipt.
+    /// The input as the student sees it: grounded in the artifact's index when it has one.
+    pub fn ground(&self, input: &str) -> Result<Grounded> {
+        ground(self.grounding.as_ref(), input)
+    }
+
+    /// Generates for one (grounded) input with the runner's options, `max_tokens` aside; no
+    /// receipt.
     pub fn generate(&mut self, input: &str, max_tokens: u32) -> Result<Generation> {
         // One input, one context: sized to what it needs rather than the model's whole trained
         // context, which for a large-context model would cost a cold start its KV cache.
@@ -98,7 +109,8 @@ impl Runner {
 
     /// Runs one input and appends its receipt to `KOLM_HOME/logs/receipts.jsonl`.
     pub fn run(&mut self, input: &str) -> Result<RunOutput> {
-        let generation = self.generate(input, self.opts.max_tokens)?;
+        let grounded = self.ground(input)?;
+        let generation = self.generate(&grounded.text, self.opts.max_tokens)?;
         let output = parse_output(&generation, self.opts.max_tokens)?;
         let facts = RunFacts {
             artifact_sha256: self.artifact.sha256.clone(),
@@ -111,7 +123,7 @@ impl Runner {
             tokens_in: generation.prompt_tokens,
             tokens_out: generation.output_tokens,
             draft_tokens_accepted: 0,
-            chunk_ids: Vec::new(),
+            chunk_ids: grounded.chunk_ids,
         };
         let key = receipts::env_key()?;
         let receipt = receipts::append(&receipts::log_path(&self.home), facts, key.as_ref())?;

@@ -37,21 +37,60 @@ pub struct Opened {
     pub signature: SignatureState,
     pub model_path: PathBuf,
     pub adapter_path: PathBuf,
+    /// `index.sqlite-vec`, extracted.
+    pub index_path: PathBuf,
     pub recipes: Vec<u8>,
     pub tests: Vec<u8>,
     /// The model entry was vouched for by a stamp rather than rehashed.
     pub stamped: bool,
 }
 
-/// The adapter with these bytes as a file llama.cpp can load: kept under
-/// `KOLM_HOME/cache/adapters/` by digest, and rewritten if the copy there is not those bytes.
-/// (Adapters are megabytes: checking the copy costs less than trusting a damaged one.)
+impl Opened {
+    /// The artifact's student: its base and adapter, constrained by its task's schema.
+    pub fn student(&self) -> Result<super::Student> {
+        super::Student::load(
+            &self.model_path,
+            Some(&self.adapter_path),
+            Some(&self.manifest.task.output_schema),
+        )
+    }
+
+    /// The artifact's own index opened for grounding (`None` without chunks); `embedder` names
+    /// the embedder's folder when the copy a build keeps is not on this machine.
+    pub fn grounding(
+        &self,
+        home: &Home,
+        embedder: Option<&Path>,
+    ) -> Result<Option<crate::recall::ground::Grounding>> {
+        crate::recall::ground::Grounding::open(
+            &self.index_path,
+            home,
+            self.manifest.recall.top_k as usize,
+            embedder,
+        )
+    }
+}
+
+/// The adapter with these bytes as a file llama.cpp can load (see [`cache_file`]).
 pub fn adapter_file(home: &Home, bytes: &[u8]) -> Result<PathBuf> {
+    cache_file(home, "adapters", "gguf", bytes)
+}
+
+/// The recall index with these bytes as a file SQLite can open (see [`cache_file`]).
+pub fn index_file(home: &Home, bytes: &[u8]) -> Result<PathBuf> {
+    cache_file(home, "indexes", "sqlite", bytes)
+}
+
+/// An entry's bytes as a file, for the libraries that read files: kept under
+/// `KOLM_HOME/cache/<folder>/` by digest, and rewritten if the copy there is not those bytes.
+/// (Adapters and indexes are megabytes: checking the copy costs less than trusting a damaged
+/// one.)
+fn cache_file(home: &Home, folder: &str, ext: &str, bytes: &[u8]) -> Result<PathBuf> {
     let sha256 = crate::digest::sha256(bytes);
     let path = home
         .cache()
-        .join("adapters")
-        .join(format!("sha256-{sha256}.gguf"));
+        .join(folder)
+        .join(format!("sha256-{sha256}.{ext}"));
     let intact = std::fs::read(&path).is_ok_and(|b| crate::digest::sha256(&b) == sha256);
     if !intact {
         crate::fsutil::write_atomic(&path, bytes)?;
@@ -156,7 +195,8 @@ pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Res
         Some(crate::fsutil::temp_beside(&model_dest)?)
     };
     let mut write_err: Option<std::io::Error> = None;
-    let (mut lora, mut recipes, mut tests) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut lora, mut recipes, mut tests, mut index) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let verified = verify::verify_with(path, opts, vouched, &mut |name, bytes| match name {
         "model.gguf" => {
             if let (Some(t), None) = (model_tmp.as_mut(), write_err.as_ref()) {
@@ -168,6 +208,7 @@ pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Res
         "lora.bin" => lora.extend_from_slice(bytes),
         "recipes.json" => recipes.extend_from_slice(bytes),
         "tests.jsonl" => tests.extend_from_slice(bytes),
+        "index.sqlite-vec" => index.extend_from_slice(bytes),
         _ => {}
     })?;
     if let Some(e) = write_err {
@@ -178,6 +219,7 @@ pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Res
         fp.remember_written(&model_dest, &model_sha);
     }
     let adapter_path = adapter_file(home, &lora)?;
+    let index_path = index_file(home, &index)?;
     let sha256 = match (&stamp, vouched) {
         (Some(s), true) => s.sha256.clone(),
         _ => {
@@ -213,6 +255,7 @@ pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Res
         signature: verified.signature,
         model_path: model_dest,
         adapter_path,
+        index_path,
         recipes,
         tests,
         stamped: vouched,

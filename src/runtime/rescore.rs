@@ -7,11 +7,15 @@
 //! equals the sealed one on the machine that built it; elsewhere a difference means the
 //! student decodes differently there, which is worth knowing before shipping to it.
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use super::open::Opened;
 use super::{GenOptions, Student};
+use crate::home::Home;
 use crate::kscore::{self, Components, Measured};
+use crate::recall::ground::{ground, Grounding};
 use crate::stages::score::{self, Subject};
 use crate::{evals, Result};
 
@@ -28,7 +32,7 @@ pub struct Rescored {
     pub wall_p95_ms: f64,
 }
 
-fn subject(a: &Opened) -> Subject<'_> {
+fn subject<'a>(a: &'a Opened, grounding: Option<&'a Grounding>) -> Subject<'a> {
     let m = &a.manifest;
     Subject {
         description: &m.task.description,
@@ -37,29 +41,32 @@ fn subject(a: &Opened) -> Subject<'_> {
         parameters: m.base_model.parameters,
         model_bytes: m.base_model.size,
         device: &m.device,
+        grounding,
     }
 }
 
-/// The artifact's student and tests, loaded once for [`rescore`] and [`bench`].
-pub fn load(a: &Opened) -> Result<(Student, Vec<evals::Test>)> {
+/// What [`rescore`] and [`bench`] run: the artifact's student, tests and grounding, loaded once.
+pub struct Loaded {
+    pub student: Student,
+    pub tests: Vec<evals::Test>,
+    pub grounding: Option<Grounding>,
+}
+
+/// Loads the artifact's student, tests and grounding (`embedder`: the folder of the index's
+/// embedder, when the copy a build keeps is not on this machine).
+pub fn load(a: &Opened, home: &Home, embedder: Option<&Path>) -> Result<Loaded> {
     let tests = evals::parse("tests.jsonl", &a.tests)?;
-    let student = Student::load(
-        &a.model_path,
-        Some(&a.adapter_path),
-        Some(&a.manifest.task.output_schema),
-    )?;
-    Ok((student, tests))
+    Ok(Loaded {
+        student: a.student()?,
+        tests,
+        grounding: a.grounding(home, embedder)?,
+    })
 }
 
 /// Recomputes K from the artifact's own tests.
-pub fn rescore(
-    a: &Opened,
-    student: &mut Student,
-    tests: &[evals::Test],
-    opts: &GenOptions,
-    tick: &dyn Fn(),
-) -> Result<Rescored> {
-    let scored = score::measure(student, tests, &subject(a), opts, tick)?;
+pub fn rescore(a: &Opened, l: &mut Loaded, opts: &GenOptions, tick: &dyn Fn()) -> Result<Rescored> {
+    let subject = subject(a, l.grounding.as_ref());
+    let scored = score::measure(&mut l.student, &l.tests, &subject, opts, tick)?;
     let m = &a.manifest;
     let components = kscore::components(&scored.measured, &m.baseline.values);
     let k = kscore::k_score(&components, &m.k_weights);
@@ -93,12 +100,12 @@ pub struct Bench {
 /// Times `runs` runs over the artifact's test inputs (cycling through them) on this machine.
 pub fn bench(
     a: &Opened,
-    student: &mut Student,
-    tests: &[evals::Test],
+    l: &mut Loaded,
     opts: &GenOptions,
     runs: u64,
     tick: &dyn Fn(),
 ) -> Result<Bench> {
+    let tests = &l.tests;
     if tests.is_empty() {
         return Err(crate::Error::invalid(
             "the artifact has no tests to time",
@@ -109,13 +116,14 @@ pub fn bench(
         &a.manifest.task.description,
         Some(&a.manifest.task.output_schema),
     );
-    let mut session = student.session(opts)?;
+    let mut session = l.student.session(opts)?;
     let (mut walls, mut prefill_us, mut decode_us, mut prompt_toks, mut out_toks) =
         (Vec::new(), 0u64, 0u64, 0u64, 0u64);
     for i in 0..runs.max(1) {
         crate::interrupt::check()?;
         let t = &tests[(i as usize) % tests.len()];
-        let g = session.generate(&system, &t.input())?;
+        let grounded = ground(l.grounding.as_ref(), &t.input())?;
+        let g = session.generate(&system, &grounded.text)?;
         walls.push(g.micros as f64 / 1e3);
         prefill_us += g.prefill_micros;
         decode_us += g.micros - g.prefill_micros;

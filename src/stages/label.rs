@@ -1,6 +1,7 @@
 //! The `label` stage: the (input, output) pairs the student learns from (`pairs.jsonl`).
 //!
-//! Seeds with gold outputs are taken as they are. Asking a teacher for k grounded samples and
+//! Seeds with gold outputs are taken as they are, each grounded in the task's index the way the
+//! student will be (the chunk ids its prompt carries travel with the pair). Asking a teacher for k grounded samples and
 //! verifying them comes with the teacher issue; until then a task with a teacher, or a seed
 //! without a gold output, fails clearly.
 
@@ -11,6 +12,7 @@ use super::{
     StageOutput,
 };
 use crate::kolmfile::{Kolmfile, Provider, TaskConfig};
+use crate::recall::ground::{ground, Grounding};
 use crate::{Error, Result};
 
 pub struct LabelStage;
@@ -20,13 +22,15 @@ impl Stage for LabelStage {
         StageKind::Label
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         serde_json::json!({
             "description": task.description,
             "output_schema": task.output_schema,
             "teacher": task.teacher,
+            "top_k": task.recall.top_k,
+            "grounding": crate::recall::ground::TEMPLATE_VERSION,
         })
     }
     fn files(&self, _: &Kolmfile, task: &TaskConfig) -> Result<Vec<String>> {
@@ -35,7 +39,7 @@ impl Stage for LabelStage {
     fn deterministic(&self, task: &TaskConfig) -> bool {
         task.teacher.provider == Provider::None
     }
-    fn run(&self, cx: &Cx, _: &Inputs) -> Result<StageOutput> {
+    fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {
         if cx.task.teacher.provider != Provider::None {
             return Err(unavailable(
                 StageKind::Label,
@@ -51,6 +55,9 @@ impl Stage for LabelStage {
                 "add one JSON object per line: {\"input\": ..., \"output\": ...}",
             ));
         }
+        let recall = inputs.recall()?;
+        let index = crate::runtime::open::index_file(cx.home, &cx.store.blob(&recall.index)?)?;
+        let grounding = Grounding::open(&index, cx.home, cx.task.recall.top_k as usize, None)?;
         let mut pairs = Vec::with_capacity(seeds.len());
         for (line, seed) in &seeds {
             let at = format!("{}:{line}", cx.task.seeds);
@@ -68,7 +75,15 @@ impl Stage for LabelStage {
                     "add `output`, or configure a teacher",
                 )
             })?;
-            pairs.push(serde_json::json!({ "input": input, "output": output, "source": "seed", "line": line }));
+            let text = match input {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let grounded = ground(grounding.as_ref(), &text)?;
+            pairs.push(serde_json::json!({
+                "input": input, "output": output, "source": "seed", "line": line,
+                "chunk_ids": grounded.chunk_ids,
+            }));
         }
         let blob = cx.store.put_blob(&crate::jsonl::write(&pairs))?;
         Ok(StageOutput::Label(LabelOut {

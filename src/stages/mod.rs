@@ -70,7 +70,7 @@ impl StageKind {
         match self {
             Base | Recall => &[],
             Label => &[Recall],
-            Train => &[Base, Label],
+            Train => &[Base, Recall, Label],
             Decompose => &[Label],
             Score => &[Base, Recall, Train, Decompose],
             Seal => &[Base, Recall, Label, Train, Decompose, Score],
@@ -101,6 +101,8 @@ pub struct RecallOut {
     pub embedder: Option<String>,
     pub embedder_sha256: Option<String>,
     pub dimensions: u32,
+    /// `recall.top_k`: how many chunks a grounded prompt carries.
+    pub top_k: u32,
     pub documents: u64,
     pub chunks: u64,
     /// Corpus files left out, by reason (`binary`, `not UTF-8`, `too large`, `unreadable`).

@@ -14,6 +14,7 @@ use super::{BuildOptions, Cx, Inputs, ScoreOut, Stage, StageKind, StageOutput};
 use crate::evals::{self, Observed, Test};
 use crate::kolmfile::{DeviceProfile, Kolmfile, TaskConfig};
 use crate::kscore::{self, Measured, Work};
+use crate::recall::ground::{ground, Grounding};
 use crate::runtime::{prompt, GenOptions, Student};
 use crate::{Error, Result};
 
@@ -24,7 +25,7 @@ impl Stage for ScoreStage {
         StageKind::Score
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         json!({
@@ -33,6 +34,9 @@ impl Stage for ScoreStage {
             "output_schema": task.output_schema,
             "teacher": task.teacher,
             "runtime": crate::runtime::engine::LLAMA_CPP_2,
+            // Grounded prompts carry the index's best chunks.
+            "top_k": task.recall.top_k,
+            "grounding": crate::recall::ground::TEMPLATE_VERSION,
         })
     }
     fn files(&self, _: &Kolmfile, task: &TaskConfig) -> Result<Vec<String>> {
@@ -61,6 +65,8 @@ impl Stage for ScoreStage {
             Some(&adapter_path),
             Some(&cx.task.output_schema),
         )?;
+        let index_path = crate::runtime::open::index_file(cx.home, &cx.store.blob(&recall.index)?)?;
+        let grounding = Grounding::open(&index_path, cx.home, cx.task.recall.top_k as usize, None)?;
         let size_bytes = base.size
             + train.adapter.size
             + decompose.recipes.size
@@ -76,6 +82,7 @@ impl Stage for ScoreStage {
             parameters: base.model.parameters,
             model_bytes: base.size,
             device: &cx.task.score.device,
+            grounding: grounding.as_ref(),
         };
         let scored = measure(
             &mut student,
@@ -111,6 +118,8 @@ pub struct Subject<'a> {
     pub parameters: u64,
     pub model_bytes: u64,
     pub device: &'a DeviceProfile,
+    /// The artifact's index, when it has chunks: every input is grounded in it, as at run time.
+    pub grounding: Option<&'a Grounding>,
 }
 
 /// The outcome of running a suite.
@@ -159,7 +168,8 @@ pub fn measure(
     let mut skipped = 0;
     for t in tests {
         crate::interrupt::check()?;
-        let row = match session.generate(&system, &t.input()) {
+        let grounded = ground(subject.grounding, &t.input())?;
+        let row = match session.generate(&system, &grounded.text) {
             Ok(g) => {
                 let work = Work {
                     prompt_tokens: g.prompt_tokens,
@@ -187,7 +197,7 @@ pub fn measure(
                     "line": t.line, "description": t.description, "pass": graded.pass,
                     "score": graded.score, "reasons": graded.reasons, "output": g.text,
                     "stop": g.stop, "prompt_tokens": g.prompt_tokens, "output_tokens": g.output_tokens,
-                    "latency_ms_estimated": est,
+                    "latency_ms_estimated": est, "chunk_ids": grounded.chunk_ids,
                 })
             }
             // An input the student cannot take (too long for its context) fails its test;

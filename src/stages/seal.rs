@@ -151,6 +151,7 @@ impl Stage for SealStage {
                 dimensions: recall.dimensions,
                 documents: recall.documents,
                 chunks: recall.chunks,
+                top_k: recall.top_k,
             },
             recipe_registry: decompose.registry.clone(),
             recipes: RecipeInfo {

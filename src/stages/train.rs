@@ -1,11 +1,18 @@
 //! The `train` stage: the LoRA adapter (`lora.bin`, GGUF).
 //!
-//! With training off it writes the zero-init adapter (B = 0), which llama.cpp applies as the
-//! identity: the artifact behaves exactly like its base. Training with candle comes with the
-//! distill issue.
+//! With training on, the adapter is trained with candle on the label stage's pairs
+//! ([`crate::train`]), each rendered as the runtime will render it: grounded in the task's
+//! index, in the base's chat template, tokenised by llama.cpp. With training off it is the
+//! zero-init adapter (B = 0), which llama.cpp applies as the identity: the artifact behaves
+//! exactly like its base. Both start from the same seeded A, so they differ only by training.
+//!
+//! An interrupted training saves a checkpoint under `KOLM_HOME/cache/train/<stage key>`; the
+//! rerun, having the same key, resumes it.
 
-use super::{unavailable, BuildOptions, Cx, Inputs, Stage, StageKind, StageOutput, TrainOut};
+use super::{BuildOptions, Cx, Inputs, Stage, StageKind, StageOutput, TrainOut};
 use crate::kolmfile::TaskConfig;
+use crate::recall::ground::Grounding;
+use crate::train::{self, data, Settings};
 use crate::{Error, Result};
 
 pub struct TrainStage;
@@ -15,21 +22,21 @@ impl Stage for TrainStage {
         StageKind::Train
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
-        serde_json::to_value(&task.distill).expect("serialises")
+        serde_json::json!({
+            "distill": task.distill,
+            // A trained adapter depends on the prompts it saw.
+            "description": task.description,
+            "output_schema": task.output_schema,
+            "top_k": task.recall.top_k,
+            "grounding": crate::recall::ground::TEMPLATE_VERSION,
+            "runtime": crate::runtime::engine::LLAMA_CPP_2,
+        })
     }
     fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {
         let d = &cx.task.distill;
-        if d.train {
-            return Err(unavailable(
-                StageKind::Train,
-                cx.task,
-                "LoRA training is not built yet",
-                "set `[distill] train = false` to seal a zero-init (identity) adapter",
-            ));
-        }
         let base = inputs.base()?;
         let path = cx.base_path(base);
         let header = crate::gguf::read_header(&path).map_err(|e| {
@@ -38,20 +45,75 @@ impl Stage for TrainStage {
                 "check the base model",
             )
         })?;
-        let bytes = crate::gguf::tiny::zero_lora(&header, &d.targets, d.rank, d.alpha, d.seed as u64)
-            .map_err(|e| Error::invalid(e, "choose `distill.targets` the base has (attn_q, attn_k, attn_v, attn_output, ffn_*)"))?;
-        let adapter = cx.store.put_blob(&bytes)?;
-        let pairs = inputs.label()?.kept;
-        Ok(StageOutput::Train(TrainOut {
-            adapter,
+        let settings = Settings {
             rank: d.rank,
             alpha: d.alpha,
             targets: d.targets.clone(),
-            trained: false,
-            pairs,
-            epochs: 0,
-            tokens: 0,
-            final_loss: None,
+            epochs: d.epochs,
+            learning_rate: d.learning_rate,
+            batch_size: d.batch_size,
+            seed: d.seed as u64,
+        };
+        let label = inputs.label()?;
+        let (bytes, stats) = if d.train {
+            let pairs = crate::jsonl::parse("pairs.jsonl", &cx.store.blob(&label.pairs)?)?
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>();
+            let recall = inputs.recall()?;
+            let index = crate::runtime::open::index_file(cx.home, &cx.store.blob(&recall.index)?)?;
+            let grounding = Grounding::open(&index, cx.home, cx.task.recall.top_k as usize, None)?;
+            let task = data::Task {
+                description: &cx.task.description,
+                schema: &cx.task.output_schema,
+                grounding: grounding.as_ref(),
+            };
+            let examples = data::examples(&path, &task, &pairs, d.max_seq_len as usize)?;
+            let checkpoint = cx.home.cache().join("train").join(crate::digest::key_of(&(
+                &base.sha256,
+                &label.pairs,
+                &settings,
+            )));
+            let bar = cx.progress.count(0, &format!("training {}", cx.task.name));
+            let started = std::time::Instant::now();
+            let trained = train::train(&path, &examples, &settings, Some(&checkpoint), &|s| {
+                bar.set_length(s.total);
+                bar.set_position(s.step);
+                let rate = s.tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "training {}: loss {:.3}, {rate:.0} tok/s",
+                    cx.task.name, s.loss
+                ));
+            })?;
+            bar.finish_and_clear();
+            if !cx.options.quiet {
+                cx.progress.println(&format!(
+                    "    train {}: {} pairs, {} epochs, {} steps, {} tokens, final loss {:.4}",
+                    cx.task.name,
+                    examples.len(),
+                    d.epochs,
+                    trained.steps,
+                    trained.tokens,
+                    trained.final_loss
+                ));
+            }
+            let stats = (d.epochs, trained.tokens, Some(trained.final_loss));
+            (trained.adapter, stats)
+        } else {
+            let zero = crate::gguf::tiny::zero_lora(&header, &d.targets, d.rank, d.alpha, d.seed as u64)
+                .map_err(|e| Error::invalid(e, "choose `distill.targets` the base has (attn_q, attn_k, attn_v, attn_output, ffn_*)"))?;
+            (zero, (0, 0, None))
+        };
+        Ok(StageOutput::Train(TrainOut {
+            adapter: cx.store.put_blob(&bytes)?,
+            rank: d.rank,
+            alpha: d.alpha,
+            targets: d.targets.clone(),
+            trained: d.train,
+            pairs: label.kept,
+            epochs: stats.0,
+            tokens: stats.1,
+            final_loss: stats.2,
             seed: d.seed,
         }))
     }

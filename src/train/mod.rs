@@ -1,0 +1,340 @@
+//! Distilling a LoRA adapter: candle training on the labelled pairs, exported as a GGUF
+//! adapter llama.cpp runs.
+//!
+//! - [`weights`]: the base GGUF dequantised to f32, and its hyperparameters.
+//! - [`model`]: the differentiable forward pass (llama, qwen2) with LoRA, matching llama.cpp.
+//! - [`data`]: pairs rendered and tokenised exactly as the runtime does.
+//! - [`optim`]: AdamW, clipping and the schedule, with state a checkpoint can hold.
+//!
+//! Training starts from the zero-init adapter the stage would seal with training off (A from
+//! the seeded RNG, B = 0: the identity), so "no training" and "training" differ only by the
+//! steps taken. Batches are drawn in an order shuffled by the seed; every operation is on the
+//! CPU in f32 in a fixed order, so the same inputs give a byte-identical adapter. An interrupt
+//! saves a checkpoint (adapter, optimiser moments, step) under the run's key; the rerun resumes
+//! from it and takes exactly the steps that were left.
+
+pub mod data;
+pub mod model;
+pub mod optim;
+pub mod weights;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use crate::gguf::Header;
+use crate::rng::SplitMix64;
+use crate::{Error, Result};
+use data::Example;
+use model::{Forward, Lora};
+use weights::Base;
+
+fn c(e: candle_core::Error) -> Error {
+    Error::Other(format!("training: {e}"))
+}
+
+/// What the Kolmfile's `[distill]` asks of training.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Settings {
+    pub rank: u32,
+    pub alpha: f64,
+    pub targets: Vec<String>,
+    pub epochs: u32,
+    pub learning_rate: f64,
+    pub batch_size: u32,
+    pub seed: u64,
+}
+
+/// A finished training run.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// `lora.bin`.
+    pub adapter: Vec<u8>,
+    pub steps: u64,
+    /// Tokens processed (prompt and target), over all epochs.
+    pub tokens: u64,
+    /// Mean loss over the last epoch's target tokens.
+    pub final_loss: f64,
+}
+
+/// Progress after each step.
+pub struct Step {
+    pub step: u64,
+    pub total: u64,
+    pub loss: f64,
+    pub tokens: u64,
+}
+
+/// The zero-init adapter for `base` as trainable tensors: the very values
+/// [`crate::gguf::tiny::zero_lora`] writes.
+pub fn init_lora(header: &Header, s: &Settings) -> Result<Lora> {
+    let bytes = crate::gguf::tiny::zero_lora(header, &s.targets, s.rank, s.alpha, s.seed)
+        .map_err(|e| Error::invalid(e, "choose `distill.targets` the base has"))?;
+    lora_from_adapter(bytes, header, &s.targets, s.rank, s.alpha)
+}
+
+/// An adapter file (for `base`, adapting `targets`) as trainable tensors.
+pub fn lora_from_adapter(
+    bytes: Vec<u8>,
+    header: &Header,
+    targets: &[String],
+    rank: u32,
+    alpha: f64,
+) -> Result<Lora> {
+    let mut cur = std::io::Cursor::new(bytes);
+    let content = candle_core::quantized::gguf_file::Content::read(&mut cur).map_err(c)?;
+    let mut pairs = BTreeMap::new();
+    for t in crate::gguf::adapter::targets(header, targets).map_err(Error::Other)? {
+        let mut read = |suffix: &str| -> Result<Var> {
+            let q = content
+                .tensor(&mut cur, &format!("{}.{suffix}", t.name), &Device::Cpu)
+                .map_err(c)?;
+            Var::from_tensor(&q.dequantize(&Device::Cpu).map_err(c)?).map_err(c)
+        };
+        let (a, b) = (read("lora_a")?, read("lora_b")?);
+        pairs.insert(t.name, (a, b));
+    }
+    Ok(Lora {
+        rank: rank as usize,
+        alpha,
+        pairs,
+    })
+}
+
+/// The adapter as the GGUF file llama.cpp loads (targets in the base's order).
+pub fn export(lora: &Lora, header: &Header, targets: &[String]) -> Result<Vec<u8>> {
+    let arch = header.architecture().unwrap_or_default().to_string();
+    let mut tensors = Vec::new();
+    for t in crate::gguf::adapter::targets(header, targets).map_err(Error::Other)? {
+        let (a, b) = &lora.pairs[&t.name];
+        let flat = |v: &Var| {
+            v.as_tensor()
+                .flatten_all()
+                .and_then(|x| x.to_vec1::<f32>())
+                .map_err(c)
+        };
+        tensors.push((t, flat(a)?, flat(b)?));
+    }
+    Ok(crate::gguf::adapter::write(
+        &arch,
+        lora.alpha,
+        lora.rank as u64,
+        &tensors,
+    ))
+}
+
+/// The summed negative log-likelihood of `ex`'s target tokens, and how many there are.
+pub fn example_loss(fwd: &Forward, ex: &Example) -> Result<(Tensor, usize)> {
+    let n = ex.tokens.len();
+    // Position i predicts token i + 1: the target tokens are predicted from prompt_len - 1 on.
+    let hidden = fwd.hidden(&ex.tokens[..n - 1])?;
+    let from = ex.prompt_len - 1;
+    let rows = hidden.narrow(0, from, n - 1 - from).map_err(c)?;
+    let logits = fwd.logits(&rows)?;
+    let targets = Tensor::new(&ex.tokens[ex.prompt_len..], &Device::Cpu).map_err(c)?;
+    let logp = candle_nn::ops::log_softmax(&logits, 1).map_err(c)?;
+    let picked = logp
+        .gather(&targets.unsqueeze(1).map_err(c)?, 1)
+        .map_err(c)?;
+    let nll = picked.sum_all().and_then(|s| s.neg()).map_err(c)?;
+    Ok((nll, ex.target_len()))
+}
+
+/// The mean target-token loss of a batch, as a differentiable scalar.
+pub fn batch_loss(fwd: &Forward, batch: &[&Example]) -> Result<Tensor> {
+    let mut total: Option<Tensor> = None;
+    let mut count = 0usize;
+    for ex in batch {
+        let (l, n) = example_loss(fwd, ex)?;
+        count += n;
+        total = Some(match total {
+            None => l,
+            Some(t) => (t + l).map_err(c)?,
+        });
+    }
+    let total = total.ok_or_else(|| Error::Other("an empty batch".into()))?;
+    (total / count.max(1) as f64).map_err(c)
+}
+
+/// Gradients of `loss` for every LoRA tensor, in [`Lora::vars`] order (zeros where a tensor
+/// did not reach the loss).
+pub fn gradients(loss: &Tensor, lora: &Lora) -> Result<Vec<Tensor>> {
+    let store = loss.backward().map_err(c)?;
+    lora.vars()
+        .into_iter()
+        .map(|v| match store.get(v.as_tensor()) {
+            Some(g) => Ok(g.clone()),
+            None => v.as_tensor().zeros_like().map_err(c),
+        })
+        .collect()
+}
+
+/// The batches of one epoch: examples shuffled by (seed, epoch), then cut in `size`.
+fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64::new(seed ^ (0x7472_6169_6e00 + epoch as u64));
+    for i in (1..n).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// Trains an adapter for `base_path` on `examples`. With `checkpoint`, an interrupt saves the
+/// state there and a later call with the same folder resumes from it.
+pub fn train(
+    base_path: &Path,
+    examples: &[Example],
+    s: &Settings,
+    checkpoint: Option<&Path>,
+    on_step: &dyn Fn(&Step),
+) -> Result<Trained> {
+    if examples.is_empty() {
+        return Err(Error::invalid(
+            "there are no pairs to train on",
+            "add seeds, or set `[distill] train = false`",
+        ));
+    }
+    let header = crate::gguf::read_header(base_path).map_err(|e| {
+        Error::invalid(
+            format!("base `{}`: {e}", base_path.display()),
+            "check the base model",
+        )
+    })?;
+    let base = Base::load(base_path)?;
+    let lora = init_lora(&header, s)?;
+    let vars: Vec<Var> = lora.vars().into_iter().cloned().collect();
+    let var_refs: Vec<&Var> = vars.iter().collect();
+    let mut opt = optim::AdamW::new(&var_refs)?;
+    let per_epoch = examples.len().div_ceil(s.batch_size.max(1) as usize) as u64;
+    let total = per_epoch * s.epochs.max(1) as u64;
+    let mut tokens = 0u64;
+    let mut epoch_loss = (0f64, 0usize);
+    if let Some(dir) = checkpoint {
+        if let Some(state) = Checkpoint::load(dir)? {
+            state.restore(&var_refs, &mut opt)?;
+            tokens = state.tokens;
+        }
+    }
+    let fwd = Forward::new(&base, &lora);
+    while opt.step < total {
+        let step = opt.step;
+        let (epoch, at) = ((step / per_epoch) as u32, (step % per_epoch) as usize);
+        if at == 0 {
+            epoch_loss = (0.0, 0);
+        }
+        if let Err(e) = crate::interrupt::check() {
+            if let Some(dir) = checkpoint {
+                Checkpoint::save(dir, &var_refs, &opt, tokens)?;
+            }
+            return Err(e);
+        }
+        let order = epoch_order(examples.len(), s.seed, epoch);
+        let bs = s.batch_size.max(1) as usize;
+        let batch: Vec<&Example> = order[at * bs..((at + 1) * bs).min(order.len())]
+            .iter()
+            .map(|&i| &examples[i])
+            .collect();
+        let loss = batch_loss(&fwd, &batch)?;
+        let value = loss.to_scalar::<f32>().map_err(c)? as f64;
+        let mut grads = gradients(&loss, &lora)?;
+        optim::clip(&mut grads)?;
+        opt.step(
+            &var_refs,
+            &grads,
+            optim::schedule(s.learning_rate, step, total),
+        )?;
+        let targets: usize = batch.iter().map(|e| e.target_len()).sum();
+        epoch_loss = (
+            epoch_loss.0 + value * targets as f64,
+            epoch_loss.1 + targets,
+        );
+        tokens += batch.iter().map(|e| e.tokens.len() as u64).sum::<u64>();
+        on_step(&Step {
+            step: opt.step,
+            total,
+            loss: value,
+            tokens,
+        });
+    }
+    if let Some(dir) = checkpoint {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(Trained {
+        adapter: export(&lora, &header, &s.targets)?,
+        steps: opt.step,
+        tokens,
+        final_loss: if epoch_loss.1 == 0 {
+            0.0
+        } else {
+            epoch_loss.0 / epoch_loss.1 as f64
+        },
+    })
+}
+
+/// A training run's saved state.
+struct Checkpoint {
+    tensors: HashMap<String, Tensor>,
+    step: u64,
+    tokens: u64,
+}
+
+impl Checkpoint {
+    fn paths(dir: &Path) -> (PathBuf, PathBuf) {
+        (dir.join("state.safetensors"), dir.join("state.json"))
+    }
+
+    fn save(dir: &Path, vars: &[&Var], opt: &optim::AdamW, tokens: u64) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create", e))?;
+        let mut t = HashMap::new();
+        for (i, v) in vars.iter().enumerate() {
+            t.insert(format!("w.{i}"), v.as_tensor().clone());
+            t.insert(format!("m.{i}"), opt.m[i].clone());
+            t.insert(format!("v.{i}"), opt.v[i].clone());
+        }
+        let (tensors, meta) = Self::paths(dir);
+        // The tensors first, the step last: a half-written checkpoint has no step and is
+        // ignored.
+        let _ = std::fs::remove_file(&meta);
+        candle_core::safetensors::save(&t, &tensors).map_err(c)?;
+        let json = serde_json::json!({ "step": opt.step, "tokens": tokens, "tensors": vars.len() });
+        crate::fsutil::write_atomic(&meta, json.to_string().as_bytes())
+    }
+
+    fn load(dir: &Path) -> Result<Option<Checkpoint>> {
+        let (tensors, meta) = Self::paths(dir);
+        let Ok(json) = std::fs::read(&meta) else {
+            return Ok(None);
+        };
+        let v: serde_json::Value = match serde_json::from_slice(&json) {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        };
+        let Ok(t) = candle_core::safetensors::load(&tensors, &Device::Cpu) else {
+            return Ok(None);
+        };
+        Ok(Some(Checkpoint {
+            tensors: t,
+            step: v["step"].as_u64().unwrap_or(0),
+            tokens: v["tokens"].as_u64().unwrap_or(0),
+        }))
+    }
+
+    fn restore(&self, vars: &[&Var], opt: &mut optim::AdamW) -> Result<()> {
+        for (i, v) in vars.iter().enumerate() {
+            let get = |k: String| {
+                self.tensors
+                    .get(&k)
+                    .filter(|t| t.dims() == v.as_tensor().dims() && t.dtype() == DType::F32)
+                    .cloned()
+                    .ok_or_else(|| Error::Other(format!("the checkpoint has no fitting `{k}`")))
+            };
+            v.set(&get(format!("w.{i}"))?).map_err(c)?;
+            opt.m[i] = get(format!("m.{i}"))?;
+            opt.v[i] = get(format!("v.{i}"))?;
+        }
+        opt.step = self.step;
+        Ok(())
+    }
+}
