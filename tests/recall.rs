@@ -113,3 +113,19 @@ fn a_huge_file_is_a_counted_skip_not_a_failure() {
     assert_eq!(out.skipped.get("too large"), Some(&1), "{:?}", out.skipped);
     assert_eq!(out.documents, 3);
 }
+
+#[test]
+fn a_query_is_split_by_the_index_tokenizer() {
+    let db = rusqlite::Connection::open_in_memory().unwrap();
+    let terms = kolm::recall::tokenize::terms(&db, "Refunding, refunds; CAFÉ \"AND\" (x").unwrap();
+    assert_eq!(
+        terms,
+        vec![
+            ("and".to_string(), 1),
+            ("cafe".to_string(), 1),
+            ("refund".to_string(), 2),
+            ("x".to_string(), 1)
+        ]
+    );
+    assert!(kolm::recall::tokenize::terms(&db, "").unwrap().is_empty());
+}

@@ -7,8 +7,9 @@
 //! postings of its few terms and keeps the best `k`: a pass over postings, no per-row scoring.
 //!
 //! FTS5 stays the tokenizer of record: the postings are built from its own token stream
-//! (`fts5vocab` of type `instance`), and a query is tokenised by an in-memory FTS5 table with
-//! the same tokenizer, so a word means the same thing when indexed and when asked for.
+//! (`fts5vocab` of type `instance`), and a query is split by the same FTS5 tokenizer called
+//! directly ([`super::tokenize`]), so a word means the same thing when indexed and when asked
+//! for.
 //!
 //! Scoring is Lucene's BM25 (k1 = 1.2, b = 0.75, idf = ln(1 + (N − n + 0.5)/(n + 0.5))),
 //! normative in rs-1.md §2.
@@ -31,10 +32,6 @@ CREATE TABLE bm25_blocks (id INTEGER PRIMARY KEY, postings BLOB NOT NULL);";
 
 /// Postings per block: 4,000 bytes, within a 4 KiB page.
 pub const BLOCK: usize = 500;
-
-/// The same tokenizer as the index's `chunks_fts`.
-const QUERY_TABLE: &str = "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kolm_query USING fts5(text, tokenize='porter unicode61 remove_diacritics 2');
-CREATE VIRTUAL TABLE IF NOT EXISTS temp.kolm_query_terms USING fts5vocab(temp, kolm_query, row);";
 
 fn sql(e: rusqlite::Error) -> Error {
     Error::Other(format!("SQLite (BM25): {e}"))
@@ -101,29 +98,6 @@ pub fn build(db: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// The distinct terms of `text` under the index's tokenizer, with how often each occurs.
-fn terms(db: &Connection, text: &str) -> Result<Vec<(String, u32)>> {
-    // The query table is made once per connection, in memory.
-    if db.prepare_cached("DELETE FROM temp.kolm_query").is_err() {
-        db.execute_batch("PRAGMA temp_store = MEMORY;")
-            .and_then(|_| db.execute_batch(QUERY_TABLE))
-            .map_err(sql)?;
-    }
-    db.prepare_cached("DELETE FROM temp.kolm_query")
-        .and_then(|mut s| s.execute([]))
-        .map_err(sql)?;
-    db.prepare_cached("INSERT INTO temp.kolm_query(text) VALUES (?1)")
-        .and_then(|mut s| s.execute(params![text]))
-        .map_err(sql)?;
-    let mut stmt = db
-        .prepare_cached("SELECT term, cnt FROM temp.kolm_query_terms")
-        .map_err(sql)?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(sql)?;
-    rows.collect::<std::result::Result<_, _>>().map_err(sql)
-}
-
 thread_local! {
     /// Per-chunk score accumulators, reused across queries (zero between them), and the
     /// chunks a query touched.
@@ -132,7 +106,7 @@ thread_local! {
 
 /// The `k` best chunk ids for `query` with their BM25 scores (ties by chunk id).
 pub fn top_k(db: &Connection, query: &str, k: usize) -> Result<Vec<(i64, f64)>> {
-    let terms = terms(db, query)?;
+    let terms = super::tokenize::terms(db, query)?;
     let mut find = db
         .prepare_cached("SELECT first, last FROM bm25_terms WHERE term = ?1")
         .map_err(sql)?;

@@ -24,6 +24,7 @@ pub mod embedders;
 pub mod ground;
 pub mod index;
 pub mod rank;
+pub mod tokenize;
 
 pub use index::{search, Hit};
 
