@@ -11,6 +11,8 @@ venv="$target/bench-venv"
 # The embedding peer (torch comes with it; large, installed once).
 "$venv/bin/python" -c 'import sentence_transformers' 2>/dev/null \
   || "$venv/bin/pip" install -q 'sentence-transformers>=5,<7'
+# The training peer.
+"$venv/bin/python" -c 'import peft' 2>/dev/null || "$venv/bin/pip" install -q 'peft>=0.13,<1'
 export DVC="$venv/bin/dvc"
 export KOLM_BENCH_PYTHON="$venv/bin/python"
 bash scripts/embedder.sh
@@ -20,3 +22,4 @@ export KOLM_BENCH_DIR="${KOLM_BENCH_DIR:-/var/tmp}"
 cargo bench --bench foundation
 cargo bench --bench runtime
 cargo bench --bench recall
+cargo bench --bench train
