@@ -15,7 +15,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use kolm::gguf::tiny::{self, Quant, Shape};
-use kolm::train::{self, data::Example, model::Forward, weights::Base, Settings};
+use kolm::kolmfile::DistillConfig;
+use kolm::train::{self, data::Example, model::Forward, weights::Base};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -55,7 +56,10 @@ fn main() {
         .unwrap();
     }
     let header = kolm::gguf::read_header(&model).unwrap();
-    let s = Settings {
+    let s = DistillConfig {
+        train: true,
+        max_seq_len: 1024,
+        threads: 2,
         rank: 8,
         alpha: 16.0,
         targets: ["attn_q", "attn_k", "attn_v", "attn_output"]

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use kolm::gguf::tiny::{self, Quant};
+use kolm::kolmfile::DistillConfig;
 use kolm::runtime::{prompt, GenOptions, Student};
-use kolm::train::{self, data, model::Forward, weights::Base, Settings};
+use kolm::train::{self, data, model::Forward, weights::Base};
 use serde_json::{json, Value};
 
 const ALL: [&str; 7] = [
@@ -29,8 +30,11 @@ fn write_model(dir: &Path, arch: &str) -> PathBuf {
     p
 }
 
-fn settings(epochs: u32) -> Settings {
-    Settings {
+fn settings(epochs: u32) -> DistillConfig {
+    DistillConfig {
+        train: true,
+        max_seq_len: 1024,
+        threads: 2,
         rank: 8,
         alpha: 16.0,
         targets: targets(),

@@ -3,7 +3,8 @@
 //! the process-wide interrupt flag.)
 
 use kolm::gguf::tiny::{self, Quant};
-use kolm::train::{self, data, Settings};
+use kolm::kolmfile::DistillConfig;
+use kolm::train::{self, data};
 use serde_json::json;
 
 #[test]
@@ -21,7 +22,10 @@ fn an_interrupted_training_resumes_to_the_same_adapter() {
         grounding: None,
     };
     let ex = data::examples(&model, &task, &pairs, 1024).unwrap();
-    let s = Settings {
+    let s = DistillConfig {
+        train: true,
+        max_seq_len: 1024,
+        threads: 2,
         rank: 4,
         alpha: 8.0,
         targets: vec!["attn_q".into(), "attn_v".into()],

@@ -22,6 +22,15 @@ pub fn system_prompt(description: &str, schema: Option<&serde_json::Value>) -> S
     }
 }
 
+/// A pair's or seed's input as the text a prompt carries: a string as it is, any other JSON
+/// value as its JSON text.
+pub fn input_text(input: &serde_json::Value) -> String {
+    match input {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// How (system, input) becomes prompt text.
 pub enum Template {
     /// The base model's chat template (`tokenizer.chat_template`), applied by llama.cpp.

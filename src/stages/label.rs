@@ -75,10 +75,7 @@ impl Stage for LabelStage {
                     "add `output`, or configure a teacher",
                 )
             })?;
-            let text = match input {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
+            let text = crate::runtime::prompt::input_text(input);
             let grounded = ground(grounding.as_ref(), &text)?;
             pairs.push(serde_json::json!({
                 "input": input, "output": output, "source": "seed", "line": line,

@@ -12,7 +12,7 @@
 use super::{BuildOptions, Cx, Inputs, Stage, StageKind, StageOutput, TrainOut};
 use crate::kolmfile::TaskConfig;
 use crate::recall::ground::Grounding;
-use crate::train::{self, data, Settings};
+use crate::train::{self, data};
 use crate::{Error, Result};
 
 pub struct TrainStage;
@@ -45,15 +45,6 @@ impl Stage for TrainStage {
                 "check the base model",
             )
         })?;
-        let settings = Settings {
-            rank: d.rank,
-            alpha: d.alpha,
-            targets: d.targets.clone(),
-            epochs: d.epochs,
-            learning_rate: d.learning_rate,
-            batch_size: d.batch_size,
-            seed: d.seed as u64,
-        };
         let label = inputs.label()?;
         let (bytes, stats) = if d.train {
             let pairs = crate::jsonl::parse("pairs.jsonl", &cx.store.blob(&label.pairs)?)?
@@ -72,11 +63,11 @@ impl Stage for TrainStage {
             let checkpoint = cx.home.cache().join("train").join(crate::digest::key_of(&(
                 &base.sha256,
                 &label.pairs,
-                &settings,
+                d,
             )));
             let bar = cx.progress.count(0, &format!("training {}", cx.task.name));
             let started = std::time::Instant::now();
-            let trained = train::train(&path, &examples, &settings, Some(&checkpoint), &|s| {
+            let trained = train::train(&path, &examples, d, Some(&checkpoint), &|s| {
                 bar.set_length(s.total);
                 bar.set_position(s.step);
                 let rate = s.tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);

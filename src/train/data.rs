@@ -34,14 +34,6 @@ pub struct Task<'a> {
     pub grounding: Option<&'a Grounding>,
 }
 
-/// The input of a pair as text, as the runtime and the evals take it.
-pub fn input_text(input: &serde_json::Value) -> String {
-    match input {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Turns `pairs` (`{"input", "output", ...}` objects) into examples with the base's tokenizer.
 /// `max_tokens` bounds a sequence: longer pairs are an error naming the pair.
 pub fn examples(
@@ -61,7 +53,7 @@ pub fn examples(
                 "the label stage writes {\"input\", \"output\"} pairs",
             ));
         };
-        let grounded = ground(task.grounding, &input_text(input))?;
+        let grounded = ground(task.grounding, &prompt::input_text(input))?;
         let rendered = vocab.render(&system, &grounded.text)?;
         let prompt: Vec<u32> = vocab
             .tokenize(&rendered)

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor, Var};
 
 use crate::gguf::Header;
+use crate::kolmfile::DistillConfig;
 use crate::rng::SplitMix64;
 use crate::{Error, Result};
 use data::Example;
@@ -32,18 +33,6 @@ use weights::Base;
 
 fn c(e: candle_core::Error) -> Error {
     Error::Other(format!("training: {e}"))
-}
-
-/// What the Kolmfile's `[distill]` asks of training.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Settings {
-    pub rank: u32,
-    pub alpha: f64,
-    pub targets: Vec<String>,
-    pub epochs: u32,
-    pub learning_rate: f64,
-    pub batch_size: u32,
-    pub seed: u64,
 }
 
 /// A finished training run.
@@ -68,8 +57,8 @@ pub struct Step {
 
 /// The zero-init adapter for `base` as trainable tensors: the very values
 /// [`crate::gguf::tiny::zero_lora`] writes.
-pub fn init_lora(header: &Header, s: &Settings) -> Result<Lora> {
-    let bytes = crate::gguf::tiny::zero_lora(header, &s.targets, s.rank, s.alpha, s.seed)
+pub fn init_lora(header: &Header, s: &DistillConfig) -> Result<Lora> {
+    let bytes = crate::gguf::tiny::zero_lora(header, &s.targets, s.rank, s.alpha, s.seed as u64)
         .map_err(|e| Error::invalid(e, "choose `distill.targets` the base has"))?;
     lora_from_adapter(bytes, header, &s.targets, s.rank, s.alpha)
 }
@@ -186,7 +175,7 @@ fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
 pub fn train(
     base_path: &Path,
     examples: &[Example],
-    s: &Settings,
+    s: &DistillConfig,
     checkpoint: Option<&Path>,
     on_step: &dyn Fn(&Step),
 ) -> Result<Trained> {
@@ -230,7 +219,7 @@ pub fn train(
             }
             return Err(e);
         }
-        let order = epoch_order(examples.len(), s.seed, epoch);
+        let order = epoch_order(examples.len(), s.seed as u64, epoch);
         let bs = s.batch_size.max(1) as usize;
         let batch: Vec<&Example> = order[at * bs..((at + 1) * bs).min(order.len())]
             .iter()
