@@ -138,7 +138,7 @@ pub fn fetch_url(hf: &str, url: &str, pin: &str, dest: &Path, progress: &Progres
 }
 
 /// A reqwest error without the URL's query string or any header.
-fn plain(e: reqwest::Error) -> String {
+pub(crate) fn plain(e: reqwest::Error) -> String {
     let e = e.without_url();
     let mut s = e.to_string();
     let mut src = std::error::Error::source(&e);

@@ -76,6 +76,10 @@ pub enum Error {
         help: String,
     },
 
+    #[error("{what}")]
+    #[diagnostic(code(kolm::teacher), help("{help}"))]
+    Teacher { what: String, help: String },
+
     #[error("the cache at `{}` is unusable: {reason}", path.display())]
     #[diagnostic(
         code(kolm::cache),
@@ -137,6 +141,7 @@ impl Error {
             Error::NoSigningKey => "NO_SIGNING_KEY",
             Error::Download { .. } => "DOWNLOAD",
             Error::Cache { .. } => "CACHE",
+            Error::Teacher { .. } => "TEACHER",
             Error::Interrupted => "INTERRUPTED",
             Error::Other(_) => "ERROR",
         }

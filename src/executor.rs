@@ -87,6 +87,8 @@ pub struct BuildReport {
     /// Bytes hashed to fingerprint inputs (0 on a no-op build of unchanged files).
     pub hashed_bytes: u64,
     pub lock_changed: bool,
+    /// What the teacher was asked in this build, and what it cost.
+    pub teacher: crate::teacher::Totals,
 }
 
 impl BuildReport {
@@ -117,6 +119,7 @@ struct Shared {
     fingerprints: Mutex<Fingerprints>,
     explain_dir: std::path::PathBuf,
     lock: Mutex<Lock>,
+    meter: crate::teacher::Meter,
 }
 
 /// Outcome of one node, sent back to the scheduler.
@@ -141,6 +144,7 @@ pub fn build(
         artifacts: vec![],
         hashed_bytes: 0,
         lock_changed: false,
+        teacher: Default::default(),
     };
     let fail = |error: Error| {
         Box::new(Failed {
@@ -166,6 +170,7 @@ pub fn build(
         fingerprints: Mutex::new(fingerprints),
         explain_dir,
         lock: Mutex::new(lock.clone()),
+        meter: Default::default(),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(exec.jobs.clamp(1, 64))
@@ -178,6 +183,7 @@ pub fn build(
 
     let mut report = empty();
     report.nodes = reports;
+    report.teacher = shared.meter.totals();
     for out in outputs.values() {
         if let StageOutput::Seal(s) = out {
             report.artifacts.push(s.clone());
@@ -404,6 +410,7 @@ fn run_node(
             options: &shared.options,
             files: &files_by_path(&node.files, &files),
             progress: &shared.progress,
+            meter: &shared.meter,
         };
         // Whether it was fresh or ran: pin it in the lock if need be, and record it for
         // `--explain` and early cutoff next time.

@@ -30,6 +30,7 @@ pub mod interrupt;
 pub mod jsonl;
 pub mod kolmfile;
 pub mod kscore;
+pub mod label;
 pub mod progress;
 pub mod rag;
 pub mod recall;
@@ -37,6 +38,7 @@ pub mod receipts;
 pub mod rng;
 pub mod runtime;
 pub mod stages;
+pub mod teacher;
 pub mod train;
 
 pub use error::{Error, Result};

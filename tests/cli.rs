@@ -56,7 +56,15 @@ fn the_starter_builds_end_to_end_and_runs() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no signing key"), "{err}");
-    for stage in ["base", "recall", "label", "train", "decompose", "score"] {
+    for stage in [
+        "base",
+        "recall",
+        "label",
+        "train",
+        "decompose",
+        "baseline",
+        "score",
+    ] {
         assert!(
             err.contains(&format!("built {stage}")),
             "{stage} built:\n{err}"
@@ -82,7 +90,15 @@ fn the_starter_builds_end_to_end_and_runs() {
         .collect();
     assert_eq!(
         fresh,
-        ["base", "recall", "label", "train", "decompose", "score"]
+        [
+            "base",
+            "recall",
+            "label",
+            "train",
+            "decompose",
+            "baseline",
+            "score"
+        ]
     );
     // With a key it seals, and the artifact answers within its schema.
     Command::cargo_bin("kolmbuild")
@@ -125,7 +141,7 @@ fn graph_as_dot_and_json() {
         .unwrap();
     let dot = String::from_utf8(dot.stdout).unwrap();
     assert!(dot.starts_with("digraph kolm {"), "{dot}");
-    assert_eq!(dot.matches(" -> ").count(), 15, "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 17, "{dot}");
     let json = kolm(home.path())
         .args(["graph", "--format", "json"])
         .current_dir(p.dir.path())
@@ -146,11 +162,12 @@ fn graph_as_dot_and_json() {
             "label",
             "train",
             "decompose",
+            "baseline",
             "score",
             "seal"
         ]
     );
-    let seal = &v["nodes"][6];
+    let seal = &v["nodes"][7];
     assert_eq!(seal["deps"].as_array().unwrap().len(), 6);
 }
 
@@ -287,13 +304,13 @@ fn cache_commands() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    assert_eq!(v["entries"].as_array().unwrap().len(), 7);
+    assert_eq!(v["entries"].as_array().unwrap().len(), 8);
     let stats = kolm(p.home.path())
         .args(["cache", "stats", "--json"])
         .output()
         .unwrap();
     let s: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
-    assert_eq!(s["actions"], 7);
+    assert_eq!(s["actions"], 8);
     let verify = kolm(p.home.path())
         .args(["cache", "verify", "--json"])
         .output()
@@ -319,7 +336,7 @@ fn cache_commands() {
             .iter()
             .filter(|n| n.status == kolm::executor::NodeStatus::Ran)
             .count(),
-        7
+        8
     );
     assert_eq!(std::fs::read(p.artifact()).unwrap(), before);
 }

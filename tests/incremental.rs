@@ -6,12 +6,13 @@ use kolm::executor::{ExecOptions, NodeStatus};
 use kolm::stages::BuildOptions;
 use support::*;
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 8] = [
     "base",
     "recall",
     "label",
     "train",
     "decompose",
+    "baseline",
     "score",
     "seal",
 ];

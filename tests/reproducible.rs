@@ -111,6 +111,10 @@ impl Stage for Flaky {
             kept: 1,
             dropped: Default::default(),
             teacher_requests: 1,
+            teacher_usage: Default::default(),
+            teacher_cost_usd: 0.0,
+            synthesized: 0,
+            disagreements: vec![],
         }))
     }
 }

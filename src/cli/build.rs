@@ -101,6 +101,17 @@ pub fn enforce_airgap(k: &Kolmfile) -> Result<()> {
                 help: "use `provider = \"replay\"` with a recorded cassette, or `\"none\"` with gold seeds".into(),
             });
         }
+        if let crate::kolmfile::BaseSource::Url { url } = &t.base.source {
+            return Err(Error::Refused {
+                what: format!(
+                    "--airgap: task `{}` names its base by address (`{url}`)",
+                    t.name
+                ),
+                help:
+                    "download it once, then point `[base] path` at the file (keep the sha256 pin)"
+                        .into(),
+            });
+        }
     }
     for (k, v) in [
         ("KOLM_AIRGAP", "1"),
@@ -162,6 +173,7 @@ fn print_report(g: &Global, r: &BuildReport, mode: Mode, explain: bool, error: O
             "artifacts": r.artifacts,
             "hashed_bytes": r.hashed_bytes,
             "lock_changed": r.lock_changed,
+            "teacher": r.teacher,
         });
         if let Some(e) = error {
             v["error"] = e.to_json();
@@ -212,6 +224,13 @@ fn print_report(g: &Global, r: &BuildReport, mode: Mode, explain: bool, error: O
                 eprintln!("{:>12}because {reason}", "");
             }
         }
+    }
+    let t = &r.teacher;
+    if t.requests_sent + t.cache_hits + t.replayed > 0 {
+        eprintln!(
+            "  teacher {} sent, {} from cache, {} replayed; {} + {} tokens, ${:.4} spent",
+            t.requests_sent, t.cache_hits, t.replayed, t.input_tokens, t.output_tokens, t.cost_usd
+        );
     }
     let ran = r.ran().len();
     match mode {

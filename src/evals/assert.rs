@@ -48,6 +48,17 @@ const KINDS: [(&str, Kind); 15] = [
     ("llm-rubric", Kind::LlmRubric),
 ];
 
+impl Kind {
+    /// Whether the verdict depends only on the output text (not on a run's latency or cost,
+    /// nor on a model to grade it): the kinds a task's own assertions may use.
+    pub fn checks_text(self) -> bool {
+        !matches!(
+            self,
+            Kind::Latency | Kind::Cost | Kind::Similar | Kind::LlmRubric
+        )
+    }
+}
+
 /// One parsed, checked assertion.
 #[derive(Debug, Clone)]
 pub struct Assertion {

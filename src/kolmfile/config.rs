@@ -27,6 +27,8 @@ pub struct TaskConfig {
     pub seeds: String,
     /// Evals file (JSONL, promptfoo-style tests), relative to the Kolmfile.
     pub evals: String,
+    /// Assertions every teacher answer must pass to become a pair (promptfoo syntax).
+    pub assert: Vec<serde_json::Value>,
     pub base: BaseConfig,
     pub teacher: TeacherConfig,
     pub recall: RecallConfig,

@@ -42,6 +42,7 @@ pub struct RawTask {
     pub output_schema_file: S<String>,
     pub seeds: S<String>,
     pub evals: S<String>,
+    pub assert: S<Vec<serde_json::Value>>,
     pub base: Option<Spanned<RawBase>>,
     pub teacher: Option<Spanned<RawTeacher>>,
     pub recall: Option<Spanned<RawRecall>>,

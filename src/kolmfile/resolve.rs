@@ -218,6 +218,32 @@ fn resolve_task(cx: &Cx, t: RawTask, span: Range<usize>, d: &Defaults) -> R<Task
             ))
         }
     };
+    let assert = match t.assert {
+        Some(a) => {
+            let aspan = a.span();
+            let list = a.into_inner();
+            for v in &list {
+                let parsed = crate::evals::Assertion::parse(v).map_err(|e| {
+                    cx.err(
+                        aspan.clone(),
+                        format!("a task assertion is invalid: {e}"),
+                        "here",
+                        None,
+                    )
+                })?;
+                if !parsed.kind.checks_text() {
+                    return Err(cx.err(
+                        aspan.clone(),
+                        format!("`{}` cannot check a teacher's answer", parsed.label()),
+                        "here",
+                        Some("task assertions check the answer's text: use equals, contains, regex, is-json and the like".into()),
+                    ));
+                }
+            }
+            list
+        }
+        None => Vec::new(),
+    };
     let over = |s: Option<Spanned<RawTeacher>>| s.map(Spanned::into_inner).unwrap_or_default();
     Ok(TaskConfig {
         name: name.into_inner(),
@@ -225,6 +251,7 @@ fn resolve_task(cx: &Cx, t: RawTask, span: Range<usize>, d: &Defaults) -> R<Task
         output_schema,
         seeds,
         evals,
+        assert,
         base,
         teacher: teacher(cx, over(t.teacher).overlay(&d.teacher))?,
         recall: recall(

@@ -1,19 +1,17 @@
 //! The `label` stage: the (input, output) pairs the student learns from (`pairs.jsonl`).
 //!
-//! Seeds with gold outputs are taken as they are, each grounded in the task's index the way the
-//! student will be (the chunk ids its prompt carries travel with the pair). Asking a teacher for k grounded samples and
-//! verifying them comes with the teacher issue; until then a task with a teacher, or a seed
-//! without a gold output, fails clearly.
+//! Glue between the build and [`crate::label`]: it reads the seeds, opens the task's index so
+//! every input is grounded as the student's will be, makes the task's teacher, and stores what
+//! labelling produced. With a live teacher the output is not a function of the inputs (ask
+//! twice, get two answers), so the executor pins it in `Kolmfile.lock`; a `replay` teacher
+//! answers from its cassette, which is an input like the seeds, and needs no pin.
 
-use std::collections::BTreeMap;
-
-use super::{
-    read_project_file, unavailable, BuildOptions, Cx, Inputs, LabelOut, Stage, StageKind,
-    StageOutput,
-};
+use super::{read_project_file, BuildOptions, Cx, Inputs, LabelOut, Stage, StageKind, StageOutput};
 use crate::kolmfile::{Kolmfile, Provider, TaskConfig};
-use crate::recall::ground::{ground, Grounding};
-use crate::{Error, Result};
+use crate::label::{self, Asker};
+use crate::recall::ground::Grounding;
+use crate::teacher::{Request, Teacher};
+use crate::Result;
 
 pub struct LabelStage;
 
@@ -22,72 +20,86 @@ impl Stage for LabelStage {
         StageKind::Label
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         serde_json::json!({
             "description": task.description,
             "output_schema": task.output_schema,
+            "assert": task.assert,
             "teacher": task.teacher,
             "top_k": task.recall.top_k,
             "grounding": crate::recall::ground::TEMPLATE_VERSION,
+            "request": crate::teacher::request::REQUEST_FORMAT,
         })
     }
     fn files(&self, _: &Kolmfile, task: &TaskConfig) -> Result<Vec<String>> {
-        Ok(vec![task.seeds.clone()])
+        let mut f = vec![task.seeds.clone()];
+        if task.teacher.provider == Provider::Replay {
+            f.extend(task.teacher.cassette.clone());
+        }
+        Ok(f)
     }
     fn deterministic(&self, task: &TaskConfig) -> bool {
-        task.teacher.provider == Provider::None
+        !task.teacher.provider.uses_network()
     }
     fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {
-        if cx.task.teacher.provider != Provider::None {
-            return Err(unavailable(
-                StageKind::Label,
-                cx.task,
-                "labelling with a teacher is not built yet",
-                "set `[teacher] provider = \"none\"` and give every seed a gold `output`",
-            ));
-        }
-        let seeds = crate::jsonl::parse(&cx.task.seeds, &read_project_file(cx, &cx.task.seeds)?)?;
-        if seeds.is_empty() {
-            return Err(Error::invalid(
-                format!("{}: no seeds", cx.task.seeds),
-                "add one JSON object per line: {\"input\": ..., \"output\": ...}",
-            ));
-        }
+        let seeds = label::seeds(&cx.task.seeds, &read_project_file(cx, &cx.task.seeds)?)?;
         let recall = inputs.recall()?;
         let index = crate::runtime::open::index_file(cx.home, &cx.store.blob(&recall.index)?)?;
         let grounding = Grounding::open(&index, cx.home, cx.task.recall.top_k as usize, None)?;
-        let mut pairs = Vec::with_capacity(seeds.len());
-        for (line, seed) in &seeds {
-            let at = format!("{}:{line}", cx.task.seeds);
-            let input = seed.get("input").ok_or_else(|| {
-                Error::invalid(
-                    format!("{at}: the seed has no `input`"),
-                    "each seed is {\"input\": ..., \"output\": ...}",
-                )
-            })?;
-            let output = seed.get("output").ok_or_else(|| {
-                Error::invalid(
-                    format!(
-                        "{at}: the seed has no gold `output`, and there is no teacher to label it"
-                    ),
-                    "add `output`, or configure a teacher",
-                )
-            })?;
-            let text = crate::runtime::prompt::input_text(input);
-            let grounded = ground(grounding.as_ref(), &text)?;
-            pairs.push(serde_json::json!({
-                "input": input, "output": output, "source": "seed", "line": line,
-                "chunk_ids": grounded.chunk_ids,
-            }));
+        let teacher = Teacher::for_task(cx.kolmfile, &cx.task.teacher)?;
+        let labelled = match &teacher {
+            None => label::label(cx.task, &seeds, grounding.as_ref(), None)?,
+            Some(t) => {
+                let ask = |reqs: &[Request]| ask(cx, t, reqs, "labelling");
+                let cost = |a: &crate::teacher::Answer| t.cost(a);
+                let asker = Asker::new(&ask, &cost);
+                label::label(
+                    cx.task,
+                    &seeds,
+                    grounding.as_ref(),
+                    Some((&t.model, &asker)),
+                )?
+            }
+        };
+        if let Some(t) = teacher {
+            t.finish()?;
         }
-        let blob = cx.store.put_blob(&crate::jsonl::write(&pairs))?;
+        if !cx.options.quiet && !labelled.disagreements.is_empty() {
+            cx.progress.println(&format!(
+                "  note: the teacher disagrees with {} gold seed(s) of `{}` (lines {:?}); the gold outputs are kept",
+                labelled.disagreements.len(),
+                cx.task.seeds,
+                labelled.disagreements
+            ));
+        }
+        let blob = cx.store.put_blob(&crate::jsonl::write(&labelled.pairs))?;
         Ok(StageOutput::Label(LabelOut {
             pairs: blob,
-            kept: pairs.len() as u64,
-            dropped: BTreeMap::new(),
-            teacher_requests: 0,
+            kept: labelled.pairs.len() as u64,
+            dropped: labelled.dropped,
+            teacher_requests: labelled.requests,
+            teacher_usage: labelled.usage,
+            teacher_cost_usd: labelled.cost_usd,
+            synthesized: labelled.synthesized,
+            disagreements: labelled.disagreements,
         }))
     }
+}
+
+/// Asks a batch with a progress bar; shared with the baseline stage.
+pub fn ask(
+    cx: &Cx,
+    t: &Teacher,
+    requests: &[Request],
+    what: &str,
+) -> Result<Vec<crate::teacher::Answer>> {
+    let bar = cx.progress.count(
+        requests.len() as u64,
+        &format!("{what} {} (teacher)", cx.task.name),
+    );
+    let out = t.ask_all(cx.store, cx.meter, requests, &|| bar.inc(1));
+    bar.finish_and_clear();
+    out
 }

@@ -11,6 +11,7 @@
 //! issues fail with [`Error::StageUnavailable`] rather than producing anything.
 
 pub mod base;
+pub mod baseline;
 pub mod decompose;
 pub mod label;
 pub mod recall;
@@ -37,17 +38,19 @@ pub enum StageKind {
     Label,
     Train,
     Decompose,
+    Baseline,
     Score,
     Seal,
 }
 
 impl StageKind {
-    pub const ALL: [StageKind; 7] = [
+    pub const ALL: [StageKind; 8] = [
         StageKind::Base,
         StageKind::Recall,
         StageKind::Label,
         StageKind::Train,
         StageKind::Decompose,
+        StageKind::Baseline,
         StageKind::Score,
         StageKind::Seal,
     ];
@@ -59,6 +62,7 @@ impl StageKind {
             StageKind::Label => "label",
             StageKind::Train => "train",
             StageKind::Decompose => "decompose",
+            StageKind::Baseline => "baseline",
             StageKind::Score => "score",
             StageKind::Seal => "seal",
         }
@@ -72,7 +76,8 @@ impl StageKind {
             Label => &[Recall],
             Train => &[Base, Recall, Label],
             Decompose => &[Label],
-            Score => &[Base, Recall, Train, Decompose],
+            Baseline => &[Recall],
+            Score => &[Base, Recall, Train, Decompose, Baseline],
             Seal => &[Base, Recall, Label, Train, Decompose, Score],
         }
     }
@@ -115,8 +120,19 @@ pub struct LabelOut {
     /// `pairs.jsonl`: one `{input, output, source, …}` per line.
     pub pairs: BlobRef,
     pub kept: u64,
+    /// Inputs left out, by reason (the verifier's, or synthesis's).
     pub dropped: BTreeMap<String, u64>,
+    /// Requests the labels took, and what their answers cost (however they were obtained).
     pub teacher_requests: u64,
+    #[serde(default)]
+    pub teacher_usage: crate::teacher::Usage,
+    #[serde(default)]
+    pub teacher_cost_usd: f64,
+    #[serde(default)]
+    pub synthesized: u64,
+    /// Lines of gold seeds the teacher disagreed with (`teacher.verify_seeds`).
+    #[serde(default)]
+    pub disagreements: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,6 +157,16 @@ pub struct DecomposeOut {
     pub recipe_count: u64,
     pub draft_count: u64,
     pub registry: String,
+}
+
+/// What the artifact is normalised against (k-score.md §3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineOut {
+    pub baseline: crate::kolmfile::Baseline,
+    /// `kolmfile` (configured) or `teacher` (measured on the eval suite).
+    pub source: String,
+    pub teacher_requests: u64,
+    pub teacher_cost_usd: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +199,7 @@ pub enum StageOutput {
     Label(LabelOut),
     Train(TrainOut),
     Decompose(DecomposeOut),
+    Baseline(BaselineOut),
     Score(ScoreOut),
     Seal(SealOut),
 }
@@ -186,7 +213,7 @@ impl StageOutput {
     /// Every blob the output names.
     pub fn blobs(&self) -> Vec<BlobRef> {
         match self {
-            StageOutput::Base(_) | StageOutput::Seal(_) => vec![],
+            StageOutput::Base(_) | StageOutput::Baseline(_) | StageOutput::Seal(_) => vec![],
             StageOutput::Recall(o) => vec![o.index.clone()],
             StageOutput::Label(o) => vec![o.pairs.clone()],
             StageOutput::Train(o) => vec![o.adapter.clone()],
@@ -204,6 +231,7 @@ pub struct Inputs {
     pub label: Option<LabelOut>,
     pub train: Option<TrainOut>,
     pub decompose: Option<DecomposeOut>,
+    pub baseline: Option<BaselineOut>,
     pub score: Option<ScoreOut>,
 }
 
@@ -218,7 +246,7 @@ macro_rules! input_getter {
         }
     };
 }
-input_getter!(base: BaseOut, recall: RecallOut, label: LabelOut, train: TrainOut, decompose: DecomposeOut, score: ScoreOut);
+input_getter!(base: BaseOut, recall: RecallOut, label: LabelOut, train: TrainOut, decompose: DecomposeOut, baseline: BaselineOut, score: ScoreOut);
 
 impl Inputs {
     pub fn set(&mut self, out: StageOutput) {
@@ -228,6 +256,7 @@ impl Inputs {
             StageOutput::Label(o) => self.label = Some(o),
             StageOutput::Train(o) => self.train = Some(o),
             StageOutput::Decompose(o) => self.decompose = Some(o),
+            StageOutput::Baseline(o) => self.baseline = Some(o),
             StageOutput::Score(o) => self.score = Some(o),
             StageOutput::Seal(_) => {}
         }
@@ -244,6 +273,8 @@ pub struct Cx<'a> {
     /// Digests of the files the stage declared, by project-relative path.
     pub files: &'a BTreeMap<String, String>,
     pub progress: &'a crate::progress::Progress,
+    /// The build's teacher meter: what was sent, hit, and spent.
+    pub meter: &'a crate::teacher::Meter,
 }
 
 impl Cx<'_> {
@@ -313,6 +344,7 @@ impl Default for Stages {
         s.set(Box::new(label::LabelStage));
         s.set(Box::new(train::TrainStage));
         s.set(Box::new(decompose::DecomposeStage));
+        s.set(Box::new(baseline::BaselineStage));
         s.set(Box::new(score::ScoreStage));
         s.set(Box::new(seal::SealStage));
         s

@@ -25,14 +25,13 @@ impl Stage for ScoreStage {
         StageKind::Score
     }
     fn version(&self) -> u32 {
-        4
+        5
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         json!({
             "score": task.score,
             "description": task.description,
             "output_schema": task.output_schema,
-            "teacher": task.teacher,
             "runtime": crate::runtime::engine::LLAMA_CPP_2,
             // Grounded prompts carry the index's best chunks.
             "top_k": task.recall.top_k,
@@ -103,8 +102,8 @@ impl Stage for ScoreStage {
             tests: tests_blob,
             report,
             measured: scored.measured,
-            baseline: cx.task.score.baseline,
-            baseline_source: "kolmfile".into(),
+            baseline: inputs.baseline()?.baseline,
+            baseline_source: inputs.baseline()?.source.clone(),
         }))
     }
 }

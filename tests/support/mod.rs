@@ -14,13 +14,21 @@ use kolm::kolmfile::Kolmfile;
 use kolm::progress::Progress;
 use kolm::stages::*;
 
+pub mod teacher_server;
+
 pub const KEY: &str = "test-signing-key";
+/// The teacher's API key in tests, in the variable `TEACHER_KEY_ENV`.
+pub const TEACHER_KEY: &str = "sk-test-7f3a9c-not-a-real-key";
+pub const TEACHER_KEY_ENV: &str = "KOLM_TEST_TEACHER_KEY";
 
 /// Sets the signing key once per test process. Tests never change the environment after
 /// that: concurrent `setenv` and `getenv` across test threads is not safe.
 pub fn init_env() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| std::env::set_var("KOLM_SIGNING_KEY", KEY));
+    ONCE.call_once(|| {
+        std::env::set_var("KOLM_SIGNING_KEY", KEY);
+        std::env::set_var(TEACHER_KEY_ENV, TEACHER_KEY);
+    });
 }
 
 /// A Kolmfile using the tiny base, no teacher, training off, and a corpus for the test recall.

@@ -1,0 +1,163 @@
+//! What kolm asks a teacher, and what it keeps of the answer.
+//!
+//! A [`Request`] is provider-neutral: the question (model, system prompt, user message, the
+//! JSON schema of the answer) and how the samples are drawn (how many, temperature, seed). Its
+//! [`Request::key`] is the blake3 of its canonical JSON, so the same question asked by two
+//! tasks, by two builds, or by a build that was interrupted halfway is one entry in the cache
+//! and one line in a cassette: kolm never pays for it twice. What carries the question is not
+//! part of it (endpoint, API key, wire format): the same model behind a proxy is the same
+//! teacher, and a cassette recorded against one endpoint replays for any.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::kolmfile::Price;
+
+/// Bumped when the meaning of a request changes, so old answers stop matching.
+pub const REQUEST_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub model: String,
+    pub system: String,
+    pub user: String,
+    /// The JSON schema every answer must match; sent where the API can enforce it.
+    pub schema: Option<Value>,
+    /// Samples wanted (k).
+    pub n: u32,
+    pub temperature: f64,
+    pub seed: i64,
+    pub max_tokens: u32,
+}
+
+impl Request {
+    /// The request's content address.
+    pub fn key(&self) -> String {
+        crate::digest::key_of(
+            &serde_json::json!({ "teacher_request": REQUEST_FORMAT, "request": self }),
+        )
+    }
+
+    /// A short description for messages: the model and the start of the user message.
+    pub fn describe(&self) -> String {
+        let head: String = self.user.chars().take(60).collect();
+        let more = if self.user.chars().count() > 60 {
+            "…"
+        } else {
+            ""
+        };
+        format!("{} ← {:?}{more}", self.model, head)
+    }
+}
+
+/// Tokens as the provider counted them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, o: Usage) {
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+    }
+
+    /// Dollars at the Kolmfile's prices.
+    pub fn cost(&self, p: &Price) -> f64 {
+        (self.input_tokens as f64 * p.input_per_mtok
+            + self.output_tokens as f64 * p.output_per_mtok)
+            / 1e6
+    }
+}
+
+/// What is kept of an answer: the sampled texts, the tokens they cost, and how long the first
+/// one took to come back (measured when it was asked; a cached or replayed answer keeps it, so
+/// a baseline measured from answers is the same on every rebuild).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub texts: Vec<String>,
+    pub usage: Usage,
+    pub latency_ms: f64,
+}
+
+impl Answer {
+    /// Adds one response's texts to an answer being gathered over several requests. The
+    /// latency kept is the first response's: the time a caller waits for an answer to begin.
+    pub fn gather(&mut self, texts: impl IntoIterator<Item = String>, usage: Usage, millis: f64) {
+        if self.texts.is_empty() {
+            self.latency_ms = millis;
+        }
+        self.usage.add(usage);
+        self.texts.extend(texts);
+    }
+}
+
+/// The JSON value in an answer's text: the whole text, or the body of a fenced block, or the
+/// first object or array in it (models wrap JSON in prose more often than they should).
+pub fn json_in(text: &str) -> Option<Value> {
+    let t = text.trim();
+    if let Ok(v) = serde_json::from_str(t) {
+        return Some(v);
+    }
+    let fenced = t
+        .strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```"))
+        .and_then(|r| r.trim_end().strip_suffix("```"));
+    if let Some(v) = fenced.and_then(|f| serde_json::from_str(f.trim()).ok()) {
+        return Some(v);
+    }
+    let start = t.find(['{', '['])?;
+    serde_json::Deserializer::from_str(&t[start..])
+        .into_iter::<Value>()
+        .next()?
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> Request {
+        Request {
+            model: "m".into(),
+            system: "s".into(),
+            user: "u".into(),
+            schema: None,
+            n: 3,
+            temperature: 0.7,
+            seed: 0,
+            max_tokens: 512,
+        }
+    }
+
+    #[test]
+    fn key_changes_with_every_field_that_shapes_the_answer() {
+        let base = req().key();
+        let mut r = req();
+        r.n = 4;
+        assert_ne!(r.key(), base);
+        let mut r = req();
+        r.seed = 1;
+        assert_ne!(r.key(), base);
+        let mut r = req();
+        r.schema = Some(serde_json::json!({"type": "object"}));
+        assert_ne!(r.key(), base);
+        assert_eq!(req().key(), base);
+    }
+
+    #[test]
+    fn finds_json_in_prose_and_fences() {
+        assert_eq!(json_in(" {\"a\":1} "), Some(serde_json::json!({"a": 1})));
+        assert_eq!(
+            json_in("```json\n{\"a\":1}\n```"),
+            Some(serde_json::json!({"a": 1}))
+        );
+        assert_eq!(
+            json_in("Sure! {\"a\":1} hope it helps"),
+            Some(serde_json::json!({"a": 1}))
+        );
+        assert_eq!(json_in("no json here"), None);
+        assert_eq!(json_in("{\"a\":"), None);
+    }
+}
