@@ -39,6 +39,7 @@ test: deps embedder pyenv
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	python3 $(EXAMPLE)/gen_data.py --check
+	python3 examples/replay-triage/derive.py --check
 	$(CARGO) test --no-fail-fast
 
 bench: build embedder

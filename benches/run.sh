@@ -23,3 +23,4 @@ cargo bench --bench foundation
 cargo bench --bench runtime
 cargo bench --bench recall
 cargo bench --bench train
+cargo bench --bench teacher

@@ -1,8 +1,11 @@
 //! Ctrl-C in the middle of a build: exit 130, no partial file, no damaged cache entry, and the
 //! next run resumes.
 
+mod support;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::ctrl_c;
 
 fn files_named(dir: &std::path::Path, needle: &str) -> Vec<String> {
     let mut out = vec![];
@@ -60,15 +63,7 @@ fn ctrl_c_while_hashing_a_large_base_loses_nothing() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(400));
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{err}");
-    assert!(err.contains("interrupted"), "{err}");
+    ctrl_c(child);
     assert!(
         files_named(dir.path(), ".kolm-tmp").is_empty(),
         "no partial files in the project"

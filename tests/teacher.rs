@@ -556,3 +556,56 @@ fn airgap_refuses_a_network_teacher() {
         "{text}"
     );
 }
+
+#[test]
+fn ctrl_c_mid_label_keeps_every_answer_and_the_rerun_sends_only_the_rest() {
+    init_env();
+    let server = Server::start(oracle());
+    let seeds: String = (0..12)
+        .map(|i| format!("{{\"input\": \"reset my password, attempt {i}\"}}\n"))
+        .collect();
+    let p = project(
+        &teacher_kolmfile(&server.endpoint(), "openai", "concurrency = 1"),
+        &seeds,
+    );
+    // Each of the first answers takes 300 ms, so Ctrl-C lands while one is in flight.
+    server.script((0..6).map(|_| Fault::Hang(Duration::from_millis(300))));
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kolmbuild"))
+        .args(["-j", "1"])
+        .current_dir(p.dir.path())
+        .env("KOLM_HOME", p.home.path())
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while server.requests() < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the build never got to label"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    ctrl_c(child);
+
+    // Every answer that came back before Ctrl-C is in the cache.
+    let store = kolm::cache::Store::new(p.home().cache());
+    let stored = kolm::cache::admin::ls(&store)
+        .iter()
+        .filter(|e| e.stage == "teacher")
+        .count() as u64;
+    let first = server.requests();
+    assert!(stored >= 3, "{stored} answers kept");
+    assert!(
+        first == stored || first == stored + 1,
+        "sent {first}, kept {stored}: only the one in flight may be lost"
+    );
+
+    // The rerun asks for the rest and nothing else: 12 label requests and 1 baseline in all.
+    let r = build(&p);
+    assert_eq!(r.teacher.cache_hits, stored);
+    assert_eq!(r.teacher.requests_sent, 13 - stored);
+    assert_eq!(server.requests() - first, 13 - stored);
+    let (l, _) = label_of(&r, &p);
+    assert_eq!(l.kept, 12);
+}

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::store::{ActionEntry, Store};
+use super::AnswerLog;
 use crate::Result;
 
 #[derive(Debug, Serialize)]
@@ -41,6 +42,13 @@ pub fn ls(store: &Store) -> Vec<Listed> {
             }
         })
         .collect();
+    out.extend(AnswerLog::list(store).into_iter().map(|l| Listed {
+        key: l.key,
+        stage: "teacher".into(),
+        blobs: 0,
+        blob_bytes: 0,
+        written_unix_ms: l.written_unix_ms,
+    }));
     out.sort_by(|a, b| a.stage.cmp(&b.stage).then(a.key.cmp(&b.key)));
     out
 }
@@ -56,7 +64,7 @@ pub struct Stats {
 pub fn stats(store: &Store) -> Stats {
     let blobs = store.list_blobs();
     Stats {
-        actions: store.list_actions().len(),
+        actions: store.list_actions().len() + AnswerLog::list(store).len(),
         blobs: blobs.len(),
         bytes: blobs.iter().map(|(_, n)| n).sum(),
         path: store.dir().display().to_string(),
@@ -96,6 +104,14 @@ pub fn verify(store: &Store) -> Result<VerifyReport> {
             r.removed.push((format!("entry {}", a.key), reason));
         }
     }
+    r.actions_checked += AnswerLog::list(store).len();
+    let (_, unreadable) = AnswerLog::retain(store, |_| true)?;
+    if unreadable > 0 {
+        r.removed.push((
+            format!("{unreadable} line(s) of the teacher's answer log"),
+            "not readable (a write cut short)".into(),
+        ));
+    }
     Ok(r)
 }
 
@@ -130,6 +146,11 @@ pub fn gc(store: &Store, max_age_days: Option<u64>) -> Result<GcReport> {
         if let Ok(entry) = store.check_action(&a.key) {
             keep.extend(entry.blobs.into_iter().map(|b| b.sha256));
         }
+    }
+    if let Some(d) = max_age_days {
+        let (removed, _) =
+            AnswerLog::retain(store, |t| now.saturating_sub(t) <= d as u128 * 86_400_000)?;
+        r.actions_removed += removed;
     }
     for (sha, size) in store.list_blobs() {
         if !keep.contains(&sha) {

@@ -4,10 +4,12 @@
 //! `lock` pins nondeterministic results in `Kolmfile.lock`, `admin` is `kolm cache ls|gc|verify|stats`.
 
 pub mod admin;
+pub mod answer_log;
 pub mod fingerprint;
 pub mod lock;
 pub mod store;
 
+pub use answer_log::AnswerLog;
 pub use fingerprint::Fingerprints;
 pub use lock::{Lock, Pin};
 pub use store::{ActionEntry, BlobRef, Store};

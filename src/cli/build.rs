@@ -97,7 +97,7 @@ pub fn enforce_airgap(k: &Kolmfile) -> Result<()> {
     for t in &k.tasks {
         if t.teacher.provider.uses_network() {
             return Err(Error::Refused {
-                what: format!("--airgap: task `{}` uses a network teacher ({:?})", t.name, t.teacher.provider),
+                what: format!("--airgap: task `{}` uses a network teacher (`provider = \"{}\"`)", t.name, t.teacher.provider.name()),
                 help: "use `provider = \"replay\"` with a recorded cassette, or `\"none\"` with gold seeds".into(),
             });
         }

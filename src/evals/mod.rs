@@ -174,10 +174,10 @@ pub fn accuracy(results: &[(f64, bool)]) -> f64 {
     if total <= 0.0 {
         return 0.0;
     }
+    // A fold from +0, not `sum()`: an empty f64 sum is -0, which prints as "-0.000".
     results
         .iter()
         .filter(|(_, p)| *p)
-        .map(|(w, _)| w)
-        .sum::<f64>()
+        .fold(0.0, |a, (w, _)| a + w)
         / total
 }

@@ -68,6 +68,10 @@ pub enum Provider {
 
 impl Provider {
     pub const NAMES: [&'static str; 4] = ["none", "openai", "anthropic", "replay"];
+    /// The name the Kolmfile spells it with.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
     pub fn uses_network(self) -> bool {
         matches!(self, Provider::Openai | Provider::Anthropic)
     }

@@ -123,7 +123,7 @@ impl Stage for BaselineStage {
         };
         if !cx.options.quiet {
             cx.progress.println(&format!(
-                "  teacher baseline for {}: accuracy {:.3}, p50 {:.0} ms, ${:.2} per 1,000 runs ({} tests)",
+                "    baseline {}: the teacher scores accuracy {:.3}, p50 {:.0} ms, ${:.2} per 1,000 runs ({} tests)",
                 cx.task.name, baseline.accuracy, baseline.latency_ms, baseline.cost_per_1k, tests.len()
             ));
         }

@@ -66,6 +66,25 @@ impl Stage for LabelStage {
         if let Some(t) = teacher {
             t.finish()?;
         }
+        if !cx.options.quiet && cx.task.teacher.provider != Provider::None {
+            let dropped: Vec<String> = labelled
+                .dropped
+                .iter()
+                .map(|(why, n)| format!("{n} {why}"))
+                .collect();
+            cx.progress.println(&format!(
+                "    label {}: {} pairs from {} seeds and {} synthesized inputs; dropped: {}",
+                cx.task.name,
+                labelled.pairs.len(),
+                seeds.len(),
+                labelled.synthesized,
+                if dropped.is_empty() {
+                    "none".into()
+                } else {
+                    dropped.join(", ")
+                }
+            ));
+        }
         if !cx.options.quiet && !labelled.disagreements.is_empty() {
             cx.progress.println(&format!(
                 "  note: the teacher disagrees with {} gold seed(s) of `{}` (lines {:?}); the gold outputs are kept",

@@ -118,13 +118,21 @@ impl Cassette {
 /// Appends answers to a cassette while a live teacher answers.
 pub struct Recorder {
     path: PathBuf,
-    state: Mutex<(std::fs::File, BTreeSet<String>)>,
+    /// Keys already in the file, so an answer is written once.
+    known: Mutex<BTreeSet<String>>,
 }
+
+/// Serialises every recorder's file operations in this process. Two stages of one build
+/// (`label` and `baseline`) may record into the same cassette at the same time, and one's
+/// final rewrite replaces the file: each append therefore opens the file by name and holds
+/// this lock, so no answer goes to a file that has just been replaced.
+static FILES: Mutex<()> = Mutex::new(());
 
 impl Recorder {
     /// Opens (or starts) a cassette for recording. A last line cut short by a crash is dropped.
     pub fn open(path: &Path, note: &str) -> Result<Recorder> {
         let io = |e| Error::io(path, "record into the cassette", e);
+        let _files = FILES.lock().unwrap_or_else(|p| p.into_inner());
         let mut known = BTreeSet::new();
         match std::fs::read(path) {
             Ok(mut bytes) => {
@@ -141,25 +149,21 @@ impl Recorder {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
                 let header = json!({"kolm_cassette": FORMAT, "note": note});
-                std::fs::write(path, format!("{header}\n")).map_err(io)?;
+                crate::fsutil::write_atomic(path, format!("{header}\n").as_bytes())?;
             }
             Err(e) => return Err(io(e)),
         }
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .map_err(io)?;
         Ok(Recorder {
             path: path.to_path_buf(),
-            state: Mutex::new((file, known)),
+            known: Mutex::new(known),
         })
     }
 
     /// Writes an answer unless the cassette has it.
     pub fn record(&self, r: &Request, a: &Answer) -> Result<()> {
         let key = r.key();
-        let mut st = self.state.lock().expect("not poisoned");
-        if st.1.contains(&key) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.contains(&key) {
             return Ok(());
         }
         let line = serde_json::to_string(&Entry {
@@ -168,34 +172,36 @@ impl Recorder {
             answer: a.clone(),
         })
         .expect("entries serialise");
-        st.0.write_all(format!("{line}\n").as_bytes())
-            .map_err(|e| Error::io(&self.path, "record into the cassette", e))?;
-        st.1.insert(key);
+        let io = |e| Error::io(&self.path, "record into the cassette", e);
+        let _files = FILES.lock().unwrap_or_else(|p| p.into_inner());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()))
+            .map_err(io)?;
+        known.insert(key);
         Ok(())
     }
 
-    /// Rewrites the cassette sorted by key: the same answers, the same bytes.
+    /// Rewrites the cassette sorted by key, one entry per key: the same answers, the same
+    /// bytes, however the requests (and the stages recording) raced.
     pub fn finish(self) -> Result<()> {
-        drop(self.state);
+        let _files = FILES.lock().unwrap_or_else(|p| p.into_inner());
         let bytes =
             std::fs::read(&self.path).map_err(|e| Error::io(&self.path, "read the cassette", e))?;
-        let mut lines: Vec<&[u8]> = bytes
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
-        if lines.len() < 2 {
+        let mut lines = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+        let Some(header) = lines.next() else {
             return Ok(());
-        }
-        let header = lines.remove(0);
+        };
         let key_of = |l: &[u8]| -> String {
             serde_json::from_slice::<serde_json::Value>(l)
                 .ok()
                 .and_then(|v| v.get("key").and_then(|k| k.as_str()).map(str::to_string))
                 .unwrap_or_default()
         };
-        lines.sort_by_cached_key(|l| key_of(l));
+        let entries: BTreeMap<String, &[u8]> = lines.map(|l| (key_of(l), l)).collect();
         let mut out = Vec::with_capacity(bytes.len());
-        for l in std::iter::once(header).chain(lines) {
+        for l in std::iter::once(header).chain(entries.into_values()) {
             out.extend_from_slice(l);
             out.push(b'\n');
         }

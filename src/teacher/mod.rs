@@ -4,8 +4,8 @@
 //! [`Answer`] each. Between the two:
 //!
 //! - **the cache**: every request is content-addressed ([`Request::key`]) and its answer kept
-//!   in the store as soon as it arrives (entry `teacher-<key>`, kind `teacher` in `kolm cache
-//!   ls`). A rebuild, a second task asking the same thing, or a build resumed after Ctrl-C finds
+//!   in the store's answer log as soon as it arrives ([`crate::cache::AnswerLog`]; kind
+//!   `teacher` in `kolm cache ls`). A rebuild, a second task asking the same thing, or a build resumed after Ctrl-C finds
 //!   it there; only what is missing goes out.
 //! - **the wire**: [`openai`] or [`anthropic`], over [`http`], which owns retries, backoff and
 //!   timeouts, with at most `teacher.concurrency` requests in flight.
@@ -32,8 +32,7 @@ use serde::Serialize;
 
 pub use request::{json_in, Answer, Request, Usage};
 
-use crate::cache::store::ACTION_FORMAT;
-use crate::cache::{ActionEntry, Store};
+use crate::cache::{AnswerLog, Store};
 use crate::kolmfile::{Kolmfile, Price, Provider, TeacherConfig};
 use crate::{Error, Result};
 
@@ -172,11 +171,12 @@ impl Teacher {
             .enable_all()
             .build()
             .map_err(|e| Error::Other(format!("cannot start the teacher's runtime: {e}")))?;
+        let log = &AnswerLog::open(store)?;
         // Unordered, so one slow answer does not hold back the others' slots.
         let mut got: Vec<(usize, Answer)> = rt.block_on(async {
             futures_util::stream::iter(requests.iter().enumerate())
                 .map(|(i, r)| async move {
-                    let a = self.ask(store, meter, r).await;
+                    let a = self.ask(log, meter, r).await;
                     on_each();
                     a.map(|a| (i, a))
                 })
@@ -188,7 +188,7 @@ impl Teacher {
         Ok(got.into_iter().map(|(_, a)| a).collect())
     }
 
-    async fn ask(&self, store: &Store, meter: &Meter, r: &Request) -> Result<Answer> {
+    async fn ask(&self, log: &AnswerLog, meter: &Meter, r: &Request) -> Result<Answer> {
         let (wire, client, url, headers, policy, recorder) = match &self.source {
             Source::Replay(c) => {
                 let a = c.answer(r)?;
@@ -204,10 +204,10 @@ impl Teacher {
                 recorder,
             } => (wire, client, url, headers, policy, recorder),
         };
-        let entry_key = format!("teacher-{}", r.key());
-        let cached = store
-            .get_action(&entry_key)
-            .and_then(|e| serde_json::from_value::<Answer>(e.output).ok())
+        let key = r.key();
+        let cached = log
+            .get(&key)
+            .and_then(|v| serde_json::from_value::<Answer>(v).ok())
             .filter(|a| a.texts.len() == r.n as usize);
         let answer = match cached {
             Some(a) => {
@@ -219,15 +219,7 @@ impl Teacher {
                     Wire::OpenAi => openai::complete(client, url, headers, policy, r).await?,
                     Wire::Anthropic => anthropic::complete(client, url, headers, policy, r).await?,
                 };
-                store.put_action(
-                    &entry_key,
-                    &ActionEntry {
-                        v: ACTION_FORMAT,
-                        stage: "teacher".into(),
-                        output: serde_json::to_value(&a).expect("answers serialise"),
-                        blobs: vec![],
-                    },
-                )?;
+                log.put(&key, &serde_json::to_value(&a).expect("answers serialise"))?;
                 let cost = self.cost(&a);
                 meter.add(|t| {
                     t.requests_sent += 1;

@@ -205,3 +205,17 @@ pub fn blob_ref(sha256: &str, size: u64) -> BlobRef {
         size,
     }
 }
+
+/// Ctrl-C to a running `kolmbuild`: it must stop with exit 130 and say it was interrupted.
+pub fn ctrl_c(child: std::process::Child) -> std::process::Output {
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    out
+}
