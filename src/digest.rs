@@ -66,3 +66,112 @@ pub fn canonical_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 pub fn key_of<T: serde::Serialize>(v: &T) -> String {
     blake3::hash(&canonical_json(v)).to_hex().to_string()
 }
+
+/// Appends the RFC 8785 canonical JSON of a [`serde_json::Value`] to `out`: the same bytes as
+/// [`canonical_json`], without its buffer per property, for values on a hot path (a teacher
+/// request's schema). `None` for a number JSON cannot carry.
+pub fn write_canonical_value(v: &serde_json::Value, out: &mut Vec<u8>) -> Option<()> {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => write_canonical_number(n.as_f64()?, out)?,
+        Value::String(s) => write_canonical_str(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical_value(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            // Properties in the order of their names' UTF-16 code units.
+            let mut props: Vec<(&String, &Value)> = map.iter().collect();
+            props.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push(b'{');
+            for (i, (k, v)) in props.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical_str(k, out);
+                out.push(b':');
+                write_canonical_value(v, out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Some(())
+}
+
+/// A number as RFC 8785 writes every number: the ECMAScript form of a double. Whole numbers
+/// that a double holds exactly are their plain digits in that form, and are written as such
+/// (counts and seeds, on the teacher's hot path); the rest go through `ryu_js`.
+pub fn write_canonical_number(x: f64, out: &mut Vec<u8>) -> Option<()> {
+    const EXACT: f64 = (1u64 << 53) as f64;
+    if x.fract() == 0.0 && x.abs() <= EXACT {
+        // -0.0 is "0" in ECMAScript, as `0i64` prints.
+        out.extend_from_slice(itoa::Buffer::new().format(x as i64).as_bytes());
+        return Some(());
+    }
+    x.is_finite()
+        .then(|| out.extend_from_slice(ryu_js::Buffer::new().format_finite(x).as_bytes()))
+}
+
+/// A string as RFC 8785 escapes it, which is serde_json's escaping (the canonicaliser uses
+/// serde_json's escaper).
+pub fn write_canonical_str(s: &str, out: &mut Vec<u8>) {
+    serde_json::to_writer(out, s).expect("writing to a Vec cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn the_value_writer_is_the_canonicaliser() {
+        let cases = [
+            json!(null),
+            json!({"b": 1, "a": [1.5, -0.0, 1e21, 1e-7, 123456789012345678u64, -5], "A": {}, "é": "x\u{1}\"/\\", "😀": true, "\u{e000}": false}),
+            json!([[], {}, "", 0.1, 1e300, {"z": {"y": {"x": null}}}]),
+            json!([
+                0,
+                -0.0,
+                1,
+                -1,
+                9007199254740992u64,
+                9007199254740993u64,
+                -9007199254740992i64,
+                1e20,
+                1e21,
+                123.0,
+                u64::MAX,
+                i64::MIN,
+                0.5,
+                -2.5e-8
+            ]),
+            json!({"type": "object", "properties": {"label": {"enum": ["bug", "billing"]}}, "required": ["label"]}),
+        ];
+        for v in cases {
+            let mut out = Vec::new();
+            write_canonical_value(&v, &mut out).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(canonical_json(&v)).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn names_sort_by_utf16_not_by_bytes() {
+        // U+E000 is one UTF-16 unit above every surrogate; U+1F600 is a surrogate pair, so
+        // it sorts before U+E000 in UTF-16 though after it in UTF-8.
+        let v: Value = serde_json::from_str(r#"{"\ue000": 1, "\ud83d\ude00": 2}"#).unwrap();
+        let mut out = Vec::new();
+        write_canonical_value(&v, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "{\"😀\":2,\"\u{e000}\":1}");
+    }
+}

@@ -322,6 +322,33 @@ fn retries_run_out_with_a_clear_error() {
 }
 
 #[test]
+fn a_batch_sends_each_distinct_request_once_and_answers_the_cached_ones_first() {
+    let server = Server::start(oracle());
+    let (p, t) = direct(&server, "");
+    let store = kolm::cache::Store::new(p.home().cache());
+    let mut other = request(1);
+    other.user = "the invoice is wrong".into();
+    let batch = [request(1), other.clone(), request(1)];
+    let meter = Meter::default();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let on_each = || {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    };
+    let answers = t.ask_all(&store, &meter, &batch, &on_each).unwrap();
+    assert_eq!(server.requests(), 2, "the repeated request went out once");
+    assert_eq!(answers.len(), 3);
+    assert_eq!(answers[0], answers[2]);
+    assert_eq!(calls.into_inner(), 3, "progress counts every answer");
+    assert_eq!(meter.totals().requests_sent, 2);
+    // Next time, all three come from the log.
+    let meter = Meter::default();
+    let again = t.ask_all(&store, &meter, &batch, &|| {}).unwrap();
+    assert_eq!(again, answers);
+    assert_eq!(server.requests(), 2);
+    assert_eq!(meter.totals().cache_hits, 3);
+}
+
+#[test]
 fn key_quota_and_bad_request_errors_fail_fast() {
     let server = Server::start(oracle());
     let (p, t) = direct(&server, "");
@@ -330,6 +357,8 @@ fn key_quota_and_bad_request_errors_fail_fast() {
         (Fault::status(403), "rejected the API key"),
         (Fault::status(429).with_body(json!({"error": {"message": "You exceeded your current quota", "code": "insufficient_quota"}})), "out of quota"),
         (Fault::status(400).with_body(json!({"error": {"message": "model `teach-1` does not exist"}})), "refused the request"),
+        // An endpoint that speaks another wire: JSON, but not a chat completion.
+        (Fault::status(200).with_body(json!({"content": [{"type": "text", "text": "hi"}]})), "answered in a shape kolm does not know: missing field `choices`"),
     ];
     for (i, (fault, says)) in cases.into_iter().enumerate() {
         server.script([fault]);
@@ -345,7 +374,7 @@ fn key_quota_and_bad_request_errors_fail_fast() {
             !text.contains(TEACHER_KEY),
             "the key must be scrubbed: {text}"
         );
-        if says != "refused the request" {
+        if says.contains("API key") || says.contains("quota") {
             assert!(
                 text.contains(TEACHER_KEY_ENV),
                 "the message names the key's variable: {text}"

@@ -1,15 +1,22 @@
 //! The answer log: the teacher's answers, one JSON line each, appended as they arrive.
 //!
 //! Teacher answers are the cache's smallest and most numerous entries: a build may ask for
-//! thousands, each a few hundred bytes, and each must be on disk the moment it arrives, since
-//! Ctrl-C must never lose an answer that was paid for. As cacache entries each would cost two
-//! new files in two new directories (over a millisecond on the benchmark machine, ten times
-//! the round trip to a local server); as lines of one append-only file each costs one write,
-//! and a build reads them all back with one sequential read.
+//! thousands, each a few hundred bytes, and each must reach the disk promptly, since an
+//! interrupted build must never lose an answer that was paid for. As cacache entries each
+//! would cost two new files in two new directories (over a millisecond on the benchmark
+//! machine, ten times the round trip to a local server); as lines of one append-only file,
+//! the answers that arrive together cost one write, and a build reads them all back with one
+//! sequential read.
+//!
+//! [`AnswerLog::put`] queues a line; [`AnswerLog::flush`] writes what is queued. The teacher
+//! flushes every [`crate::teacher::WRITE_EVERY`], when it finishes, and when it stops on an
+//! error or Ctrl-C; dropping the log flushes too (a panic unwinding). Only a SIGKILL can lose
+//! the answers of the last few milliseconds.
 //!
 //! The file is `<cache>/answers/log.jsonl`; each line is `{"key", "t", "value"}` with `t` the
-//! time written (Unix ms). The last line for a key wins. A line that does not parse (a write
-//! cut short by a crash) is skipped, and a missing final newline is restored before the next
+//! time written (Unix ms). The last line for a key wins. Values are kept as the JSON text they
+//! were written as and parsed only when asked for. A line that does not parse (a write cut
+//! short by a crash) is skipped, and a missing final newline is restored before the next
 //! append so that the cut line cannot swallow it. `kolm cache gc --max-age-days` and `kolm
 //! cache verify` rewrite the file atomically without the old or unreadable lines.
 
@@ -18,17 +25,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::Store;
 use crate::{Error, Result};
 
+/// One line of the file (written by [`AnswerLog::put`] in place, in this same form).
 #[derive(Serialize, Deserialize)]
 struct Line {
     key: String,
     t: u128,
-    value: Value,
+    value: Box<RawValue>,
 }
 
 /// One line as `kolm cache ls` shows it.
@@ -44,8 +53,11 @@ pub struct AnswerLog {
 }
 
 struct State {
-    entries: HashMap<String, Value>,
-    /// Opened at the first append, and kept: one write per answer after that.
+    /// Keys are blake3 digests already: a fast hash serves as well as SipHash, for less.
+    entries: HashMap<String, Box<RawValue>, foldhash::fast::RandomState>,
+    /// Lines put but not yet written.
+    queued: Vec<u8>,
+    /// Opened at the first write, and kept.
     file: Option<std::fs::File>,
 }
 
@@ -86,53 +98,48 @@ impl AnswerLog {
             path,
             state: Mutex::new(State {
                 entries,
+                queued: Vec::new(),
                 file: None,
             }),
         })
     }
 
-    pub fn get(&self, key: &str) -> Option<Value> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entries
-            .get(key)
-            .cloned()
+    /// The entry under `key`, if there is one and it reads as a `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        serde_json::from_str(st.entries.get(key)?.get()).ok()
     }
 
-    /// Appends an entry: on disk (in the OS's hands) when this returns.
-    pub fn put(&self, key: &str, value: &Value) -> Result<()> {
-        let io = |e| Error::io(&self.path, "append to the teacher's answer log", e);
+    /// Queues an entry for the next [`AnswerLog::flush`]; [`AnswerLog::get`] sees it at once.
+    pub fn put<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let mut line = serde_json::to_vec(&Line {
-            key: key.to_string(),
-            t: now_ms(),
-            value: value.clone(),
-        })
-        .expect("log lines serialise");
-        line.push(b'\n');
-        if st.file.is_none() {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .map_err(io)?;
-            let len = f.metadata().map_err(io)?.len();
-            if len > 0 && !ends_with_newline(&self.path, len)? {
-                f.write_all(b"\n").map_err(io)?;
-            }
-            st.file = Some(f);
+        let q = &mut st.queued;
+        let line_start = q.len();
+        // The line is [`Line`]'s serialisation, written in place so that the value is
+        // serialised once and kept in memory as the very text on its way to the file.
+        q.extend_from_slice(b"{\"key\":");
+        serde_json::to_writer(&mut *q, key).expect("writing to a Vec cannot fail");
+        q.extend_from_slice(b",\"t\":");
+        q.extend_from_slice(itoa::Buffer::new().format(now_ms()).as_bytes());
+        q.extend_from_slice(b",\"value\":");
+        let value_start = q.len();
+        if let Err(e) = serde_json::to_writer(&mut *q, value) {
+            q.truncate(line_start);
+            return Err(Error::Other(format!(
+                "cannot write a teacher answer for {key}: {e}"
+            )));
         }
-        st.file
-            .as_mut()
-            .expect("opened above")
-            .write_all(&line)
-            .map_err(io)?;
-        st.entries.insert(key.to_string(), value.clone());
+        let text = String::from_utf8(q[value_start..].to_vec()).expect("serde_json writes UTF-8");
+        q.extend_from_slice(b"}\n");
+        let value = RawValue::from_string(text).expect("serde_json writes one JSON value");
+        st.entries.insert(key.to_string(), value);
         Ok(())
+    }
+
+    /// Writes every queued line: in the OS's hands when this returns.
+    pub fn flush(&self) -> Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        write_queued(&self.path, &mut st)
     }
 
     /// Every entry (last line per key), for `kolm cache ls`.
@@ -178,6 +185,43 @@ impl AnswerLog {
     }
 }
 
+/// The error paths drop the log without flushing it; what they queued is written here.
+impl Drop for AnswerLog {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = write_queued(&self.path, st);
+    }
+}
+
+fn write_queued(path: &Path, st: &mut State) -> Result<()> {
+    if st.queued.is_empty() {
+        return Ok(());
+    }
+    let io = |e| Error::io(path, "append to the teacher's answer log", e);
+    if st.file.is_none() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        let len = f.metadata().map_err(io)?.len();
+        if len > 0 && !ends_with_newline(path, len)? {
+            f.write_all(b"\n").map_err(io)?;
+        }
+        st.file = Some(f);
+    }
+    let State { queued, file, .. } = st;
+    file.as_mut()
+        .expect("opened above")
+        .write_all(queued)
+        .map_err(io)?;
+    queued.clear();
+    Ok(())
+}
+
 fn ends_with_newline(path: &Path, len: u64) -> Result<bool> {
     use std::io::{Read, Seek, SeekFrom};
     let io = |e| Error::io(path, "read the teacher's answer log", e);
@@ -199,6 +243,7 @@ mod tests {
         let store = Store::new(dir.path());
         let log = AnswerLog::open(&store).unwrap();
         log.put("a", &json!(1)).unwrap();
+        log.flush().unwrap();
         // A crash mid-write leaves half a line and no newline.
         let p = path_in(&store);
         let mut f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
@@ -209,12 +254,36 @@ mod tests {
             .put("c", &json!(3))
             .unwrap();
         let again = AnswerLog::open(&store).unwrap();
-        assert_eq!(again.get("a"), Some(json!(1)));
-        assert_eq!(again.get("b"), None);
-        assert_eq!(again.get("c"), Some(json!(3)));
+        assert_eq!(again.get::<serde_json::Value>("a"), Some(json!(1)));
+        assert_eq!(again.get::<serde_json::Value>("b"), None);
+        assert_eq!(again.get::<serde_json::Value>("c"), Some(json!(3)));
         assert_eq!(AnswerLog::retain(&store, |_| true).unwrap(), (0, 1));
         assert_eq!(AnswerLog::list(&store).len(), 2);
         assert_eq!(AnswerLog::retain(&store, |_| false).unwrap(), (2, 0));
-        assert!(AnswerLog::open(&store).unwrap().get("a").is_none());
+        assert!(AnswerLog::open(&store)
+            .unwrap()
+            .get::<serde_json::Value>("a")
+            .is_none());
+    }
+
+    #[test]
+    fn a_put_is_seen_at_once_written_at_flush_and_never_lost_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let on_disk = |k: &str| AnswerLog::open(&store).unwrap().get::<u32>(k);
+        let log = AnswerLog::open(&store).unwrap();
+        log.put("a", &1u32).unwrap();
+        assert_eq!(log.get::<u32>("a"), Some(1));
+        assert_eq!(log.get::<String>("a"), None, "not a string");
+        assert_eq!(on_disk("a"), None, "queued, not yet written");
+        log.flush().unwrap();
+        assert_eq!(on_disk("a"), Some(1));
+        log.put("b", &2u32).unwrap();
+        drop(log);
+        assert_eq!(
+            on_disk("b"),
+            Some(2),
+            "dropping the log writes what it queued"
+        );
     }
 }

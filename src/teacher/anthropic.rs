@@ -4,9 +4,10 @@
 //! kolm's system prompts state the schema in words, and the verifier checks what comes back.
 
 use reqwest::header::{HeaderMap, HeaderValue};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::http::{post_json, Policy};
+use super::http::{Endpoint, Policy};
 use super::request::{Answer, Request, Usage};
 use crate::{Error, Result};
 
@@ -39,43 +40,60 @@ pub fn body(r: &Request) -> Value {
     })
 }
 
-/// The text of one response (its text blocks, joined) and its usage.
-pub fn parse(v: &Value) -> std::result::Result<(String, Usage), String> {
-    let blocks = v
-        .get("content")
-        .and_then(Value::as_array)
-        .ok_or("the response has no `content`")?;
-    let text: String = blocks
-        .iter()
-        .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
-        .filter_map(|b| b.get("text").and_then(Value::as_str))
-        .collect();
-    let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    Ok((
-        text,
-        Usage {
-            input_tokens: n("/usage/input_tokens"),
-            output_tokens: n("/usage/output_tokens"),
-        },
-    ))
+/// The parts of a message kolm reads.
+#[derive(Deserialize)]
+pub struct Message {
+    content: Vec<Block>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
 }
 
-pub async fn complete(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &HeaderMap,
-    policy: &Policy,
-    r: &Request,
-) -> Result<(Answer, u32)> {
+#[derive(Deserialize)]
+struct Block {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+/// What to check when a response is not a message.
+const SHAPE_HELP: &str = "is `teacher.endpoint` the Anthropic API? For OpenAI-compatible servers use `provider = \"openai\"`";
+
+pub fn endpoint(base: &str, key: &str, policy: Policy) -> Result<Endpoint> {
+    Endpoint::new(&url(base), headers(key)?, policy, SHAPE_HELP)
+}
+
+/// The text of one response (its text blocks, joined) and its usage.
+pub fn parse(m: Message) -> (String, Usage) {
+    let text: String = m
+        .content
+        .into_iter()
+        .filter(|b| b.kind == "text")
+        .filter_map(|b| b.text)
+        .collect();
+    let u = m.usage;
+    (
+        text,
+        Usage {
+            input_tokens: u.as_ref().and_then(|u| u.input_tokens).unwrap_or(0),
+            output_tokens: u.as_ref().and_then(|u| u.output_tokens).unwrap_or(0),
+        },
+    )
+}
+
+pub async fn complete(ep: &Endpoint, r: &Request) -> Result<(Answer, u32)> {
     let mut answer = Answer::default();
     let body = body(r);
     let mut retries = 0;
     for _ in 0..r.n {
-        let reply = post_json(client, url, headers, &body, policy).await?;
-        let (text, usage) = parse(&reply.body).map_err(|why| Error::Teacher {
-            what: format!("the teacher at {url} answered in a shape kolm does not know: {why}"),
-            help: "is `teacher.endpoint` the Anthropic API? For OpenAI-compatible servers use `provider = \"openai\"`".into(),
-        })?;
+        let reply = ep.post::<Message>(&body).await?;
+        let (text, usage) = parse(reply.body);
         retries += reply.retries;
         answer.gather([text], usage, reply.millis);
     }

@@ -10,10 +10,16 @@
 //!
 //! No message ever carries the API key: the provider's own error text is scrubbed of it
 //! before it is shown.
+//!
+//! Ctrl-C is not watched here but once around a whole batch ([`super::Teacher::ask_all`]):
+//! a timer per request would cost more than the rest of this module's work. The request in
+//! flight is dropped with the batch.
 
 use std::time::{Duration, Instant};
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::{Error, Result};
@@ -50,94 +56,144 @@ impl Policy {
     }
 }
 
-/// The body of a successful response, and how long the successful attempt took.
-pub struct Reply {
-    pub body: Value,
+/// One teacher's door: where its requests go, what they carry, how they are retried. Made
+/// once per teacher, so each request only clones what reqwest takes by value.
+pub struct Endpoint {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    /// The wire's headers (authentication, version) and the content type.
+    headers: HeaderMap,
+    policy: Policy,
+    /// What to check when the server answers in a shape the wire does not expect.
+    shape_help: &'static str,
+}
+
+/// A successful response, and how long its attempt took.
+pub struct Reply<T> {
+    pub body: T,
     pub millis: f64,
     /// Retries it took.
     pub retries: u32,
 }
 
-/// POSTs `body` to `url` until it succeeds, fails for good, or retries run out.
-pub async fn post_json(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &HeaderMap,
-    body: &Value,
-    policy: &Policy,
-) -> Result<Reply> {
-    let bytes = serde_json::to_vec(body).expect("a request body serialises");
-    let mut rng = crate::rng::SplitMix64::new(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1),
-    );
-    let mut last = String::new();
-    for attempt in 0..=policy.max_retries {
-        crate::interrupt::check()?;
-        let start = Instant::now();
-        let send = client
-            .post(url)
-            .headers(headers.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(bytes.clone())
-            .timeout(policy.timeout)
-            .send();
-        // Err((why, the server's requested wait)).
-        let failed: (String, Option<Duration>) = match interruptible(send).await? {
-            Err(e) if e.is_timeout() => (
-                format!("no answer within {} s", policy.timeout.as_secs()),
-                None,
+impl Endpoint {
+    pub fn new(
+        url: &str,
+        mut headers: HeaderMap,
+        policy: Policy,
+        shape_help: &'static str,
+    ) -> Result<Endpoint> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| Error::Teacher {
+            what: format!("the teacher's URL `{url}` is not a URL ({e})"),
+            help: "check `teacher.endpoint`: a base URL such as https://api.openai.com".into(),
+        })?;
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("kolm/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(20))
+            .build()
+            .map_err(|e| Error::Other(format!("cannot start an HTTP client: {e}")))?;
+        Ok(Endpoint {
+            client,
+            url: parsed,
+            headers,
+            policy,
+            shape_help,
+        })
+    }
+
+    /// The error for an answer kolm cannot read as the wire's response.
+    pub fn shape_error(&self, why: impl std::fmt::Display) -> Error {
+        Error::Teacher {
+            what: format!(
+                "the teacher at {} answered in a shape kolm does not know: {why}",
+                self.url
             ),
-            Err(e) => (crate::download::plain(e), None),
-            Ok(resp) => {
-                let status = resp.status();
-                let wait = server_wait(resp.headers());
-                match interruptible(resp.bytes()).await? {
-                    Err(e) => (
-                        format!(
-                            "the response body was cut short ({})",
-                            crate::download::plain(e)
-                        ),
-                        None,
-                    ),
-                    Ok(body) if status.is_success() => match serde_json::from_slice(&body) {
-                        Ok(body) => {
-                            return Ok(Reply {
-                                body,
-                                millis: start.elapsed().as_secs_f64() * 1e3,
-                                retries: attempt,
-                            })
-                        }
-                        Err(e) => (format!("the response is not valid JSON ({e})"), None),
-                    },
-                    Ok(body) => {
-                        let said = policy.scrub(&provider_message(&body));
-                        fatal(status.as_u16(), &body, &said, url, policy)?;
-                        (format!("{status}: {said}"), wait)
-                    }
-                }
-            }
-        };
-        last = failed.0;
-        if attempt < policy.max_retries {
-            let wait = failed.1.unwrap_or_else(|| {
-                let ceiling = BACKOFF_BASE
-                    .saturating_mul(1u32 << attempt.min(16))
-                    .min(BACKOFF_CAP);
-                ceiling.mul_f64(0.5 + 0.5 * rng.uniform() as f64)
-            });
-            sleep_interruptible(wait).await?;
+            help: self.shape_help.into(),
         }
     }
-    Err(Error::Teacher {
-        what: format!(
-            "the teacher at {url} failed {} time(s); last: {last}",
-            policy.max_retries + 1
-        ),
-        help: "the answers that did come back are cached: build again to resume, or raise `teacher.max_retries` / `teacher.timeout_secs`".into(),
-    })
+
+    /// POSTs `body` as JSON until a response reads as a `T`, the request fails for good, or
+    /// retries run out. A body that is not JSON is retried (a proxy cut it short); JSON of
+    /// another shape is not (the endpoint speaks another wire).
+    pub async fn post<T: DeserializeOwned>(&self, body: &impl Serialize) -> Result<Reply<T>> {
+        let policy = &self.policy;
+        let bytes =
+            bytes::Bytes::from(serde_json::to_vec(body).expect("a request body serialises"));
+        let mut rng = crate::rng::SplitMix64::new(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1),
+        );
+        let mut last = String::new();
+        for attempt in 0..=policy.max_retries {
+            crate::interrupt::check()?;
+            let start = Instant::now();
+            let send = self
+                .client
+                .post(self.url.clone())
+                .headers(self.headers.clone())
+                .body(bytes.clone())
+                .timeout(policy.timeout)
+                .send();
+            // Err((why, the server's requested wait)).
+            let failed: (String, Option<Duration>) = match send.await {
+                Err(e) if e.is_timeout() => (
+                    format!("no answer within {} s", policy.timeout.as_secs()),
+                    None,
+                ),
+                Err(e) => (crate::download::plain(e), None),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let wait = server_wait(resp.headers());
+                    match resp.bytes().await {
+                        Err(e) => (
+                            format!(
+                                "the response body was cut short ({})",
+                                crate::download::plain(e)
+                            ),
+                            None,
+                        ),
+                        Ok(body) if status.is_success() => match serde_json::from_slice(&body) {
+                            Ok(body) => {
+                                return Ok(Reply {
+                                    body,
+                                    millis: start.elapsed().as_secs_f64() * 1e3,
+                                    retries: attempt,
+                                })
+                            }
+                            Err(e) if e.is_data() => return Err(self.shape_error(e)),
+                            Err(e) => (format!("the response is not valid JSON ({e})"), None),
+                        },
+                        Ok(body) => {
+                            let said = policy.scrub(&provider_message(&body));
+                            fatal(status.as_u16(), &body, &said, self.url.as_str(), policy)?;
+                            (format!("{status}: {said}"), wait)
+                        }
+                    }
+                }
+            };
+            last = failed.0;
+            if attempt < policy.max_retries {
+                let wait = failed.1.unwrap_or_else(|| {
+                    let ceiling = BACKOFF_BASE
+                        .saturating_mul(1u32 << attempt.min(16))
+                        .min(BACKOFF_CAP);
+                    ceiling.mul_f64(0.5 + 0.5 * rng.uniform() as f64)
+                });
+                tokio::time::sleep(wait).await;
+            }
+        }
+        Err(Error::Teacher {
+            what: format!(
+                "the teacher at {} failed {} time(s); last: {last}",
+                self.url,
+                policy.max_retries + 1
+            ),
+            help: "the answers that did come back are cached: build again to resume, or raise `teacher.max_retries` / `teacher.timeout_secs`".into(),
+        })
+    }
 }
 
 /// Fails at once for what waiting will not fix; `Ok` for what may be retried.
@@ -196,25 +252,6 @@ fn server_wait(h: &HeaderMap) -> Option<Duration> {
         }
     };
     Some(wait.min(MAX_SERVER_WAIT))
-}
-
-/// Runs `fut` unless Ctrl-C comes first.
-async fn interruptible<F: std::future::Future>(fut: F) -> Result<F::Output> {
-    tokio::select! {
-        out = fut => Ok(out),
-        _ = interrupted() => Err(Error::Interrupted),
-    }
-}
-
-async fn sleep_interruptible(d: Duration) -> Result<()> {
-    interruptible(tokio::time::sleep(d)).await
-}
-
-/// Resolves once the user asked to stop (the flag is polled: the handler can only set it).
-async fn interrupted() {
-    while !crate::interrupt::requested() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[cfg(test)]

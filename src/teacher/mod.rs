@@ -24,10 +24,11 @@ pub mod http;
 pub mod openai;
 pub mod request;
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use serde::Serialize;
 
 pub use request::{json_in, Answer, Request, Usage};
@@ -74,10 +75,7 @@ enum Wire {
 enum Source {
     Live {
         wire: Wire,
-        client: reqwest::Client,
-        url: String,
-        headers: reqwest::header::HeaderMap,
-        policy: http::Policy,
+        endpoint: Box<http::Endpoint>,
         recorder: Option<cassette::Recorder>,
     },
     Replay(cassette::Cassette),
@@ -89,6 +87,11 @@ pub struct Teacher {
     price: Price,
     concurrency: usize,
 }
+
+/// How often answers that came back are written to the answer log, and Ctrl-C looked for.
+/// One write per tick, whatever came back in it: a write per answer would cost a quarter of
+/// a loopback round trip.
+pub const WRITE_EVERY: Duration = Duration::from_millis(5);
 
 /// The note a new cassette's header carries.
 const RECORDED_NOTE: &str = "answers recorded by kolm from a live teacher";
@@ -123,16 +126,17 @@ impl Teacher {
                 })
             }
         };
-        let endpoint = t.endpoint.as_deref().unwrap_or(default_endpoint);
-        let (url, headers) = match wire {
-            Wire::OpenAi => (openai::url(endpoint), openai::headers(&key)?),
-            Wire::Anthropic => (anthropic::url(endpoint), anthropic::headers(&key)?),
+        let base = t.endpoint.as_deref().unwrap_or(default_endpoint);
+        let policy = http::Policy {
+            timeout: Duration::from_secs(t.timeout_secs as u64),
+            max_retries: t.max_retries,
+            key_env: Some(env),
+            secret: Some(key.clone()),
         };
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("kolm/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(20))
-            .build()
-            .map_err(|e| Error::Other(format!("cannot start an HTTP client: {e}")))?;
+        let endpoint = match wire {
+            Wire::OpenAi => openai::endpoint(base, &key, policy)?,
+            Wire::Anthropic => anthropic::endpoint(base, &key, policy)?,
+        };
         let recorder = t
             .cassette
             .as_deref()
@@ -140,15 +144,7 @@ impl Teacher {
             .transpose()?;
         Ok(Some(common(Source::Live {
             wire,
-            client,
-            url,
-            headers,
-            policy: http::Policy {
-                timeout: Duration::from_secs(t.timeout_secs as u64),
-                max_retries: t.max_retries,
-                key_env: Some(env),
-                secret: Some(key),
-            },
+            endpoint: Box::new(endpoint),
             recorder,
         })))
     }
@@ -158,8 +154,12 @@ impl Teacher {
         a.usage.cost(&self.price)
     }
 
-    /// Answers every request, in order. Each answer is cached the moment it arrives, so an
-    /// error or Ctrl-C part way loses none that came back. `on_each` is called per answer.
+    /// Answers every request, in order. What the answer log has is answered first, in one
+    /// pass and without taking a connection slot; the rest is sent (a request asked twice in
+    /// the batch, once). Each answer that comes back is logged at once and written within
+    /// [`WRITE_EVERY`]; an error, a panic or Ctrl-C part way writes what is queued before it
+    /// returns, so no answer that came back is lost (only SIGKILL can take the last few
+    /// milliseconds of them). `on_each` is called per answer.
     pub fn ask_all(
         &self,
         store: &Store,
@@ -167,74 +167,71 @@ impl Teacher {
         requests: &[Request],
         on_each: &(dyn Fn() + Sync),
     ) -> Result<Vec<Answer>> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Other(format!("cannot start the teacher's runtime: {e}")))?;
-        let log = &AnswerLog::open(store)?;
-        // Unordered, so one slow answer does not hold back the others' slots.
-        let mut got: Vec<(usize, Answer)> = rt.block_on(async {
-            futures_util::stream::iter(requests.iter().enumerate())
-                .map(|(i, r)| async move {
-                    let a = self.ask(log, meter, r).await;
-                    on_each();
-                    a.map(|a| (i, a))
-                })
-                .buffer_unordered(self.concurrency)
-                .try_collect()
-                .await
-        })?;
-        got.sort_by_key(|(i, _)| *i);
-        Ok(got.into_iter().map(|(_, a)| a).collect())
-    }
-
-    async fn ask(&self, log: &AnswerLog, meter: &Meter, r: &Request) -> Result<Answer> {
-        let (wire, client, url, headers, policy, recorder) = match &self.source {
+        let (wire, endpoint, recorder) = match &self.source {
             Source::Replay(c) => {
-                let a = c.answer(r)?;
-                meter.add(|t| t.replayed += 1);
-                return Ok(a);
+                return requests
+                    .iter()
+                    .map(|r| {
+                        let a = c.answer(r)?;
+                        meter.add(|t| t.replayed += 1);
+                        on_each();
+                        Ok(a)
+                    })
+                    .collect()
             }
             Source::Live {
                 wire,
-                client,
-                url,
-                headers,
-                policy,
+                endpoint,
                 recorder,
-            } => (wire, client, url, headers, policy, recorder),
+            } => (wire, endpoint.as_ref(), recorder.as_ref()),
         };
-        let key = r.key();
-        let cached = log
-            .get(&key)
-            .and_then(|v| serde_json::from_value::<Answer>(v).ok())
-            .filter(|a| a.texts.len() == r.n as usize);
-        let answer = match cached {
-            Some(a) => {
+        let log = &AnswerLog::open(store)?;
+        let keys: Vec<String> = requests.iter().map(Request::key).collect();
+        let mut got: Vec<Option<Answer>> = Vec::with_capacity(requests.len());
+        // Each distinct key that is not in the log, and the first request that asks it.
+        let mut to_send: HashMap<&str, usize> = HashMap::new();
+        for (i, (key, r)) in keys.iter().zip(requests).enumerate() {
+            let cached = log
+                .get::<Answer>(key)
+                .filter(|a| a.texts.len() == r.n as usize);
+            if let Some(a) = &cached {
                 meter.add(|t| t.cache_hits += 1);
-                a
+                if let Some(rec) = recorder {
+                    rec.record(r, a)?;
+                }
+                on_each();
+            } else {
+                to_send.entry(key).or_insert(i);
             }
-            None => {
-                let (a, attempts) = match wire {
-                    Wire::OpenAi => openai::complete(client, url, headers, policy, r).await?,
-                    Wire::Anthropic => anthropic::complete(client, url, headers, policy, r).await?,
-                };
-                log.put(&key, &serde_json::to_value(&a).expect("answers serialise"))?;
-                let cost = self.cost(&a);
-                meter.add(|t| {
-                    t.requests_sent += 1;
-                    t.http_attempts += attempts as u64;
-                    t.input_tokens += a.usage.input_tokens;
-                    t.output_tokens += a.usage.output_tokens;
-                    t.cost_usd += cost;
-                });
-                a
-            }
-        };
-        if let Some(rec) = recorder {
-            rec.record(r, &answer)?;
+            got.push(cached);
         }
-        Ok(answer)
+        let mut sending: Vec<usize> = to_send.into_values().collect();
+        sending.sort_unstable();
+        let live = Live {
+            wire,
+            endpoint,
+            recorder,
+            log,
+            meter,
+            price: &self.price,
+        };
+        let fetched = live.send_all(&sending, &keys, requests, self.concurrency, on_each)?;
+        for (i, a) in sending.into_iter().zip(fetched) {
+            got[i] = Some(a);
+        }
+        // A request asked twice takes the answer of its first asking.
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        for (i, key) in keys.iter().enumerate() {
+            let at = *first.entry(key).or_insert(i);
+            if got[i].is_none() {
+                got[i] = got[at].clone();
+                on_each();
+            }
+        }
+        Ok(got
+            .into_iter()
+            .map(|a| a.expect("every request answered"))
+            .collect())
     }
 
     /// Ends the teacher's use in a stage: a recorded cassette is put in its canonical order.
@@ -253,5 +250,90 @@ impl Teacher {
             Source::Replay(c) => Some(c.note()),
             Source::Live { .. } => None,
         }
+    }
+}
+
+/// What sending a batch to a live teacher needs.
+struct Live<'a> {
+    wire: &'a Wire,
+    endpoint: &'a http::Endpoint,
+    recorder: Option<&'a cassette::Recorder>,
+    log: &'a AnswerLog,
+    meter: &'a Meter,
+    price: &'a Price,
+}
+
+impl Live<'_> {
+    /// Sends `requests[i]` for each `i` in `which`, at most `concurrency` at a time, and
+    /// returns their answers in that order.
+    fn send_all(
+        &self,
+        which: &[usize],
+        keys: &[String],
+        requests: &[Request],
+        concurrency: usize,
+        on_each: &(dyn Fn() + Sync),
+    ) -> Result<Vec<Answer>> {
+        if which.is_empty() {
+            return Ok(vec![]);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("cannot start the teacher's runtime: {e}")))?;
+        // Unordered, so one slow answer does not hold back the others' slots.
+        let mut answers = futures_util::stream::iter(which.iter().enumerate())
+            .map(|(slot, &i)| async move {
+                let a = self.send(&keys[i], &requests[i]).await;
+                on_each();
+                a.map(|a| (slot, a))
+            })
+            .buffer_unordered(concurrency);
+        let mut got: Vec<Option<Answer>> = vec![None; which.len()];
+        rt.block_on(async {
+            // One timer for the batch: it writes the answers logged since the last tick (one
+            // write for all of them) and notices Ctrl-C, whose handler can only set a flag.
+            let mut tick = tokio::time::interval(WRITE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    next = answers.next() => match next {
+                        Some(answer) => {
+                            let (slot, a) = answer?;
+                            got[slot] = Some(a);
+                        }
+                        None => return self.log.flush(),
+                    },
+                    _ = tick.tick() => {
+                        self.log.flush()?;
+                        crate::interrupt::check()?;
+                    }
+                }
+            }
+        })?;
+        Ok(got
+            .into_iter()
+            .map(|a| a.expect("every request sent was answered"))
+            .collect())
+    }
+
+    async fn send(&self, key: &str, r: &Request) -> Result<Answer> {
+        let (a, attempts) = match self.wire {
+            Wire::OpenAi => openai::complete(self.endpoint, r).await?,
+            Wire::Anthropic => anthropic::complete(self.endpoint, r).await?,
+        };
+        self.log.put(key, &a)?;
+        let cost = a.usage.cost(self.price);
+        self.meter.add(|t| {
+            t.requests_sent += 1;
+            t.http_attempts += attempts as u64;
+            t.input_tokens += a.usage.input_tokens;
+            t.output_tokens += a.usage.output_tokens;
+            t.cost_usd += cost;
+        });
+        if let Some(rec) = self.recorder {
+            rec.record(r, &a)?;
+        }
+        Ok(a)
     }
 }

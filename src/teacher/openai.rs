@@ -6,9 +6,10 @@
 //! until k texts are in hand.
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::http::{post_json, Policy};
+use super::http::{Endpoint, Policy};
 use super::request::{Answer, Request, Usage};
 use crate::{Error, Result};
 
@@ -29,84 +30,168 @@ pub fn url(endpoint: &str) -> String {
     format!("{}/v1/chat/completions", endpoint.trim_end_matches('/'))
 }
 
-/// The request body for `n` samples drawn with `seed`.
-pub fn body(r: &Request, n: u32, seed: i64) -> Value {
-    let mut b = json!({
-        "model": r.model,
-        "messages": [
-            {"role": "system", "content": r.system},
-            {"role": "user", "content": r.user},
+/// The request body for `n` samples drawn with `seed`: typed, and borrowing the request,
+/// since it is built for every request sent.
+pub fn body(r: &Request, n: u32, seed: i64) -> Body<'_> {
+    Body {
+        model: &r.model,
+        messages: [
+            ChatMessage {
+                role: "system",
+                content: &r.system,
+            },
+            ChatMessage {
+                role: "user",
+                content: &r.user,
+            },
         ],
-        "n": n,
-        "temperature": r.temperature,
-        "seed": seed,
-        "max_tokens": r.max_tokens,
-    });
-    if let Some(schema) = &r.schema {
-        b["response_format"] = json!({
-            "type": "json_schema",
-            "json_schema": {"name": "answer", "schema": schema, "strict": false},
-        });
+        n,
+        temperature: r.temperature,
+        seed,
+        max_tokens: r.max_tokens,
+        response_format: r.schema.as_ref().map(|schema| ResponseFormat {
+            kind: "json_schema",
+            json_schema: JsonSchema {
+                name: "answer",
+                schema,
+                strict: false,
+            },
+        }),
     }
-    b
+}
+
+#[derive(Serialize)]
+pub struct Body<'a> {
+    model: &'a str,
+    messages: [ChatMessage<'a>; 2],
+    n: u32,
+    temperature: f64,
+    seed: i64,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<ResponseFormat<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ResponseFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    json_schema: JsonSchema<'a>,
+}
+
+#[derive(Serialize)]
+struct JsonSchema<'a> {
+    name: &'static str,
+    schema: &'a Value,
+    strict: bool,
+}
+
+/// The parts of a chat completion kolm reads.
+#[derive(Deserialize)]
+pub struct Completion {
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: Message,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+/// What to check when a response is not a chat completion.
+const SHAPE_HELP: &str = "is `teacher.endpoint` an OpenAI-compatible server? For Anthropic use `provider = \"anthropic\"`";
+
+pub fn endpoint(base: &str, key: &str, policy: Policy) -> Result<Endpoint> {
+    Endpoint::new(&url(base), headers(key)?, policy, SHAPE_HELP)
 }
 
 /// The choices' texts and the usage of one response.
-pub fn parse(v: &Value) -> std::result::Result<(Vec<String>, Usage), String> {
-    let choices = v
-        .get("choices")
-        .and_then(Value::as_array)
-        .ok_or("the response has no `choices`")?;
-    let mut texts = Vec::with_capacity(choices.len());
-    for c in choices {
-        let text = c
-            .pointer("/message/content")
-            .and_then(Value::as_str)
-            .ok_or("a choice has no `message.content` text")?;
-        texts.push(text.to_string());
-    }
-    let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+pub fn parse(c: Completion) -> std::result::Result<(Vec<String>, Usage), &'static str> {
+    let texts = c
+        .choices
+        .into_iter()
+        .map(|c| {
+            c.message
+                .content
+                .ok_or("a choice has no `message.content` text")
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let u = c.usage;
     Ok((
         texts,
         Usage {
-            input_tokens: n("/usage/prompt_tokens"),
-            output_tokens: n("/usage/completion_tokens"),
+            input_tokens: u.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0),
+            output_tokens: u.as_ref().and_then(|u| u.completion_tokens).unwrap_or(0),
         },
     ))
 }
 
-pub async fn complete(
-    client: &reqwest::Client,
-    url: &str,
-    headers: &HeaderMap,
-    policy: &Policy,
-    r: &Request,
-) -> Result<(Answer, u32)> {
+pub async fn complete(ep: &Endpoint, r: &Request) -> Result<(Answer, u32)> {
     let mut answer = Answer::default();
     let (mut sent, mut retries) = (0u32, 0u32);
     while (answer.texts.len() as u32) < r.n {
         let want = r.n - answer.texts.len() as u32;
-        let reply = post_json(
-            client,
-            url,
-            headers,
-            &body(r, want, r.seed + sent as i64),
-            policy,
-        )
-        .await?;
-        let (texts, usage) = parse(&reply.body).map_err(|why| Error::Teacher {
-            what: format!("the teacher at {url} answered in a shape kolm does not know: {why}"),
-            help: "is `teacher.endpoint` an OpenAI-compatible server? For Anthropic use `provider = \"anthropic\"`".into(),
-        })?;
+        let reply = ep
+            .post::<Completion>(&body(r, want, r.seed + sent as i64))
+            .await?;
+        let (texts, usage) = parse(reply.body).map_err(|why| ep.shape_error(why))?;
         if texts.is_empty() {
-            return Err(Error::Teacher {
-                what: format!("the teacher at {url} answered with no choices"),
-                help: "check `teacher.model`".into(),
-            });
+            return Err(ep.shape_error("no choices (check `teacher.model`)"));
         }
         sent += 1;
         retries += reply.retries;
         answer.gather(texts.into_iter().take(want as usize), usage, reply.millis);
     }
     Ok((answer, sent + retries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_body_is_a_chat_completion_request() {
+        let mut r = Request {
+            model: "m".into(),
+            system: "sys".into(),
+            user: "in".into(),
+            schema: None,
+            n: 3,
+            temperature: 0.7,
+            seed: 5,
+            max_tokens: 64,
+        };
+        let plain = json!({
+            "model": "m",
+            "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "in"}],
+            "n": 2, "temperature": 0.7, "seed": 6, "max_tokens": 64,
+        });
+        assert_eq!(serde_json::to_value(body(&r, 2, 6)).unwrap(), plain);
+        r.schema = Some(json!({"type": "object"}));
+        let mut with_schema = plain;
+        with_schema["response_format"] = json!({
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": false},
+        });
+        assert_eq!(serde_json::to_value(body(&r, 2, 6)).unwrap(), with_schema);
+    }
 }

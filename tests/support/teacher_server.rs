@@ -100,6 +100,9 @@ pub struct State {
     pub requests: AtomicU64,
     /// Answer one choice whatever `n` asks (as llama.cpp's server and Ollama do).
     pub ignore_n: std::sync::atomic::AtomicBool,
+    /// Keep every request for [`Server::seen`]; benchmarks turn it off, so that the server's
+    /// growing memory does not weigh on whichever client is being timed.
+    pub keep_seen: std::sync::atomic::AtomicBool,
     answer: Box<Answerer>,
 }
 
@@ -116,6 +119,7 @@ impl Server {
             seen: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
             ignore_n: false.into(),
+            keep_seen: true.into(),
             answer,
         });
         let (tx, rx) = std::sync::mpsc::channel();
@@ -196,11 +200,13 @@ async fn serve(sock: TcpStream, st: Arc<State>) {
         }
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         st.requests.fetch_add(1, Ordering::SeqCst);
-        st.seen.lock().unwrap().push(Seen {
-            path: path.clone(),
-            headers,
-            body: body.clone(),
-        });
+        if st.keep_seen.load(Ordering::Relaxed) {
+            st.seen.lock().unwrap().push(Seen {
+                path: path.clone(),
+                headers,
+                body: body.clone(),
+            });
+        }
         let fault = st.faults.lock().unwrap().pop_front();
         let (code, extra, text) = match fault {
             Some(Fault::Status {
