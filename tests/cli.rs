@@ -56,15 +56,7 @@ fn the_starter_builds_end_to_end_and_runs() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no signing key"), "{err}");
-    for stage in [
-        "base",
-        "recall",
-        "label",
-        "train",
-        "decompose",
-        "baseline",
-        "score",
-    ] {
+    for stage in &STAGES[..7] {
         assert!(
             err.contains(&format!("built {stage}")),
             "{stage} built:\n{err}"
@@ -88,18 +80,7 @@ fn the_starter_builds_end_to_end_and_runs() {
         .filter(|n| n["status"] == "fresh")
         .map(|n| n["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        fresh,
-        [
-            "base",
-            "recall",
-            "label",
-            "train",
-            "decompose",
-            "baseline",
-            "score"
-        ]
-    );
+    assert_eq!(fresh, STAGES[..7]);
     // With a key it seals, and the artifact answers within its schema.
     Command::cargo_bin("kolmbuild")
         .unwrap()
@@ -154,19 +135,7 @@ fn graph_as_dot_and_json() {
         .iter()
         .map(|n| n["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        stages,
-        [
-            "base",
-            "recall",
-            "label",
-            "train",
-            "decompose",
-            "baseline",
-            "score",
-            "seal"
-        ]
-    );
+    assert_eq!(stages, STAGES);
     let seal = &v["nodes"][7];
     assert_eq!(seal["deps"].as_array().unwrap().len(), 6);
 }

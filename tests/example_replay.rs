@@ -79,24 +79,14 @@ fn oracle() -> Box<support::teacher_server::Answerer> {
             .clone();
         evals.insert(e["vars"]["input"].as_str().unwrap().to_string(), (j, gold));
     }
-    let other_label = |g: &Value| {
+    // The gold answer with `field` switched to `b` (or to `a`, where it already is `b`).
+    let swap = |g: &Value, field: &str, a: &str, b: &str| {
         let mut v = g.clone();
-        v["label"] = json!(if g["label"] == "other" {
-            "bug"
-        } else {
-            "other"
-        });
+        v[field] = json!(if g[field] == b { a } else { b });
         v
     };
-    let other_severity = |g: &Value| {
-        let mut v = g.clone();
-        v["severity"] = json!(if g["severity"] == "low" {
-            "high"
-        } else {
-            "low"
-        });
-        v
-    };
+    let other_label = move |g: &Value| swap(g, "label", "bug", "other");
+    let other_severity = move |g: &Value| swap(g, "severity", "high", "low");
     Box::new(move |body, i| {
         let user = user_text(body);
         let input = input_of(&user);

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::http::{Endpoint, Policy};
-use super::request::{Answer, Request, Usage};
+use super::request::{Answer, Request, Usage, WireUsage};
 use crate::{Error, Result};
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.anthropic.com";
@@ -56,12 +56,6 @@ struct Block {
     text: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct WireUsage {
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-}
-
 /// What to check when a response is not a message.
 const SHAPE_HELP: &str = "is `teacher.endpoint` the Anthropic API? For OpenAI-compatible servers use `provider = \"openai\"`";
 
@@ -77,14 +71,7 @@ pub fn parse(m: Message) -> (String, Usage) {
         .filter(|b| b.kind == "text")
         .filter_map(|b| b.text)
         .collect();
-    let u = m.usage;
-    (
-        text,
-        Usage {
-            input_tokens: u.as_ref().and_then(|u| u.input_tokens).unwrap_or(0),
-            output_tokens: u.as_ref().and_then(|u| u.output_tokens).unwrap_or(0),
-        },
-    )
+    (text, m.usage.into())
 }
 
 pub async fn complete(ep: &Endpoint, r: &Request) -> Result<(Answer, u32)> {

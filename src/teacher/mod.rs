@@ -188,8 +188,9 @@ impl Teacher {
         let log = &AnswerLog::open(store)?;
         let keys: Vec<String> = requests.iter().map(Request::key).collect();
         let mut got: Vec<Option<Answer>> = Vec::with_capacity(requests.len());
-        // Each distinct key that is not in the log, and the first request that asks it.
-        let mut to_send: HashMap<&str, usize> = HashMap::new();
+        // The first request missing from the log under each key: the ones sent.
+        let mut first_missing: HashMap<&str, usize> = HashMap::new();
+        let mut sending = Vec::new();
         for (i, (key, r)) in keys.iter().zip(requests).enumerate() {
             let cached = log
                 .get::<Answer>(key)
@@ -200,13 +201,11 @@ impl Teacher {
                     rec.record(r, a)?;
                 }
                 on_each();
-            } else {
-                to_send.entry(key).or_insert(i);
+            } else if *first_missing.entry(key).or_insert(i) == i {
+                sending.push(i);
             }
             got.push(cached);
         }
-        let mut sending: Vec<usize> = to_send.into_values().collect();
-        sending.sort_unstable();
         let live = Live {
             wire,
             endpoint,
@@ -216,15 +215,13 @@ impl Teacher {
             price: &self.price,
         };
         let fetched = live.send_all(&sending, &keys, requests, self.concurrency, on_each)?;
-        for (i, a) in sending.into_iter().zip(fetched) {
+        for (&i, a) in sending.iter().zip(fetched) {
             got[i] = Some(a);
         }
-        // A request asked twice takes the answer of its first asking.
-        let mut first: HashMap<&str, usize> = HashMap::new();
+        // A request asked again in the batch takes the answer of its first asking.
         for (i, key) in keys.iter().enumerate() {
-            let at = *first.entry(key).or_insert(i);
             if got[i].is_none() {
-                got[i] = got[at].clone();
+                got[i] = got[first_missing[key.as_str()]].clone();
                 on_each();
             }
         }

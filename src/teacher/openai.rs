@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http::{Endpoint, Policy};
-use super::request::{Answer, Request, Usage};
+use super::request::{Answer, Request, Usage, WireUsage};
 use crate::{Error, Result};
 
 pub const DEFAULT_ENDPOINT: &str = "https://api.openai.com";
@@ -110,12 +110,6 @@ struct Message {
     content: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct WireUsage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-}
-
 /// What to check when a response is not a chat completion.
 const SHAPE_HELP: &str = "is `teacher.endpoint` an OpenAI-compatible server? For Anthropic use `provider = \"anthropic\"`";
 
@@ -134,14 +128,7 @@ pub fn parse(c: Completion) -> std::result::Result<(Vec<String>, Usage), &'stati
                 .ok_or("a choice has no `message.content` text")
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let u = c.usage;
-    Ok((
-        texts,
-        Usage {
-            input_tokens: u.as_ref().and_then(|u| u.prompt_tokens).unwrap_or(0),
-            output_tokens: u.as_ref().and_then(|u| u.completion_tokens).unwrap_or(0),
-        },
-    ))
+    Ok((texts, c.usage.into()))
 }
 
 pub async fn complete(ep: &Endpoint, r: &Request) -> Result<(Answer, u32)> {

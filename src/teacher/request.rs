@@ -102,6 +102,26 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
+/// Token counts as either wire reports them: Anthropic's names, and OpenAI's as aliases. A
+/// count the server leaves out or sends as `null` is 0.
+#[derive(Debug, Default, Deserialize)]
+pub struct WireUsage {
+    #[serde(alias = "prompt_tokens")]
+    input_tokens: Option<u64>,
+    #[serde(alias = "completion_tokens")]
+    output_tokens: Option<u64>,
+}
+
+impl From<Option<WireUsage>> for Usage {
+    fn from(u: Option<WireUsage>) -> Usage {
+        let u = u.unwrap_or_default();
+        Usage {
+            input_tokens: u.input_tokens.unwrap_or(0),
+            output_tokens: u.output_tokens.unwrap_or(0),
+        }
+    }
+}
+
 impl Usage {
     pub fn add(&mut self, o: Usage) {
         self.input_tokens += o.input_tokens;
@@ -226,6 +246,25 @@ mod tests {
         let mut r = req();
         r.temperature = f64::NAN;
         assert!(r.canonical().is_none());
+    }
+
+    #[test]
+    fn usage_reads_both_wires_and_treats_missing_counts_as_zero() {
+        let read = |s: &str| Usage::from(serde_json::from_str::<Option<WireUsage>>(s).unwrap());
+        let usage = |i, o| Usage {
+            input_tokens: i,
+            output_tokens: o,
+        };
+        assert_eq!(
+            read(r#"{"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}"#),
+            usage(7, 2)
+        );
+        assert_eq!(
+            read(r#"{"input_tokens": 5, "output_tokens": 3}"#),
+            usage(5, 3)
+        );
+        assert_eq!(read(r#"{"prompt_tokens": null}"#), usage(0, 0));
+        assert_eq!(read("null"), usage(0, 0));
     }
 
     #[test]

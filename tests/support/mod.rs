@@ -17,6 +17,18 @@ use kolm::stages::*;
 pub mod teacher_server;
 
 pub const KEY: &str = "test-signing-key";
+/// Every stage of the build graph, in the order a build reports them (written out here, not
+/// taken from the library, so that a test notices when the graph changes).
+pub const STAGES: [&str; 8] = [
+    "base",
+    "recall",
+    "label",
+    "train",
+    "decompose",
+    "baseline",
+    "score",
+    "seal",
+];
 /// The teacher's API key in tests, in the variable `TEACHER_KEY_ENV`.
 pub const TEACHER_KEY: &str = "sk-test-7f3a9c-not-a-real-key";
 pub const TEACHER_KEY_ENV: &str = "KOLM_TEST_TEACHER_KEY";
