@@ -196,6 +196,7 @@ fn gbps(bytes: u64, d: Duration) -> f64 {
 }
 
 fn main() {
+    kolm::process::init();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child-noop") {
         child_noop(Path::new(&args[i + 1]), Path::new(&args[i + 2]));

@@ -7,6 +7,8 @@
 //! 2. BM25 query latency against tantivy on the same chunks and queries (top 5 with their
 //!    text, one thread). The peer is `benches/peers/tantivy-bm25`, a crate of its own so that
 //!    `cargo test` never builds tantivy; this binary builds and runs it and reads its JSON.
+//!    The two take turns for [`ROUNDS`] rounds and the medians of the rounds are reported, so
+//!    a noisy moment on the machine lands on both sides rather than on one.
 //! 3. Embedding throughput against sentence-transformers on the same texts, threads and batch
 //!    size (`benches/peers/st_embed.py`, run with `$KOLM_BENCH_PYTHON`, the bench venv).
 //!
@@ -30,6 +32,8 @@ const DOCS: usize = 10_000;
 const QUERIES: usize = 500;
 const K: usize = 5;
 const EMBED_TEXTS: usize = 256;
+/// Alternating rounds of the BM25 latency comparison.
+const ROUNDS: usize = 5;
 /// Documents embedded for the dense build: a slice of the corpus, because embedding runs at
 /// tens of chunks per second on 2 cores (all 10,000 would take half an hour); the rate is
 /// what is reported.
@@ -101,6 +105,21 @@ fn percentile(v: &mut [f64], q: f64) -> f64 {
     v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
+/// The p50 and p99 of each round of queries.
+#[derive(Default)]
+struct Rounds(Vec<f64>, Vec<f64>);
+
+impl Rounds {
+    fn push(&mut self, mut latencies: Vec<f64>) {
+        self.0.push(percentile(&mut latencies, 0.5));
+        self.1.push(percentile(&mut latencies, 0.99));
+    }
+    /// The median round's p50 and p99.
+    fn medians(&mut self) -> (f64, f64) {
+        (percentile(&mut self.0, 0.5), percentile(&mut self.1, 0.5))
+    }
+}
+
 /// Latencies (µs) of `f` over every query, after one warm-up pass.
 fn latencies(queries: &[String], mut f: impl FnMut(&str)) -> Vec<f64> {
     for q in queries.iter().take(50) {
@@ -140,6 +159,7 @@ fn peer_json(cmd: &mut Command) -> serde_json::Value {
 }
 
 fn main() {
+    kolm::process::init();
     let dir = scratch();
     eprintln!(
         "recall bench: writing {DOCS} documents to {}",
@@ -198,11 +218,7 @@ fn main() {
     let dense_chunks = dense.built.chunks;
     eprintln!("dense build: {dense_chunks} chunks in {dense_s:.1} s");
 
-    // Query latency, ours.
     let db = index::open(&bm25_path).unwrap();
-    let mut ours = latencies(&queries, |q| {
-        std::hint::black_box(recall::search(&db, q, K).unwrap());
-    });
     let ddb = index::open(&dense_path).unwrap();
     let mut hybrid = latencies(&queries, |q| {
         std::hint::black_box(rank::query(&ddb, Some(&e), q, K).unwrap());
@@ -242,13 +258,21 @@ fn main() {
         .status()
         .unwrap();
     assert!(status.success());
-    let tantivy = peer_json(
-        Command::new(peer_target.join("release/tantivy-bm25"))
-            .arg(&chunks_file)
-            .arg(&queries_file)
-            .arg(K.to_string()),
-    );
-    let mut tv: Vec<f64> = serde_json::from_value(tantivy["latencies_us"].clone()).unwrap();
+    // Query latency, ours and tantivy's, in turns: (p50, p99) of each round.
+    let (mut ours, mut tv) = (Rounds::default(), Rounds::default());
+    let mut tantivy = serde_json::Value::Null;
+    for _ in 0..ROUNDS {
+        ours.push(latencies(&queries, |q| {
+            std::hint::black_box(recall::search(&db, q, K).unwrap());
+        }));
+        tantivy = peer_json(
+            Command::new(peer_target.join("release/tantivy-bm25"))
+                .arg(&chunks_file)
+                .arg(&queries_file)
+                .arg(K.to_string()),
+        );
+        tv.push(serde_json::from_value(tantivy["latencies_us"].clone()).unwrap());
+    }
     // Do the two rank alike? The share of queries whose best chunk is the same.
     let top1: Vec<Option<i64>> = serde_json::from_value(tantivy["top1"].clone()).unwrap();
     let same = queries
@@ -284,11 +308,11 @@ fn main() {
     let st_tps = st["texts_per_s"].as_f64().unwrap();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    let (p50, p99) = (percentile(&mut ours, 0.5), percentile(&mut ours, 0.99));
-    let (tp50, tp99) = (percentile(&mut tv, 0.5), percentile(&mut tv, 0.99));
+    let (p50, p99) = ours.medians();
+    let (tp50, tp99) = tv.medians();
     let (hp50, hp99) = (percentile(&mut hybrid, 0.5), percentile(&mut hybrid, 0.99));
     let table = format!(
-        "Machine: {threads} cores. Corpus: {DOCS} synthetic documents, {chunks} chunks of at most 1,200 characters; {QUERIES} queries of 2 to 4 words, top {K} with their text, one thread.\n\n\
+        "Machine: {threads} cores. Corpus: {DOCS} synthetic documents, {chunks} chunks of at most 1,200 characters; {QUERIES} queries of 2 to 4 words, top {K} with their text, one thread; BM25 latencies are the medians of {ROUNDS} rounds taken in turns with tantivy.\n\n\
 | measure | kolm | peer | ratio |\n|---|---|---|---|\n\
 | index build, BM25 only | {:.0} chunks/s ({bm25_s:.2} s) | | |\n\
 | index build, BM25 + all-MiniLM-L6-v2 vectors (nothing cached; first {DENSE_DOCS} documents, {dense_chunks} chunks) | {:.1} chunks/s ({dense_s:.0} s) | | |\n\

@@ -160,6 +160,7 @@ fn seeds(n: usize) -> String {
 }
 
 fn main() {
+    kolm::process::init();
     init_env();
     let server = Server::start(Box::new(|_, _| r#"{"label":"bug"}"#.to_string()));
     server

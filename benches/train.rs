@@ -40,6 +40,7 @@ fn peak_rss_bytes() -> u64 {
 }
 
 fn main() {
+    kolm::process::init();
     let dir = PathBuf::from(std::env::var("KOLM_BENCH_DIR").unwrap_or("/var/tmp".into()))
         .join("kolm-bench-train");
     std::fs::create_dir_all(&dir).unwrap();

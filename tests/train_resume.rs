@@ -47,13 +47,13 @@ fn an_interrupted_training_resumes_to_the_same_adapter() {
     assert!(matches!(err, kolm::Error::Interrupted), "{err}");
     assert!(ckpt.join("state.json").is_file(), "a checkpoint was saved");
     kolm::interrupt::reset();
-    let steps = std::cell::Cell::new(0);
+    let steps = std::sync::atomic::AtomicU64::new(0);
     let resumed = train::train(&model, &ex, &s, Some(&ckpt), &|_| {
-        steps.set(steps.get() + 1)
+        steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     })
     .unwrap();
     assert_eq!(
-        steps.get(),
+        steps.into_inner(),
         whole.steps - 4,
         "only the steps that were left"
     );
@@ -64,5 +64,12 @@ fn an_interrupted_training_resumes_to_the_same_adapter() {
     assert!(
         !ckpt.exists(),
         "the checkpoint is gone once training is done"
+    );
+    // `distill.threads` sizes the pool; the adapter is the same on one thread.
+    let one = DistillConfig { threads: 1, ..s };
+    let single = train::train(&model, &ex, &one, None, &|_| {}).unwrap();
+    assert!(
+        single.adapter == whole.adapter,
+        "one thread makes the adapter two threads make"
     );
 }

@@ -4,10 +4,10 @@
 //! CPU: that one computes attention's softmax with five separate tensor passes and GELU with a
 //! scalar `erf` per element, which made it take 1.7× as long as sentence-transformers. Here the
 //! softmax is candle's fused one, the attention scale is folded into the queries, and GELU is a
-//! custom op with a polynomial `erf` the compiler vectorises. The numbers are BERT's (exact
+//! custom op with a polynomial `erf` the compiler vectorises ([`crate::kernels::gelu`]). The numbers are BERT's (exact
 //! GELU, post-norm layers, absolute positions); tests hold them to sentence-transformers'.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
@@ -130,80 +130,12 @@ impl Bert {
                 .contiguous()?
                 .reshape((b, t, h))?;
             let a = l.attn_norm.forward(&(l.attn_out.forward(&ctx)? + &x)?)?;
-            let i = l.inter.forward(&a)?.apply_op1_no_bwd(&Gelu)?;
+            let i = l
+                .inter
+                .forward(&a)?
+                .apply_op1_no_bwd(&crate::kernels::gelu::Gelu)?;
             x = l.out_norm.forward(&(l.out.forward(&i)? + &a)?)?;
         }
         Ok(x)
-    }
-}
-
-/// Exact GELU, `x · (1 + erf(x/√2)) / 2`, over f32, with [`erf`].
-struct Gelu;
-
-impl CustomOp1 for Gelu {
-    fn name(&self) -> &'static str {
-        "kolm-gelu"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(v) = s else {
-            candle_core::bail!("gelu: f32 only");
-        };
-        let Some((start, end)) = l.contiguous_offsets() else {
-            candle_core::bail!("gelu: contiguous input only");
-        };
-        let out: Vec<f32> = v[start..end]
-            .iter()
-            .map(|&x| 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)))
-            .collect();
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-}
-
-/// erf for f32 as a rational polynomial on [-4, 4] (beyond, ±1 to f32 precision): no branch
-/// and no call, so it vectorises. (The approximation Eigen and XLA use for f32.)
-#[inline(always)]
-pub fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = -2.726_142_3e-10_f32;
-    for c in [
-        2.770_681_4e-8,
-        -2.101_024e-6,
-        -5.692_506_5e-5,
-        -7.349_906_3e-4,
-        -2.954_6e-3,
-        -1.609_603_3e-2,
-    ] {
-        p = p * x2 + c;
-    }
-    let mut q = -1.456_607_2e-5_f32;
-    for c in [-2.133_740_6e-4, -1.682_827e-3, -7.373_329e-3, -1.426_474e-2] {
-        q = q * x2 + c;
-    }
-    x * p / q
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn erf_matches_the_series_to_f32_precision() {
-        // erf by its Taylor series in f64, good to 1e-15 for |x| <= 3.
-        fn reference(x: f64) -> f64 {
-            let (mut term, mut sum, mut n) = (x, x, 0.0);
-            while term.abs() > 1e-17 {
-                n += 1.0;
-                term *= -x * x / n;
-                sum += term / (2.0 * n + 1.0);
-            }
-            sum * 2.0 / std::f64::consts::PI.sqrt()
-        }
-        let mut worst = 0.0f64;
-        for i in -3000..=3000 {
-            let x = i as f64 / 1000.0;
-            worst = worst.max((super::erf(x as f32) as f64 - reference(x)).abs());
-        }
-        assert!(worst < 5e-7, "max error {worst}");
-        assert!((super::erf(10.0) - 1.0).abs() < 1e-6);
-        assert!((super::erf(-10.0) + 1.0).abs() < 1e-6);
     }
 }

@@ -121,12 +121,12 @@ pub fn example_loss(fwd: &Forward, ex: &Example) -> Result<(Tensor, usize)> {
     let from = ex.prompt_len - 1;
     let rows = hidden.narrow(0, from, n - 1 - from).map_err(c)?;
     let logits = fwd.logits(&rows)?;
-    let targets = Tensor::new(&ex.tokens[ex.prompt_len..], &Device::Cpu).map_err(c)?;
-    let logp = candle_nn::ops::log_softmax(&logits, 1).map_err(c)?;
-    let picked = logp
-        .gather(&targets.unsqueeze(1).map_err(c)?, 1)
+    let nll = logits
+        .apply_op1(crate::kernels::nll::Nll {
+            targets: ex.tokens[ex.prompt_len..].into(),
+        })
+        .and_then(|n| n.sum_all())
         .map_err(c)?;
-    let nll = picked.sum_all().and_then(|s| s.neg()).map_err(c)?;
     Ok((nll, ex.target_len()))
 }
 
@@ -170,14 +170,31 @@ fn epoch_order(n: usize, seed: u64, epoch: u32) -> Vec<usize> {
     order
 }
 
-/// Trains an adapter for `base_path` on `examples`. With `checkpoint`, an interrupt saves the
-/// state there and a later call with the same folder resumes from it.
+/// Trains an adapter for `base_path` on `examples`, on a pool of `distill.threads` threads.
+/// With `checkpoint`, an interrupt saves the state there and a later call with the same folder
+/// resumes from it. The adapter does not depend on the thread count: every kernel computes each
+/// row on one thread in a fixed order, and so does each block of a matrix product.
 pub fn train(
     base_path: &Path,
     examples: &[Example],
     s: &DistillConfig,
     checkpoint: Option<&Path>,
-    on_step: &dyn Fn(&Step),
+    on_step: &(dyn Fn(&Step) + Sync),
+) -> Result<Trained> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(s.threads.max(1) as usize)
+        .build()
+        .map_err(|e| Error::Other(format!("training: cannot start its threads: {e}")))?;
+    pool.install(|| train_here(base_path, examples, s, checkpoint, on_step))
+}
+
+/// [`train`], on the current rayon pool.
+fn train_here(
+    base_path: &Path,
+    examples: &[Example],
+    s: &DistillConfig,
+    checkpoint: Option<&Path>,
+    on_step: &(dyn Fn(&Step) + Sync),
 ) -> Result<Trained> {
     if examples.is_empty() {
         return Err(Error::invalid(

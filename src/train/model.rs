@@ -1,9 +1,11 @@
-//! The training forward pass: a llama-family model plus LoRA, built only from candle ops that
-//! carry gradients, computing what llama.cpp computes.
+//! The training forward pass: a llama-family model plus LoRA, computing what llama.cpp
+//! computes, from ops that carry gradients.
 //!
-//! candle's fused `rms_norm`, `softmax_last_dim` and `rope` have no backward pass: a gradient
-//! would silently stop at them. So RMSNorm, softmax and RoPE are written out here from
-//! differentiable primitives (`sqr`, `mean`, `exp`, `narrow`, `cat`, ...). The LoRA terms are
+//! candle's fused `rms_norm`, `softmax_last_dim` and `rope` have no backward pass (a gradient
+//! would silently stop at them), and composing them from differentiable primitives kept every
+//! intermediate alive for the backward pass. So the norms, the attention softmax, RoPE, SwiGLU
+//! and the loss are [`crate::kernels`] ops with backward passes of their own, and the base's
+//! weights enter through [`Frozen`], which computes no gradient for them. The LoRA terms are
 //! llama.cpp's: for an adapted weight `W` (`[n_out, n_in]`), `y = x·Wᵀ + (α/r)·(x·Aᵀ)·Bᵀ` with
 //! `A` `[r, n_in]` and `B` `[n_out, r]`, then the bias if the base has one (qwen2's q, k, v).
 //! Rotary embeddings follow each architecture's convention ([`Rope`]), and grouped-query
@@ -11,9 +13,14 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{Device, Tensor, Var};
 
 use super::weights::{Base, Rope};
+use crate::kernels::linear::Frozen;
+use crate::kernels::norm::RmsNorm;
+use crate::kernels::rope::{self, Pairs};
+use crate::kernels::softmax::CausalSoftmax;
+use crate::kernels::swiglu::SwiGlu;
 use crate::{Error, Result};
 
 /// The adapter being trained: an (A, B) pair per adapted base tensor, by its GGUF name.
@@ -37,18 +44,6 @@ fn c(e: candle_core::Error) -> Error {
     Error::Other(format!("training forward pass: {e}"))
 }
 
-/// RMSNorm as llama.cpp computes it: `x / sqrt(mean(x²) + eps) · w`.
-fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
-    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-    x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
-}
-
-/// Softmax over the last dimension, from differentiable parts.
-fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
-    let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-}
-
 /// The forward pass over one sequence.
 pub struct Forward<'a> {
     base: &'a Base,
@@ -63,7 +58,7 @@ impl<'a> Forward<'a> {
     /// `x·Wᵀ` for the base tensor `name`, plus its LoRA term and bias.
     fn linear(&self, x: &Tensor, name: &str) -> candle_core::Result<Tensor> {
         let w = self.base.get(name).map_err(candle_core::Error::wrap)?;
-        let mut y = x.matmul(&w.t()?)?;
+        let mut y = x.apply_op1(Frozen(w.clone()))?;
         if let Some((a, b)) = self.lora.pairs.get(name) {
             let d = x.matmul(&a.as_tensor().t()?)?.matmul(&b.as_tensor().t()?)?;
             y = (y + (d * self.lora.scale())?)?;
@@ -75,26 +70,13 @@ impl<'a> Forward<'a> {
         Ok(y)
     }
 
-    /// Rotates `x` (`[heads, T, head_dim]`) by position.
-    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
-        let (h, t, d) = x.dims3()?;
-        match self.base.hp.rope {
-            Rope::Norm => {
-                let x = x.reshape((h, t, d / 2, 2))?;
-                let x0 = x.narrow(3, 0, 1)?.squeeze(3)?;
-                let x1 = x.narrow(3, 1, 1)?.squeeze(3)?;
-                let o0 = (x0.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
-                let o1 = (x0.broadcast_mul(sin)? + x1.broadcast_mul(cos)?)?;
-                Tensor::stack(&[o0, o1], 3)?.reshape((h, t, d))
-            }
-            Rope::Neox => {
-                let x0 = x.narrow(2, 0, d / 2)?;
-                let x1 = x.narrow(2, d / 2, d / 2)?;
-                let o0 = (x0.broadcast_mul(cos)? - x1.broadcast_mul(sin)?)?;
-                let o1 = (x0.broadcast_mul(sin)? + x1.broadcast_mul(cos)?)?;
-                Tensor::cat(&[o0, o1], 2)
-            }
-        }
+    /// RMSNorm with the base's weight `name`.
+    fn norm(&self, x: &Tensor, name: &str) -> candle_core::Result<Tensor> {
+        let w = self.base.get(name).map_err(candle_core::Error::wrap)?;
+        x.apply_op1(RmsNorm {
+            w: w.clone(),
+            eps: self.base.hp.eps,
+        })
     }
 
     /// The final hidden states (after the output norm), `[T, n_embd]`, for `tokens`.
@@ -110,29 +92,23 @@ impl<'a> Forward<'a> {
         let get = |n: &str| self.base.get(n).map_err(candle_core::Error::wrap);
         let ids = Tensor::new(tokens, &dev)?;
         let mut x = get("token_embd.weight")?.index_select(&ids, 0)?;
-        // Rotary angles: position p, pair i: p · base^(-2i/d).
-        let inv: Vec<f32> = (0..hd / 2)
-            .map(|i| (hp.rope_base.powf(-2.0 * i as f64 / hd as f64)) as f32)
-            .collect();
-        let pos = Tensor::arange(0u32, t as u32, &dev)?.to_dtype(DType::F32)?;
-        let ang = pos
-            .reshape((t, 1))?
-            .broadcast_mul(&Tensor::new(inv.as_slice(), &dev)?.reshape((1, hd / 2))?)?;
-        let (cos, sin) = (ang.cos()?, ang.sin()?);
-        let mask: Vec<f32> = (0..t * t)
-            .map(|i| if i % t > i / t { -1e30 } else { 0.0 })
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, t), &dev)?;
-        let scale = 1.0 / (hd as f64).sqrt();
+        let pairs = match hp.rope {
+            Rope::Norm => Pairs::Adjacent,
+            Rope::Neox => Pairs::Halves,
+        };
+        let rope = rope::Rope::new(t, hd, hp.rope_base, pairs);
+        let softmax = || CausalSoftmax {
+            scale: 1.0 / (hd as f32).sqrt(),
+        };
         for l in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{l}.{s}");
-            let h = rms_norm(&x, get(&n("attn_norm.weight"))?, hp.eps)?;
+            let h = self.norm(&x, &n("attn_norm.weight"))?;
             let heads = |y: Tensor, k: usize| y.reshape((t, k, hd))?.transpose(0, 1)?.contiguous();
             let q = heads(self.linear(&h, &n("attn_q.weight"))?, nh)?;
             let k = heads(self.linear(&h, &n("attn_k.weight"))?, nkv)?;
             let v = heads(self.linear(&h, &n("attn_v.weight"))?, nkv)?;
-            let q = self.rope(&q, &cos, &sin)?;
-            let k = self.rope(&k, &cos, &sin)?;
+            let q = q.apply_op1(rope.clone())?;
+            let k = k.apply_op1(rope.clone())?;
             let group = |y: Tensor| -> candle_core::Result<Tensor> {
                 if nh == nkv {
                     return Ok(y);
@@ -143,19 +119,20 @@ impl<'a> Forward<'a> {
                     .reshape((nh, t, hd))
             };
             let (k, v) = (group(k)?, group(v)?);
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
-            let ctx = softmax(&scores)?
+            let ctx = q
+                .matmul(&k.t()?)?
+                .apply_op1(softmax())?
                 .matmul(&v)?
                 .transpose(0, 1)?
                 .contiguous()?
                 .reshape((t, nh * hd))?;
             x = (x + self.linear(&ctx, &n("attn_output.weight"))?)?;
-            let h = rms_norm(&x, get(&n("ffn_norm.weight"))?, hp.eps)?;
+            let h = self.norm(&x, &n("ffn_norm.weight"))?;
             let gate = self.linear(&h, &n("ffn_gate.weight"))?;
             let up = self.linear(&h, &n("ffn_up.weight"))?;
-            x = (x + self.linear(&(gate.silu()? * up)?, &n("ffn_down.weight"))?)?;
+            x = (x + self.linear(&gate.apply_op2(&up, SwiGlu)?, &n("ffn_down.weight"))?)?;
         }
-        rms_norm(&x, get("output_norm.weight")?, hp.eps)
+        self.norm(&x, "output_norm.weight")
     }
 
     /// Logits `[rows, n_vocab]` for hidden states `[rows, n_embd]`.
@@ -165,6 +142,6 @@ impl<'a> Forward<'a> {
             .maybe("output.weight")
             .map(Ok)
             .unwrap_or_else(|| self.base.get("token_embd.weight"))?;
-        hidden.matmul(&out.t().map_err(c)?).map_err(c)
+        hidden.apply_op1(Frozen(out.clone())).map_err(c)
     }
 }
