@@ -34,7 +34,7 @@ use candle_core::{bail, CpuStorage, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// The f32 elements a contiguous layout covers.
-pub(crate) fn f32s<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+fn f32s<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         bail!("{op}: f32 only");
     };

@@ -16,7 +16,7 @@ fn sigmoid(a: f32) -> f32 {
     1.0 / (1.0 + exp(-a))
 }
 
-/// Splits work over the elements in blocks, in parallel.
+/// The backward pass splits its elements into blocks of this many, in parallel.
 const BLOCK: usize = 1 << 14;
 
 impl CustomOp2 for SwiGlu {
