@@ -6,7 +6,10 @@
 //! keeps every intermediate tensor of a composed op alive until the backward pass, and its
 //! matmul backward computes the gradient of the weight too, even for a base weight nobody
 //! trains. Each training op here has a hand-written backward pass that keeps only what it needs
-//! (an input or the output) and computes only the gradients that are used.
+//! (an input or the output) and computes only the gradients that are used. The backward pass
+//! is the same type's implementation of the next candle op trait (an op that is `CustomOp1`
+//! forward is `CustomOp2` backward, taking the gradient as one more input), so its settings are
+//! written once.
 //!
 //! Every kernel works row by row, each row on its own and in a fixed order, so results do not
 //! depend on how rayon splits the rows: the same inputs give the same bits.

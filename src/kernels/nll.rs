@@ -59,19 +59,12 @@ impl CustomOp1 for Nll {
     }
 
     fn bwd(&self, x: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let back = NllBack {
-            targets: self.targets.clone(),
-        };
-        Ok(Some(x.apply_op3_no_bwd(y, &grad.contiguous()?, &back)?))
+        Ok(Some(x.apply_op3_no_bwd(y, &grad.contiguous()?, self)?))
     }
 }
 
-/// `dx` from `(x, nll, g)`.
-struct NllBack {
-    targets: Arc<[u32]>,
-}
-
-impl CustomOp3 for NllBack {
+/// The backward pass: `dx` from `(x, nll, g)`.
+impl CustomOp3 for Nll {
     fn name(&self) -> &'static str {
         "kolm-nll-back"
     }

@@ -41,21 +41,12 @@ impl CustomOp1 for RmsNorm {
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let back = RmsNormBack {
-            w: self.w.clone(),
-            eps: self.eps,
-        };
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &back)?))
+        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, self)?))
     }
 }
 
-/// `dx` from `(x, g)`.
-struct RmsNormBack {
-    w: Tensor,
-    eps: f64,
-}
-
-impl CustomOp2 for RmsNormBack {
+/// The backward pass: `dx` from `(x, g)`.
+impl CustomOp2 for RmsNorm {
     fn name(&self) -> &'static str {
         "kolm-rms-norm-back"
     }

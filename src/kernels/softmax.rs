@@ -49,17 +49,12 @@ impl CustomOp1 for CausalSoftmax {
     }
 
     fn bwd(&self, _s: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let back = SoftmaxBack { scale: self.scale };
-        Ok(Some(y.apply_op2_no_bwd(&grad.contiguous()?, &back)?))
+        Ok(Some(y.apply_op2_no_bwd(&grad.contiguous()?, self)?))
     }
 }
 
-/// `ds` from `(y, g)`; masked entries have `y = 0` and get 0.
-struct SoftmaxBack {
-    scale: f32,
-}
-
-impl CustomOp2 for SoftmaxBack {
+/// The backward pass: `ds` from `(y, g)`; masked entries have `y = 0` and get 0.
+impl CustomOp2 for CausalSoftmax {
     fn name(&self) -> &'static str {
         "kolm-causal-softmax-back"
     }

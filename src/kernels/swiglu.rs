@@ -45,15 +45,13 @@ impl CustomOp2 for SwiGlu {
         _y: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let both = gate.apply_op3_no_bwd(up, &grad.contiguous()?, &SwiGluBack)?;
+        let both = gate.apply_op3_no_bwd(up, &grad.contiguous()?, self)?;
         Ok((Some(both.get(0)?), Some(both.get(1)?)))
     }
 }
 
-/// `[d_gate, d_up]` stacked, from `(gate, up, g)`.
-struct SwiGluBack;
-
-impl CustomOp3 for SwiGluBack {
+/// The backward pass: `[d_gate, d_up]` stacked, from `(gate, up, g)`.
+impl CustomOp3 for SwiGlu {
     fn name(&self) -> &'static str {
         "kolm-swiglu-back"
     }
