@@ -306,6 +306,7 @@ fn main() {
         model: &model,
         // What the base stage hands the seal: computed once, when the base is fingerprinted.
         model_crc32: Some(kolm::digest::crc32_file(&model).unwrap()),
+        model_sha256: &kolm::digest::sha256_file(&model, None).unwrap().0,
         lora: &lora,
         recipes: b"{}",
         index: &index,
@@ -318,7 +319,7 @@ fn main() {
             // As the seal stage does (and as `cp` is timed): the old file goes first. Renaming
             // over an existing file makes ext4 flush the new one first (auto_da_alloc).
             let _ = std::fs::remove_file(&out);
-            kolm::artifact::write(&out, &payload, b"{}", b"{}", None, &|_| {}).unwrap()
+            kolm::artifact::write(&out, &payload, b"{}", b"{}", None, &|_| {}).unwrap();
         },
         || {
             let _ = std::fs::remove_file(&copy_to);

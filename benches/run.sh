@@ -1,18 +1,14 @@
 #!/usr/bin/env bash
-# Runs the benchmarks side by side with their peers. Installs the peers it needs (DVC from
-# PyPI, in a venv under the target dir; llama.cpp is the library kolm links) and writes the
-# figures to benches/results/.
+# Runs the benchmarks side by side with their peers. Installs the peers it needs (DVC and the
+# Python peers from PyPI, in a venv under the target dir, by scripts/pyenv.sh; llama.cpp is the
+# library kolm links) and writes the figures to benches/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 venv="$target/bench-venv"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-[ -x "$venv/bin/dvc" ] || "$venv/bin/pip" install -q 'dvc>=3,<4'
-# The embedding peer (torch comes with it; large, installed once).
-"$venv/bin/python" -c 'import sentence_transformers' 2>/dev/null \
-  || "$venv/bin/pip" install -q 'sentence-transformers>=5,<7'
-# The training peer.
-"$venv/bin/python" -c 'import peft' 2>/dev/null || "$venv/bin/pip" install -q 'peft>=0.13,<1'
+# DVC, the embedding peer (torch comes with it; large, installed once) and the training peer.
+KOLM_TEST_VENV="$venv" bash scripts/pyenv.sh 'dvc>=3,<4' 'sentence-transformers>=5,<7' \
+  'peft>=0.13,<1'
 export DVC="$venv/bin/dvc"
 export KOLM_BENCH_PYTHON="$venv/bin/python"
 bash scripts/embedder.sh

@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# The Python packages kolm's tests read its files with (the `gguf` reader llama.cpp's project
-# publishes), in a venv of their own: $KOLM_TEST_VENV (default ~/.cache/kolm-test/venv).
-# Does nothing when it is there. Safe to run again.
+# A Python venv with the packages kolm's tests read its files with (the `gguf` reader llama.cpp's
+# project publishes): $KOLM_TEST_VENV (default ~/.cache/kolm-test/venv). Extra requirements given
+# as arguments are installed too (benches/run.sh makes its peers' venv this way). Does nothing
+# when every module is there. Safe to run again.
+#
+# Whether venvs work is decided by making one, not by a module's presence: Debian's python3
+# imports `venv` without python3-venv and then fails to make one (no ensurepip wheels).
 set -euo pipefail
 
 venv="${KOLM_TEST_VENV:-$HOME/.cache/kolm-test/venv}"
-if "$venv/bin/python" -c 'import gguf' 2>/dev/null; then
+reqs=('gguf>=0.10,<1' "$@")
+# The import name of each requirement: the part before any version bound, `-` as `_`.
+modules=()
+for r in "${reqs[@]}"; do
+  m="${r%%[<>=!~ ]*}"
+  modules+=("${m//-/_}")
+done
+check="import $(IFS=,; echo "${modules[*]}")"
+if "$venv/bin/python" -c "$check" 2>/dev/null; then
   exit 0
 fi
-if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+if ! [ -x "$venv/bin/pip" ]; then
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    rm -rf "$venv"
+    echo "pyenv: python3 cannot make a venv here; installing python3-venv" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+    python3 -m venv "$venv"
+  fi
 fi
-python3 -m venv "$venv"
-"$venv/bin/pip" install -q 'gguf>=0.10,<1'
-echo "python test packages in $venv"
+"$venv/bin/pip" install -q "${reqs[@]}"
+echo "python packages in $venv: ${reqs[*]}"

@@ -19,6 +19,16 @@ const CHUNK: usize = 1 << 20;
 /// sha256 (lowercase hex) and size of a file, streamed; honours Ctrl-C between chunks.
 pub fn sha256_file(path: &Path, progress: Option<&ProgressBar>) -> Result<(String, u64)> {
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "read", e))?;
+    sha256_reader(&mut f, path, progress)
+}
+
+/// sha256 (hex) and length of everything `r` yields (`path` names it in errors); honours
+/// Ctrl-C between chunks.
+pub fn sha256_reader(
+    f: &mut dyn Read,
+    path: &Path,
+    progress: Option<&ProgressBar>,
+) -> Result<(String, u64)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0u64;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::kolmfile::KolmfileError;
+use crate::diagnostic::KolmfileError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -87,14 +87,42 @@ pub enum Error {
     )]
     Cache { path: PathBuf, reason: String },
 
+    /// A blob a cached result names is missing or damaged. The store has already dropped it, so
+    /// the result it belongs to is a miss from now on; the executor builds again once.
+    #[error("the cache at `{}` lost a result: blob sha256:{sha256} is missing or damaged", path.display())]
+    #[diagnostic(
+        code(kolm::cache),
+        help("run the build again: the stage that made it runs again and repairs the cache")
+    )]
+    BlobLost { path: PathBuf, sha256: String },
+
     #[error("interrupted: finished work is cached; run the same command again to resume")]
     #[diagnostic(code(kolm::interrupted))]
     Interrupted,
 
-    #[error("{0}")]
-    #[diagnostic(code(kolm::other))]
-    Other(String),
+    /// A library kolm drives failed (llama.cpp, SQLite, candle, a tokenizer, the OS): what kolm
+    /// was doing, and the library's own error as the cause.
+    #[error("{what}")]
+    #[diagnostic(code(kolm::failed))]
+    Failed {
+        what: String,
+        #[source]
+        cause: Cause,
+        #[help]
+        help: Option<String>,
+    },
+
+    /// A state kolm's own code should make impossible.
+    #[error("internal error: {0}")]
+    #[diagnostic(
+        code(kolm::internal),
+        help("this is a bug in kolm: please report it with the command you ran")
+    )]
+    Internal(String),
 }
+
+/// The error of a library kolm drives, kept whole so its own chain shows too.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 impl From<KolmfileError> for Error {
     fn from(e: KolmfileError) -> Self {
@@ -108,6 +136,28 @@ impl Error {
             path: path.to_path_buf(),
             action,
             source,
+        }
+    }
+
+    /// `what` kolm was doing failed because of `cause`.
+    pub fn failed(what: impl Into<String>, cause: impl Into<Cause>) -> Error {
+        Error::Failed {
+            what: what.into(),
+            cause: cause.into(),
+            help: None,
+        }
+    }
+
+    /// [`Error::failed`], with what to do about it.
+    pub fn failed_with(
+        what: impl Into<String>,
+        cause: impl Into<Cause>,
+        help: impl Into<String>,
+    ) -> Error {
+        Error::Failed {
+            what: what.into(),
+            cause: cause.into(),
+            help: Some(help.into()),
         }
     }
 
@@ -140,10 +190,11 @@ impl Error {
             Error::Locked { .. } => "LOCKED",
             Error::NoSigningKey => "NO_SIGNING_KEY",
             Error::Download { .. } => "DOWNLOAD",
-            Error::Cache { .. } => "CACHE",
+            Error::Cache { .. } | Error::BlobLost { .. } => "CACHE",
             Error::Teacher { .. } => "TEACHER",
             Error::Interrupted => "INTERRUPTED",
-            Error::Other(_) => "ERROR",
+            Error::Failed { .. } => "FAILED",
+            Error::Internal(_) => "INTERNAL",
         }
     }
 
@@ -163,6 +214,15 @@ impl Error {
         };
         v["code"] = self.code().into();
         v["message"] = self.to_string().into();
+        let mut causes = Vec::new();
+        let mut next = std::error::Error::source(self);
+        while let Some(c) = next {
+            causes.push(c.to_string());
+            next = c.source();
+        }
+        if !causes.is_empty() {
+            v["causes"] = causes.into();
+        }
         v
     }
 }

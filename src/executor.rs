@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::cache::{ActionEntry, Fingerprints, Lock, Pin, Store};
 use crate::explain;
-use crate::graph::Graph;
+use crate::graph::{Graph, Node};
 use crate::home::Home;
 use crate::kolmfile::Kolmfile;
 use crate::progress::Progress;
@@ -156,7 +156,23 @@ pub fn build(
     let store = Store::new(home.cache());
     let lock_path = Lock::path_for(&kolmfile.dir);
     let lock = Lock::load(&lock_path).map_err(fail)?;
-    let fingerprints = Fingerprints::load(&home.cache(), &kolmfile.dir);
+    let mut fingerprints = Fingerprints::load(&home.cache(), &kolmfile.dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(exec.jobs.clamp(1, 64))
+        .max_blocking_threads(exec.jobs.clamp(1, 64))
+        .enable_all()
+        .build()
+        .map_err(|e| fail(Error::failed("could not start the async runtime", e)))?;
+    // The inputs are checked before any stage runs; hashing a large base for that can take a
+    // while, so Ctrl-C is watched already (the scheduler watches it from then on).
+    let watch = rt.spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            crate::interrupt::request();
+        }
+    });
+    let checked = crate::stages::preflight::check(&kolmfile, &home, &mut fingerprints);
+    watch.abort();
+    checked.map_err(fail)?;
     let explain_dir = explain::dir(&home.cache(), &kolmfile.dir);
     let shared = Arc::new(Shared {
         kolmfile,
@@ -172,13 +188,21 @@ pub fn build(
         lock: Mutex::new(lock.clone()),
         meter: Default::default(),
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(exec.jobs.clamp(1, 64))
-        .max_blocking_threads(exec.jobs.clamp(1, 64))
-        .enable_all()
-        .build()
-        .map_err(|e| fail(Error::Other(format!("cannot start the runtime: {e}"))))?;
-    let (reports, outputs, first_error) = rt.block_on(schedule(shared.clone()));
+    let (mut reports, mut outputs, mut first_error) = rt.block_on(schedule(shared.clone()));
+    // Each pass that meets a damaged blob has dropped it from the store, so the stage that made
+    // it is a miss now: another pass redoes it and everything after it. Every pass drops a
+    // different blob, so this ends; the bound only guards against a store that cannot delete.
+    let mut lost = std::collections::BTreeSet::new();
+    while let Some(Error::BlobLost { sha256, .. }) = &first_error {
+        if !lost.insert(sha256.clone()) || lost.len() > 64 {
+            break;
+        }
+        shared.progress.println(&format!(
+            "warning: a cached result was damaged (blob sha256:{}): redoing the stage that made it",
+            &sha256[..sha256.len().min(16)]
+        ));
+        (reports, outputs, first_error) = rt.block_on(schedule(shared.clone()));
+    }
     drop(rt);
 
     let mut report = empty();
@@ -303,7 +327,7 @@ async fn schedule(
                 let done = match joined {
                     Ok(d) => d,
                     Err(e) => {
-                        first_error.get_or_insert(Error::Other(format!("a stage panicked: {e}")));
+                        first_error.get_or_insert(Error::Internal(format!("a stage panicked: {e}")));
                         stopping = true;
                         continue;
                     }
@@ -357,7 +381,15 @@ fn not_run(shared: &Shared, idx: NodeIndex, why: &str) -> NodeReport {
 }
 
 /// (status, output, reasons, cutoff, key) of one node.
-type Outcome = (NodeStatus, Option<StageOutput>, Vec<String>, bool, String);
+/// What became of one node: fresh or ran (or would run), its output, why it ran, whether its
+/// output came out as before (early cutoff), and its key.
+struct Outcome {
+    status: NodeStatus,
+    output: Option<StageOutput>,
+    reasons: Vec<String>,
+    cutoff: bool,
+    key: String,
+}
 
 /// Fingerprints, keys, looks up, and (if needed) runs one node.
 fn run_node(
@@ -367,148 +399,19 @@ fn run_node(
     input_digests: BTreeMap<String, String>,
 ) -> Done {
     let started = Instant::now();
-    let node = shared.graph.g[idx].clone();
     let mut report = not_run(shared, idx, "");
-    let result = (|| -> Result<Outcome> {
-        let task = &shared.kolmfile.tasks[node.task_index];
-        let stage = shared.stages.get(node.kind);
-        let mut files = BTreeMap::new();
-        {
-            let paths: Vec<std::path::PathBuf> =
-                node.files.iter().map(|f| shared.kolmfile.abs(f)).collect();
-            let mut fp = shared.fingerprints.lock().expect("not poisoned");
-            let digests = fp.digest_many(&paths, Some(&shared.progress))?;
-            for (f, (sha, _)) in node.files.iter().zip(digests) {
-                files.insert(key_name(f), sha);
-            }
-        }
-        // The key covers the files through one digest of the whole listing: for a corpus of
-        // thousands of files, canonicalising a JSON map of them was most of a no-op build's
-        // key time. The full description (every file by name) is built only when it is
-        // needed: on a miss, to say why, and when the record changes.
-        let describe = |files: serde_json::Value| {
-            serde_json::json!({
-                "kolm_key": 2,
-                "stage": node.kind,
-                "version": stage.version(),
-                "config": stage.config(task, &shared.options),
-                "files": files,
-                "inputs": input_digests,
-            })
-        };
-        let key = crate::digest::key_of(&describe(files_digest(&files).into()));
-        let description = || describe(serde_json::to_value(&files).expect("serialises"));
-        // Records are kept per (task, stage), not per node identity: a config edit changes the
-        // identity, and the record is what says what the edit was.
-        let record_id = format!("{}.{}", node.tasks[0], node.kind);
-        let previous = explain::load(&shared.explain_dir, &record_id);
-        let cx = Cx {
-            kolmfile: &shared.kolmfile,
-            task,
-            home: &shared.home,
-            store: &shared.store,
-            options: &shared.options,
-            files: &files_by_path(&node.files, &files),
-            progress: &shared.progress,
-            meter: &shared.meter,
-        };
-        // Whether it was fresh or ran: pin it in the lock if need be, and record it for
-        // `--explain` and early cutoff next time.
-        let remember = |out: &StageOutput| -> Result<()> {
-            record_lock(
-                shared,
-                &node.tasks,
-                node.kind,
-                &key,
-                out,
-                stage.deterministic(task),
-            )?;
-            save_record(
-                shared,
-                &record_id,
-                previous.as_ref(),
-                &key,
-                &description,
-                out,
-            );
-            Ok(())
-        };
-        let mut reasons = Vec::new();
-        if let Some(entry) = shared.store.get_action(&key) {
-            if let Ok(out) = serde_json::from_value::<StageOutput>(entry.output.clone()) {
-                let valid = {
-                    let mut fp = shared.fingerprints.lock().expect("not poisoned");
-                    stage.still_valid(&cx, &out, &mut fp)
-                };
-                if valid {
-                    remember(&out)?;
-                    return Ok((NodeStatus::Fresh, Some(out), vec![], false, key));
-                }
-                reasons = vec![
-                    "the cached result's files outside the cache are missing or changed".into(),
-                ];
-            }
-        } else {
-            reasons = explain::reasons(&shared.explain_dir, &record_id, &description());
-            if reasons.is_empty() {
-                reasons
-                    .push("the cache entry is missing (cleaned, or damaged and discarded)".into());
-            }
-        }
-        if !stage.deterministic(task) && shared.exec.locked {
-            let pinned = node.tasks.iter().any(|t| {
-                shared
-                    .lock
-                    .lock()
-                    .expect("not poisoned")
-                    .pinned(t, node.kind.name(), &key)
-                    .is_some()
-            });
-            return Err(Error::Locked {
-                what: if pinned {
-                    format!("--locked: `{}` is pinned in Kolmfile.lock but its result is not in the cache; redoing it could give a different answer", node.label())
-                } else {
-                    format!("--locked: `{}` would do new nondeterministic work that Kolmfile.lock does not pin", node.label())
-                },
-                help: "fill the cache from the remote cache, or build without --locked".into(),
-            });
-        }
-        if shared.exec.dry_run {
-            return Ok((NodeStatus::WouldRun, None, reasons, false, key));
-        }
-        crate::interrupt::check()?;
-        let out = stage.run(&cx, &inputs)?;
-        {
-            // Files the stage just wrote and hashed need no rehash on the next build.
-            let mut fp = shared.fingerprints.lock().expect("not poisoned");
-            for (path, sha) in stage.written(&cx, &out) {
-                fp.remember_written(&path, &sha);
-            }
-        }
-        let cutoff = previous.as_ref().is_some_and(|p| p.output == out.digest());
-        shared.store.put_action(
-            &key,
-            &ActionEntry {
-                v: crate::cache::store::ACTION_FORMAT,
-                stage: node.kind.name().into(),
-                output: serde_json::to_value(&out).expect("serialises"),
-                blobs: out.blobs(),
-            },
-        )?;
-        remember(&out)?;
-        Ok((NodeStatus::Ran, Some(out), reasons, cutoff, key))
-    })();
+    let result = settle(shared, idx, inputs, input_digests);
     report.millis = started.elapsed().as_millis() as u64;
     match result {
-        Ok((status, output, reasons, cutoff, key)) => {
-            report.status = status;
-            report.reasons = reasons;
-            report.cutoff = cutoff;
-            report.key = Some(key);
+        Ok(o) => {
+            report.status = o.status;
+            report.reasons = o.reasons;
+            report.cutoff = o.cutoff;
+            report.key = Some(o.key);
             Done {
                 idx,
                 report,
-                output,
+                output: o.output,
                 error: None,
             }
         }
@@ -522,6 +425,153 @@ fn run_node(
             }
         }
     }
+}
+
+/// The files a node reads, by key name, with their sha256.
+fn file_digests(shared: &Shared, node: &Node) -> Result<BTreeMap<String, String>> {
+    let paths: Vec<std::path::PathBuf> =
+        node.files.iter().map(|f| shared.kolmfile.abs(f)).collect();
+    let mut fp = shared.fingerprints.lock().expect("not poisoned");
+    let digests = fp.digest_many(&paths, Some(&shared.progress))?;
+    Ok(node
+        .files
+        .iter()
+        .zip(digests)
+        .map(|(f, (sha, _))| (key_name(f), sha))
+        .collect())
+}
+
+/// Brings one node up to date: its key, a cache hit that still holds, or a run.
+fn settle(
+    shared: &Shared,
+    idx: NodeIndex,
+    inputs: Inputs,
+    input_digests: BTreeMap<String, String>,
+) -> Result<Outcome> {
+    let node = &shared.graph.g[idx];
+    let task = &shared.kolmfile.tasks[node.task_index];
+    let stage = shared.stages.get(node.kind);
+    let files = file_digests(shared, node)?;
+    // The key covers the files through one digest of the whole listing: for a corpus of
+    // thousands of files, canonicalising a JSON map of them was most of a no-op build's key
+    // time. The full description (every file by name) is built only when it is needed: on a
+    // miss, to say why, and when the record changes.
+    let describe = |files: serde_json::Value| {
+        serde_json::json!({
+            "kolm_key": 2,
+            "stage": node.kind,
+            "version": stage.version(),
+            "config": stage.config(task, &shared.options),
+            "files": files,
+            "inputs": input_digests,
+        })
+    };
+    let key = crate::digest::key_of(&describe(files_digest(&files).into()));
+    let description = || describe(serde_json::to_value(&files).expect("serialises"));
+    // Records are kept per (task, stage), not per node identity: a config edit changes the
+    // identity, and the record is what says what the edit was.
+    let record_id = format!("{}.{}", node.tasks[0], node.kind);
+    let previous = explain::load(&shared.explain_dir, &record_id);
+    let cx = Cx {
+        kolmfile: &shared.kolmfile,
+        task,
+        home: &shared.home,
+        store: &shared.store,
+        options: &shared.options,
+        files: &files_by_path(&node.files, &files),
+        progress: &shared.progress,
+        meter: &shared.meter,
+    };
+    // Whether it was fresh or ran: pin it in the lock if need be, and record it for
+    // `--explain` and early cutoff next time.
+    let remember = |out: &StageOutput| -> Result<()> {
+        record_lock(
+            shared,
+            &node.tasks,
+            node.kind,
+            &key,
+            out,
+            stage.deterministic(task),
+        )?;
+        save_record(
+            shared,
+            &record_id,
+            previous.as_ref(),
+            &key,
+            &description,
+            out,
+        );
+        Ok(())
+    };
+    let outcome = |status, output, reasons, cutoff| Outcome {
+        status,
+        output,
+        reasons,
+        cutoff,
+        key: key.clone(),
+    };
+    let mut reasons = Vec::new();
+    if let Some(entry) = shared.store.get_action(&key) {
+        if let Ok(out) = serde_json::from_value::<StageOutput>(entry.output.clone()) {
+            let valid = {
+                let mut fp = shared.fingerprints.lock().expect("not poisoned");
+                stage.still_valid(&cx, &out, &mut fp)
+            };
+            if valid {
+                remember(&out)?;
+                return Ok(outcome(NodeStatus::Fresh, Some(out), vec![], false));
+            }
+            reasons =
+                vec!["the cached result's files outside the cache are missing or changed".into()];
+        }
+    } else {
+        reasons = explain::reasons(&shared.explain_dir, &record_id, &description());
+        if reasons.is_empty() {
+            reasons.push("the cache entry is missing (cleaned, or damaged and discarded)".into());
+        }
+    }
+    if !stage.deterministic(task) && shared.exec.locked {
+        let pinned = node.tasks.iter().any(|t| {
+            shared
+                .lock
+                .lock()
+                .expect("not poisoned")
+                .pinned(t, node.kind.name(), &key)
+                .is_some()
+        });
+        return Err(Error::Locked {
+            what: if pinned {
+                format!("--locked: `{}` is pinned in Kolmfile.lock but its result is not in the cache; redoing it could give a different answer", node.label())
+            } else {
+                format!("--locked: `{}` would do new nondeterministic work that Kolmfile.lock does not pin", node.label())
+            },
+            help: "fill the cache from the remote cache, or build without --locked".into(),
+        });
+    }
+    if shared.exec.dry_run {
+        return Ok(outcome(NodeStatus::WouldRun, None, reasons, false));
+    }
+    crate::interrupt::check()?;
+    let out = stage.run(&cx, &inputs)?;
+    {
+        // Files the stage just wrote and hashed need no rehash on the next build.
+        let mut fp = shared.fingerprints.lock().expect("not poisoned");
+        for (path, sha) in stage.written(&cx, &out) {
+            fp.remember_written(&path, &sha);
+        }
+    }
+    let cutoff = previous.as_ref().is_some_and(|p| p.output == out.digest());
+    shared.store.put_action(
+        &key,
+        &ActionEntry {
+            v: crate::cache::store::ACTION_FORMAT,
+            stage: node.kind.name().into(),
+            output: serde_json::to_value(&out).expect("serialises"),
+            blobs: out.blobs(),
+        },
+    )?;
+    remember(&out)?;
+    Ok(outcome(NodeStatus::Ran, Some(out), reasons, cutoff))
 }
 
 /// A file's name in a key: project-relative, or `external:<file name>` for an absolute path

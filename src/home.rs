@@ -34,6 +34,16 @@ impl Home {
     pub fn models(&self) -> PathBuf {
         self.root.join("models")
     }
+    /// The content-addressed model store: one file per model, named by its sha256. A downloaded
+    /// base, a built-in tiny base and a model extracted from an artifact to run it all live
+    /// here, so one copy serves every build and run that uses it.
+    pub fn model(&self, sha256: &str) -> PathBuf {
+        self.models().join(format!("sha256-{sha256}.gguf"))
+    }
+    /// Where the embedder with this identity is kept.
+    pub fn embedder(&self, sha256: &str) -> PathBuf {
+        self.root.join("embedders").join(sha256)
+    }
     pub fn artifacts(&self) -> PathBuf {
         self.root.join("artifacts")
     }

@@ -6,9 +6,15 @@ use crate::{Error, Result};
 /// Parses JSONL text; blank lines are skipped. Returns (1-based line, value).
 pub fn parse(name: &str, bytes: &[u8]) -> Result<Vec<(usize, serde_json::Value)>> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
+        let ok = &bytes[..e.valid_up_to()];
+        let line = ok.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = ok.len() - ok.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
         Error::invalid(
-            format!("{name}: not UTF-8 (at byte {})", e.valid_up_to()),
-            "save the file as UTF-8",
+            format!(
+                "{name}:{line}:{col}: byte 0x{:02x} is not UTF-8 (a binary file?)",
+                bytes[e.valid_up_to()]
+            ),
+            "JSON Lines files are UTF-8 text: save the file as UTF-8",
         )
     })?;
     let mut out = Vec::new();

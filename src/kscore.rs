@@ -17,7 +17,85 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kolmfile::{Baseline, DeviceProfile, Weights};
+/// The weight of each component in K; they sum to 1.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Weights {
+    pub accuracy: f64,
+    pub size: f64,
+    pub latency: f64,
+    pub cost: f64,
+    pub coverage: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            accuracy: 0.40,
+            size: 0.15,
+            latency: 0.15,
+            cost: 0.15,
+            coverage: 0.15,
+        }
+    }
+}
+
+impl Weights {
+    pub fn sum(&self) -> f64 {
+        self.accuracy + self.size + self.latency + self.cost + self.coverage
+    }
+}
+
+/// What the artifact is measured against when no teacher measurement exists.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Baseline {
+    pub accuracy: f64,
+    /// Frontier p50 latency of one run, milliseconds.
+    pub latency_ms: f64,
+    /// Frontier cost of 1,000 runs, dollars.
+    pub cost_per_1k: f64,
+    /// Size the artifact is compared with (the frontier's weights), bytes.
+    pub size_bytes: f64,
+}
+
+impl Default for Baseline {
+    fn default() -> Self {
+        Baseline {
+            accuracy: 0.95,
+            latency_ms: 1240.0,
+            cost_per_1k: 18.0,
+            size_bytes: 80e9,
+        }
+    }
+}
+
+/// The reference device the latency estimate is computed for (a roofline).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeviceProfile {
+    pub name: String,
+    /// Sustained memory bandwidth, GB/s: bounds decode.
+    pub mem_bandwidth_gbs: f64,
+    /// Sustained matmul throughput, GFLOP/s: bounds prefill.
+    pub compute_gflops: f64,
+}
+
+impl DeviceProfile {
+    /// The built-in profiles, by name.
+    pub fn builtin(name: &str) -> Option<DeviceProfile> {
+        let (bw, fl) = match name {
+            "cpu-2core" => (20.0, 100.0),
+            "laptop" => (60.0, 1000.0),
+            "phone" => (40.0, 500.0),
+            "server-gpu" => (900.0, 50000.0),
+            _ => return None,
+        };
+        Some(DeviceProfile {
+            name: name.to_string(),
+            mem_bandwidth_gbs: bw,
+            compute_gflops: fl,
+        })
+    }
+    pub const BUILTIN: [&'static str; 4] = ["cpu-2core", "laptop", "phone", "server-gpu"];
+}
 
 /// What the score stage measured: deterministic quantities only.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -131,4 +209,15 @@ pub fn median(values: &[f64]) -> f64 {
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
+}
+
+/// Nearest-rank percentile (0 for none).
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[rank - 1]
 }

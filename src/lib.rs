@@ -1,13 +1,30 @@
 //! kolm: a compiler and build system for private AI.
 //!
 //! A `Kolmfile.toml` describes tasks; kolm turns each into one signed, self-evaluating file,
-//! `<task>.kolm`. Data flows one way, and so do the modules:
+//! `<task>.kolm`. Data flows one way (the Kolmfile becomes a graph, the graph runs stages, the
+//! stages seal an artifact, the runtime runs it), and so do the imports.
 //!
-//! ```text
-//! kolmfile ─► graph ─► executor ─► stages::{base, recall, label, train, decompose, score, seal} ─► artifact
-//!                         │                                                                        │
-//!                       cache (action cache, blobs, fingerprints, lock)                     verify / inspect
-//! ```
+//! # Layers
+//!
+//! A module imports only its own layer and the layers below it, and no two modules import each
+//! other, directly or around a cycle (`tests/layers.rs` enforces both, with no exceptions, and
+//! fails on a module missing from this table):
+//!
+//! | layer | modules | what it is |
+//! |---|---|---|
+//! | surfaces | `cli` | the `kolm` and `kolmbuild` commands |
+//! | the graph | `graph`, `executor`, `explain` | the build graph, running it, saying why |
+//! | stages | `stages` | one module per stage: base, recall, label, train, decompose, baseline, score, seal |
+//! | build engines | `label`, `train` | what the build drives the runtime with |
+//! | the runtime | `runtime`, `rag`, `receipts` | the product at run time; the build uses it, never the reverse |
+//! | containers and engines | `artifact`, `recall`, `teacher` | the `.kolm` container (it knows no inference engine), the index, the teacher wire |
+//! | the description | `kolmfile` | the checked configuration everything above reads |
+//! | formats and measures | `gguf`, `cache`, `kscore`, `evals`, `kernels` | file formats, the cache, K, assertions, training kernels |
+//! | foundation | `error`, `diagnostic`, `digest`, `dates`, `fsutil`, `interrupt`, `jsonl`, `rng`, `process`, `progress`, `home`, `versions`, `untrusted`, `download` | what every layer shares |
+//!
+//! Code two layers share lives below both (the K measurement that the score stage and
+//! `kolm verify --rescore` share is [`runtime::measure`]; the llama.cpp version the container
+//! records is [`versions`]).
 //!
 //! The library is the whole product: the `kolm` and `kolmbuild` binaries are thin wrappers
 //! over [`cli`], and a `build.rs` or an application can do everything the CLI can with
@@ -16,6 +33,8 @@
 pub mod artifact;
 pub mod cache;
 pub mod cli;
+pub mod dates;
+pub mod diagnostic;
 pub mod digest;
 pub mod download;
 pub mod error;
@@ -42,6 +61,8 @@ pub mod runtime;
 pub mod stages;
 pub mod teacher;
 pub mod train;
+pub mod untrusted;
+pub mod versions;
 
 pub use error::{Error, Result};
 pub use kolmfile::Kolmfile;

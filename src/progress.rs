@@ -1,52 +1,97 @@
-//! Progress bars for long work (hashing, downloads, sealing), shown only to a person: hidden
-//! under `--json`, when stderr is not a terminal, or with `--quiet`.
+//! Progress for long work (hashing, downloads, labelling, training, scoring).
+//!
+//! A person at a terminal sees indicatif bars. A log (CI, `2> build.log`, `--json` pipelines)
+//! gets plain lines instead: the first update at once, then one line every [`LOG_EVERY`] at most,
+//! each with the stage, step/total, rate and ETA, so minutes of work never pass in silence.
+//! Both are the same `ProgressBar`s: in a log, each bar draws to a [`LogLines`] target that keeps
+//! the last frame and writes it out on its own clock. `--quiet` hides both.
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::fmt;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+
+/// How often a log gets a progress line.
+pub const LOG_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+enum Mode {
+    Hidden,
+    Bars(MultiProgress),
+    Log,
+}
 
 #[derive(Clone)]
 pub struct Progress {
-    mp: Option<MultiProgress>,
+    mode: Mode,
 }
 
 impl Progress {
-    /// Bars on stderr when it is a terminal and `enabled`.
-    pub fn new(enabled: bool) -> Progress {
+    /// What a command shows: nothing under `--quiet`; lines, not bars, under `--json` (a
+    /// pipeline reads stdout; its log should still move).
+    pub fn for_cli(json: bool, quiet: bool) -> Progress {
         use std::io::IsTerminal;
-        let on = enabled && std::io::stderr().is_terminal();
-        Progress {
-            mp: on.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
-        }
+        Progress::with(!quiet, !json && std::io::stderr().is_terminal())
+    }
+
+    fn with(enabled: bool, terminal: bool) -> Progress {
+        let mode = match (enabled, terminal) {
+            (false, _) => Mode::Hidden,
+            (true, true) => {
+                Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr()))
+            }
+            (true, false) => Mode::Log,
+        };
+        Progress { mode }
+    }
+
+    /// Plain lines to stderr whatever stderr is (tests of the log form use this).
+    pub fn log() -> Progress {
+        Progress { mode: Mode::Log }
     }
 
     pub fn hidden() -> Progress {
-        Progress { mp: None }
+        Progress { mode: Mode::Hidden }
     }
 
     /// A byte-counting bar.
     pub fn bytes(&self, total: u64, msg: &str) -> ProgressBar {
-        let Some(mp) = &self.mp else {
-            return ProgressBar::hidden();
-        };
-        let bar = mp.add(ProgressBar::new(total));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} {msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_message(msg.to_string());
-        bar
+        self.bar(
+            total,
+            msg,
+            "{spinner} {msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            "{msg}: {bytes}/{total_bytes}, {bytes_per_sec}, {elapsed} elapsed, eta {eta}",
+        )
     }
 
-    /// A bar counting items (tests, requests).
+    /// A bar counting items (tests, requests, steps).
     pub fn count(&self, total: u64, msg: &str) -> ProgressBar {
-        let Some(mp) = &self.mp else {
-            return ProgressBar::hidden();
+        self.bar(
+            total,
+            msg,
+            "{spinner} {msg:24} [{bar:30}] {pos}/{len} eta {eta}",
+            "{msg}: {pos}/{len}, {per_sec}, {elapsed} elapsed, eta {eta}",
+        )
+    }
+
+    fn bar(&self, total: u64, msg: &str, bar_template: &str, log_template: &str) -> ProgressBar {
+        let (bar, template) = match &self.mode {
+            Mode::Hidden => return ProgressBar::hidden(),
+            Mode::Bars(mp) => (mp.add(ProgressBar::new(total)), bar_template),
+            Mode::Log => {
+                let bar = ProgressBar::with_draw_target(
+                    Some(total),
+                    ProgressDrawTarget::term_like_with_hz(Box::new(LogLines::default()), 1),
+                );
+                // A line even while one step takes long (a training step on a large base).
+                bar.enable_steady_tick(LOG_EVERY);
+                (bar, log_template)
+            }
         };
-        let bar = mp.add(ProgressBar::new(total));
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg:24} [{bar:30}] {pos}/{len} eta {eta}")
+            ProgressStyle::with_template(template)
                 .expect("valid template")
                 .progress_chars("=> "),
         );
@@ -56,15 +101,75 @@ impl Progress {
 
     /// Prints a line above the bars (or to stderr when there are none).
     pub fn println(&self, line: &str) {
-        match &self.mp {
-            Some(mp) => {
+        match &self.mode {
+            Mode::Bars(mp) => {
                 let _ = mp.println(line);
             }
-            None => eprintln!("{line}"),
+            _ => eprintln!("{line}"),
         }
     }
+}
 
-    pub fn enabled(&self) -> bool {
-        self.mp.is_some()
+/// A draw target for logs: indicatif renders frames into it as if it were a terminal; it keeps
+/// the newest frame and writes it as one plain line when [`LOG_EVERY`] has passed since the last
+/// (the very first frame at once). Cursor movement and clearing mean nothing in a log.
+#[derive(Default)]
+struct LogLines {
+    state: Mutex<LogState>,
+}
+
+#[derive(Default)]
+struct LogState {
+    frame: String,
+    last: Option<Instant>,
+}
+
+impl fmt::Debug for LogLines {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LogLines")
+    }
+}
+
+impl TermLike for LogLines {
+    fn width(&self) -> u16 {
+        // Wide enough that indicatif never truncates a line.
+        200
+    }
+    fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.write_str(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let s = s.trim();
+        if !s.is_empty() {
+            st.frame = s.to_string();
+        }
+        Ok(())
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let due = st.last.is_none_or(|t| t.elapsed() >= LOG_EVERY);
+        if due && !st.frame.is_empty() {
+            let line = std::mem::take(&mut st.frame);
+            st.last = Some(Instant::now());
+            let mut err = std::io::stderr().lock();
+            writeln!(err, "{line}")?;
+        }
+        Ok(())
     }
 }

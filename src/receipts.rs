@@ -109,7 +109,7 @@ pub fn append(path: &Path, facts: RunFacts, key: Option<&Key>) -> Result<Receipt
         spec: SPEC.into(),
         seq,
         prev,
-        time: now_rfc3339(),
+        time: crate::dates::now_rfc3339(),
         facts,
         mac: None,
     };
@@ -224,15 +224,6 @@ pub fn verify(path: &Path, key: Option<&Key>) -> Result<ChainReport> {
     report.receipts = count;
     report.macs_checked = macs && count > 0 && report.broken.is_none();
     Ok(report)
-}
-
-fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (y, m, d, hh, mm, ss) = crate::artifact::zipwrite::civil(secs);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
 #[cfg(test)]

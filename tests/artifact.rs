@@ -273,7 +273,7 @@ fn a_zip_bomb_cannot_inflate_past_its_declared_size() {
     let len = f.metadata().unwrap().len();
     let mut entries = kolm::artifact::zipread::read_entries(&mut f, len).unwrap();
     entries[0].size = 10;
-    let err = verify::stream_entry(&mut f, &path, &entries[0], 10, |_| {})
+    let err = kolm::artifact::container::stream_entry(&mut f, &path, &entries[0], 10, |_| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("inflates past its declared 10 bytes"), "{err}");
@@ -291,11 +291,11 @@ fn a_hostile_adapter_that_does_not_fit_the_base_is_named() {
     .unwrap();
     let lora_bytes = kolm::gguf::tiny::zero_lora(&other, &["attn_q".into()], 4, 8.0, 0).unwrap();
     let lora = kolm::gguf::read_header_from(&mut &lora_bytes[..]).unwrap();
-    let err = verify::adapter_fits(&base, &lora).unwrap_err();
+    let err = kolm::gguf::adapter::fits(&base, &lora).unwrap_err();
     assert!(err.contains("architecture"), "{err}");
     let good =
         kolm::gguf::tiny::zero_lora(&base, &["attn_q".into(), "ffn_up".into()], 4, 8.0, 0).unwrap();
-    verify::adapter_fits(
+    kolm::gguf::adapter::fits(
         &base,
         &kolm::gguf::read_header_from(&mut &good[..]).unwrap(),
     )
@@ -405,11 +405,13 @@ fn a_kernel_copied_model_gives_the_same_bytes_as_a_streamed_one() {
         kolm::gguf::tiny::tiny_model("qwen2", 4, kolm::gguf::tiny::Quant::Q8_0),
     )
     .unwrap();
+    let sha = kolm::digest::sha256_file(&model, None).unwrap().0;
     let write = |crc: Option<u32>, name: &str| {
         let out = dir.path().join(name);
         let payload = kolm::artifact::Payload {
             model: &model,
             model_crc32: crc,
+            model_sha256: &sha,
             lora: b"lora",
             recipes: b"{}",
             index: b"index",

@@ -570,3 +570,110 @@ fn kolmfile_example_parses_with_its_defaults() {
     assert_eq!(t.gate.min_k, 0.70);
     assert_eq!(t.recall.chunk_chars, 1200);
 }
+
+// What the adversarial run found (issue: hardening). Each of these was wrong before.
+
+#[test]
+fn a_negative_seed_says_the_allowed_range_not_invalid_toml() {
+    let text = edit("seed = 1 }", "seed = -1 }");
+    let e = parse(&text).expect_err("out of range");
+    assert!(
+        e.message.contains("`seed` = -1 is out of range"),
+        "{}",
+        e.message
+    );
+    assert!(!e.message.contains("invalid TOML"), "{}", e.message);
+    let help = e.help.unwrap_or_default();
+    assert!(help.contains("from 0 to 18446744073709551615"), "{help}");
+    assert_eq!(e.line, 5);
+}
+
+#[test]
+fn a_folder_named_as_a_file_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("evals.jsonl"), "").unwrap();
+    let text = GOOD.replace("seeds = \"seeds.jsonl\"", "seeds = \"data\"");
+    let path = dir.path().join("Kolmfile.toml");
+    std::fs::write(&path, &text).unwrap();
+    let e = Kolmfile::parse(&path, &text).expect_err("a folder");
+    assert!(
+        e.message.contains("`data` is a folder, not a file"),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.line, 22);
+}
+
+#[test]
+fn cr_only_line_endings_number_lines_right() {
+    // TOML refuses lone carriage returns: the first one is pointed at, on line 1, and named.
+    let text = edit("samples = 3", "samples = 0").replace('\n', "\r");
+    let e = parse(&text).expect_err("lone CRs");
+    assert_eq!((e.line, e.col), (1, 10), "{}", e.message);
+    assert!(
+        e.message.contains("carriage returns alone"),
+        "{}",
+        e.message
+    );
+    // And CRLF the same.
+    let text = edit("samples = 3", "samples = 0").replace('\n', "\r\n");
+    assert_eq!(parse(&text).expect_err("out of range").line, 9);
+}
+
+#[test]
+fn an_output_schema_that_is_not_a_schema_fails_at_once() {
+    expect(
+        &edit(
+            "output_schema = { type = \"object\" }",
+            "output_schema = { type = 42 }",
+        ),
+        21,
+        "not a valid JSON schema",
+        None,
+    );
+}
+
+#[test]
+fn a_base_path_that_is_not_gguf_points_at_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["seeds.jsonl", "evals.jsonl"] {
+        std::fs::write(dir.path().join(f), "").unwrap();
+    }
+    std::fs::write(dir.path().join("model.bin"), "PK\u{3}\u{4} not a model").unwrap();
+    let text = GOOD.replace(
+        "tiny = { arch = \"llama\", seed = 1 }",
+        "path = \"model.bin\"",
+    );
+    let path = dir.path().join("Kolmfile.toml");
+    std::fs::write(&path, &text).unwrap();
+    let e = Kolmfile::parse(&path, &text).expect_err("not GGUF");
+    assert!(e.message.contains("is not a GGUF file"), "{}", e.message);
+    assert_eq!(e.line, 5);
+}
+
+#[test]
+fn a_non_utf8_byte_is_given_as_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Kolmfile.toml");
+    let mut bytes = GOOD.as_bytes().to_vec();
+    let at = GOOD.find("description = \"d\"").unwrap() + "description = \"".len();
+    bytes[at] = 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = match Kolmfile::load(&path).expect_err("not UTF-8") {
+        kolm::Error::Kolmfile(k) => k,
+        other => panic!("{other}"),
+    };
+    assert_eq!((e.line, e.col), (20, 16), "{}", e.message);
+    assert!(e.message.contains("is not UTF-8"), "{}", e.message);
+}
+
+#[test]
+fn a_huge_offending_line_is_not_echoed_whole() {
+    let huge = format!("bogus_key = \"{}\"", "x".repeat(5 << 20));
+    let text = edit("samples = 3", &format!("samples = 3\n{huge}"));
+    let e = parse(&text).expect_err("unknown key");
+    let shown = format!("{:?}", miette::Report::new(e));
+    assert!(shown.len() < 16 << 10, "{} bytes shown", shown.len());
+    assert!(shown.contains("bogus_key"));
+}

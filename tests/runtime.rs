@@ -273,13 +273,16 @@ fn kolm_run_prints_schema_valid_json_and_chains_receipts() {
         let log = std::fs::read_to_string(p.home.path().join("logs/receipts.jsonl")).unwrap();
         assert_eq!(log.lines().count(), i + 1);
     }
-    // The model was extracted once into the store and is reused.
-    let models: Vec<_> = std::fs::read_dir(p.home.path().join("models"))
+    // The model was extracted once into the store (with the record of its content) and is
+    // reused.
+    let mut models: Vec<_> = std::fs::read_dir(p.home.path().join("models"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(models.len(), 1, "{models:?}");
+    models.sort();
+    assert_eq!(models.len(), 2, "{models:?}");
+    assert_eq!(format!("{}.b3", models[0]), models[1]);
 
     let r = ok_json(
         &kolm_cmd(p.home.path())

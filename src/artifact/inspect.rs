@@ -46,8 +46,8 @@ pub fn inspect(path: &std::path::Path, key_file: Option<&str>) -> Result<Inspect
             .map(|(k, v): &(String, Value)| (k.clone(), v.summary()))
             .collect()
     };
-    let model_metadata = meta(verify::entry_header(&mut f, &o, 0)?);
-    let lora_metadata = meta(verify::entry_header(&mut f, &o, 1)?);
+    let model_metadata = meta(super::payload::entry_header(&mut f, &o, 0)?);
+    let lora_metadata = meta(super::payload::entry_header(&mut f, &o, 1)?);
     let entries = o
         .entries
         .iter()

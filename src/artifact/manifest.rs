@@ -5,8 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kolmfile::{Baseline, DeviceProfile, Weights};
-use crate::kscore::{Components, Measured};
+use crate::kscore::{Baseline, Components, DeviceProfile, Measured, Weights};
 
 pub const SPEC: &str = "rs-1-manifest";
 pub const SPEC_VERSION: u32 = 1;
@@ -127,13 +126,4 @@ impl Manifest {
     pub fn to_bytes(&self) -> Vec<u8> {
         crate::digest::canonical_json(self)
     }
-}
-
-/// `kolm/<version>`, the runtime string sealed into every manifest.
-pub fn runtime() -> String {
-    format!(
-        "kolm/{} ({})",
-        env!("CARGO_PKG_VERSION"),
-        crate::runtime::engine::LLAMA_CPP_2
-    )
 }

@@ -55,6 +55,57 @@ fn read_at<F: Read + Seek>(f: &mut F, at: u64, len: usize) -> R<Vec<u8>> {
     Ok(buf)
 }
 
+/// Why the last 22 bytes are not an end-of-archive record: the file was cut short (the record
+/// is there but incomplete), bytes were appended after it (however many: the whole file is
+/// searched, backwards, since this is only the error path), or there is no record at all.
+fn diagnose_end<F: Read + Seek>(f: &mut F, len: u64) -> Malformed {
+    const SIG: [u8; 4] = [0x50, 0x4b, 0x05, 0x06];
+    const CHUNK: u64 = 1 << 20;
+    let mut end = len;
+    while end > 0 {
+        // Overlap chunks by 3 bytes so a signature across a boundary is still seen.
+        let start = end.saturating_sub(CHUNK);
+        let Ok(buf) = read_at(f, start, (end - start) as usize) else {
+            break;
+        };
+        for i in buf
+            .windows(4)
+            .enumerate()
+            .rev()
+            .filter(|(_, w)| *w == SIG)
+            .map(|(i, _)| i)
+        {
+            let at = start + i as u64;
+            let record_end = at + 22;
+            if record_end > len {
+                return Malformed(format!(
+                    "the file ends {} bytes into its end-of-archive record: it was cut short (truncated)",
+                    len - at
+                ));
+            }
+            // A real record: the directory it names ends where the record starts.
+            let Ok(rec) = read_at(f, at, 22) else {
+                continue;
+            };
+            let (size, offset) = (u32_at(&rec, 12) as u64, u32_at(&rec, 16) as u64);
+            let zip64 = size == 0xFFFF_FFFF || offset == 0xFFFF_FFFF;
+            if zip64 || offset + size <= at {
+                return Malformed(format!(
+                    "{} bytes follow the end-of-archive record (appended data or a zip comment)",
+                    len - record_end
+                ));
+            }
+        }
+        if start == 0 {
+            break;
+        }
+        end = start + 3;
+    }
+    Malformed(
+        "no end-of-archive record anywhere in the file: it is not a zip (or not a `.kolm`)".into(),
+    )
+}
+
 /// Parses the zip structure of a file of `len` bytes. Data is not read.
 pub fn read_entries<F: Read + Seek>(f: &mut F, len: u64) -> R<Vec<Entry>> {
     if len < 22 {
@@ -62,18 +113,7 @@ pub fn read_entries<F: Read + Seek>(f: &mut F, len: u64) -> R<Vec<Entry>> {
     }
     let eocd = read_at(f, len - 22, 22)?;
     if u32_at(&eocd, 0) != 0x0605_4b50 {
-        // Distinguish trailing bytes from a truncated file.
-        let tail_len = len.min(66_000) as usize;
-        let tail = read_at(f, len - tail_len as u64, tail_len)?;
-        return match tail.windows(4).rposition(|w| w == [0x50, 0x4b, 0x05, 0x06]) {
-            Some(i) => bad(format!(
-                "{} bytes follow the end-of-archive record (appended data or a zip comment)",
-                tail_len.saturating_sub(i + 22)
-            )),
-            None => {
-                bad("no end-of-archive record at the end of the file (truncated, or not a zip)")
-            }
-        };
+        return Err(diagnose_end(f, len));
     }
     if u16_at(&eocd, 20) != 0 {
         return bad("the archive has a comment; RS-1 allows none");

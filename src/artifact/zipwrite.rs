@@ -70,33 +70,6 @@ impl Layout {
     }
 }
 
-/// Civil UTC (year, month, day, hour, minute, second) of a Unix timestamp (H. Hinnant's
-/// days-to-civil algorithm), so no date crate is needed for two formats.
-pub fn civil(epoch: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = epoch.div_euclid(86_400);
-    let rem = epoch.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// DOS date and time of a Unix timestamp (UTC), clamped to the zip epoch 1980-01-01.
-pub fn dos_datetime(epoch: Option<i64>) -> (u16, u16) {
-    let (y, m, d, hh, mm, ss) = civil(epoch.unwrap_or(315_532_800).max(315_532_800));
-    let y = y.min(2107);
-    (
-        (((y - 1980) << 9) | (m << 5) | d) as u16,
-        ((hh << 11) | (mm << 5) | (ss / 2)) as u16,
-    )
-}
-
 fn io<T>(r: std::io::Result<T>, dest: &Path) -> Result<T> {
     r.map_err(|e| Error::io(dest, "write the artifact", e))
 }
@@ -162,7 +135,7 @@ pub fn write_zip(
     on_bytes: &dyn Fn(u64),
 ) -> Result<Vec<Layout>> {
     preallocate(out, entries);
-    let (date, time) = dos_datetime(epoch);
+    let (date, time) = crate::dates::dos_datetime(epoch);
     let mut written = Vec::with_capacity(entries.len());
     let mut pos = 0u64;
     for e in entries {
@@ -186,9 +159,7 @@ pub fn write_zip(
                 *crc,
             ),
             (Source::File(..), Method::Deflated) => {
-                return Err(Error::Other(
-                    "internal: files are stored, not deflated".into(),
-                ))
+                return Err(Error::Internal("files are stored, not deflated".into()))
             }
         };
         let mut layout = Layout {

@@ -125,9 +125,10 @@ impl AnswerLog {
         let value_start = q.len();
         if let Err(e) = serde_json::to_writer(&mut *q, value) {
             q.truncate(line_start);
-            return Err(Error::Other(format!(
-                "cannot write a teacher answer for {key}: {e}"
-            )));
+            return Err(Error::failed(
+                format!("could not write a teacher answer for {key}"),
+                e,
+            ));
         }
         let text = String::from_utf8(q[value_start..].to_vec()).expect("serde_json writes UTF-8");
         q.extend_from_slice(b"}\n");

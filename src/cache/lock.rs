@@ -104,7 +104,7 @@ impl Lock {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let body = toml_edit::ser::to_string_pretty(self)
-            .map_err(|e| Error::Other(format!("cannot write the lock: {e}")))?;
+            .map_err(|e| Error::failed("could not write the lock", e))?;
         crate::fsutil::write_atomic(path, format!("{HEADER}{body}").as_bytes())
     }
 }

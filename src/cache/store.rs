@@ -77,11 +77,16 @@ impl Store {
         cacache::read_hash_sync(&self.dir, &sri).ok()
     }
 
-    /// Reads a blob that must exist, with an error that says what to do when it does not.
+    /// Reads a blob that must exist. A missing or damaged one is removed (so every action entry
+    /// naming it becomes a miss: damage is a miss, never a dead end) and reported as
+    /// [`Error::BlobLost`], on which the executor builds again.
     pub fn blob(&self, r: &BlobRef) -> Result<Vec<u8>> {
-        self.get_blob(r).ok_or_else(|| Error::Cache {
-            path: self.dir.clone(),
-            reason: format!("blob sha256:{} is missing or damaged", &r.sha256),
+        self.get_blob(r).ok_or_else(|| {
+            let _ = self.remove_blob(&r.sha256);
+            Error::BlobLost {
+                path: self.dir.clone(),
+                sha256: r.sha256.clone(),
+            }
         })
     }
 

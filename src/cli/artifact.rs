@@ -24,7 +24,8 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub bench: bool,
     /// Runs for --bench (cycling through the artifact's test inputs).
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    #[arg(long, default_value_t = 20, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub bench_runs: u64,
     #[command(flatten)]
     pub decode: super::run::DecodeArgs,
@@ -43,11 +44,7 @@ pub fn inspect(g: &Global, path: &Path, key_file: Option<&str>) -> Result<()> {
 
 pub fn verify(g: &Global, a: VerifyArgs) -> Result<()> {
     let size = std::fs::metadata(&a.artifact).map(|m| m.len()).unwrap_or(0);
-    let progress = if g.json || g.quiet {
-        crate::progress::Progress::hidden()
-    } else {
-        crate::progress::Progress::new(true)
-    };
+    let progress = crate::progress::Progress::for_cli(g.json, g.quiet);
     let bar = progress.bytes(size, "verifying");
     let opts = ver::VerifyOptions {
         allow_unsigned: a.allow_unsigned,

@@ -15,8 +15,8 @@ use crate::{Error, Result};
 #[derive(Args, Debug, Clone, Default)]
 pub struct BuildArgs {
     /// Run at most N stages at once (default: the number of cores).
-    #[arg(long, short)]
-    pub jobs: Option<usize>,
+    #[arg(long, short, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub jobs: Option<u16>,
     /// Refuse to change Kolmfile.lock or to redo pinned (nondeterministic) work.
     #[arg(long)]
     pub locked: bool,
@@ -75,12 +75,20 @@ pub fn load_kolmfile(g: &Global) -> Result<Kolmfile> {
 /// Build options from flags and the environment.
 pub fn options(a: &BuildArgs) -> Result<BuildOptions> {
     let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => Some(v.trim().parse::<i64>().map_err(|_| {
-            Error::invalid(
-                format!("SOURCE_DATE_EPOCH=`{v}` is not a Unix timestamp"),
-                "set it to whole seconds since 1970, or unset it",
-            )
-        })?),
+        Ok(v) if !v.is_empty() => Some(
+            v.trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|&t| (0..=crate::dates::LAST_RFC3339).contains(&t))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!(
+                            "SOURCE_DATE_EPOCH=`{v}` is not a Unix timestamp from 1970 to 9999"
+                        ),
+                        "set it to whole seconds since 1970, or unset it",
+                    )
+                })?,
+        ),
         _ => None,
     };
     Ok(BuildOptions {
@@ -132,15 +140,11 @@ pub fn build(g: &Global, a: BuildArgs, mode: Mode) -> Result<()> {
         enforce_airgap(&kolmfile)?;
     }
     let exec = ExecOptions {
-        jobs: a.jobs.unwrap_or(ExecOptions::default().jobs).max(1),
+        jobs: a.jobs.map_or(ExecOptions::default().jobs, usize::from),
         locked: a.locked,
         dry_run: mode != Mode::Build,
     };
-    let progress = if g.json || g.quiet {
-        Progress::hidden()
-    } else {
-        Progress::new(true)
-    };
+    let progress = Progress::for_cli(g.json, g.quiet);
     let explain = a.explain || mode == Mode::Explain;
     match executor::build(
         kolmfile,

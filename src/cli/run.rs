@@ -14,11 +14,12 @@ use crate::{receipts, Error, Result};
 /// How the student decodes: shared by `run` and `verify --rescore/--bench`.
 #[derive(Args, Debug, Clone)]
 pub struct DecodeArgs {
-    /// Most tokens to generate.
-    #[arg(long, default_value_t = 512, value_name = "N")]
+    /// Most tokens to generate (1 to 131072).
+    #[arg(long, default_value_t = 512, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=131_072))]
     pub max_tokens: u32,
-    /// Decode threads (default: every core).
-    #[arg(long, value_name = "N")]
+    /// Decode threads (default: every core; 1 to 256).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: Option<u32>,
     /// The embedder folder of an artifact whose index has dense vectors, on a machine that did
     /// not build it (a build keeps a copy under KOLM_HOME/embedders).
@@ -28,12 +29,13 @@ pub struct DecodeArgs {
 
 impl DecodeArgs {
     pub fn options(&self) -> GenOptions {
+        // clap has checked both ranges.
         let mut o = GenOptions {
-            max_tokens: self.max_tokens.max(1),
+            max_tokens: self.max_tokens,
             ..GenOptions::default()
         };
         if let Some(t) = self.threads {
-            o.threads = t.max(1);
+            o.threads = t;
         }
         o
     }
@@ -74,7 +76,7 @@ pub enum ReceiptsCommand {
 /// The input, from the argument, a file, or stdin, as UTF-8.
 fn read_input(a: &RunArgs) -> Result<String> {
     let bytes = match (&a.input, &a.input_file) {
-        (Some(s), None) if s != "-" => return Ok(s.clone()),
+        (Some(s), None) if s != "-" => s.clone().into_bytes(),
         (_, Some(f)) => std::fs::read(f).map_err(|e| Error::io(f, "read", e))?,
         _ => {
             let stdin = std::io::stdin();

@@ -15,6 +15,17 @@ pub use write::{GgufWriter, TensorData};
 
 /// GGUF magic, "GGUF" little-endian.
 pub const MAGIC: u32 = 0x4655_4747;
+
+/// Whether the file at `path` starts with the GGUF magic: the cheap check a Kolmfile's reader
+/// makes before any stage reads the header.
+pub fn has_magic(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok()
+        && u32::from_le_bytes(b) == MAGIC
+}
 /// Default alignment of the tensor data section.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 

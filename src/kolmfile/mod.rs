@@ -1,11 +1,11 @@
 //! The Kolmfile: what the user asks kolm to build.
 //!
 //! `raw` mirrors the TOML as written, `resolve` checks it and applies defaults, `config` is the
-//! result every later step reads, `diagnostic` is how a mistake is reported, and `init` writes a
-//! starter project. The normative reference is `kolmfile-spec/kolmfile.md`.
+//! result every later step reads (a mistake is reported as a [`KolmfileError`], from
+//! [`crate::diagnostic`]), and `init` writes a starter project. The normative reference is `kolmfile-spec/kolmfile.md`.
 
+mod check;
 pub mod config;
-pub mod diagnostic;
 pub mod init;
 mod raw;
 mod resolve;
@@ -14,8 +14,8 @@ mod shape;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::diagnostic::KolmfileError;
 pub use config::*;
-pub use diagnostic::KolmfileError;
 
 /// The conventional file name, looked for in the current folder and its parents.
 pub const FILE_NAME: &str = "Kolmfile.toml";
@@ -34,8 +34,25 @@ pub struct Kolmfile {
 impl Kolmfile {
     /// Reads and checks a Kolmfile.
     pub fn load(path: &Path) -> crate::Result<Kolmfile> {
-        let source = std::fs::read_to_string(path)
-            .map_err(|e| crate::Error::io(path, "read the Kolmfile", e))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| crate::Error::io(path, "read the Kolmfile", e))?;
+        let source = match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                // Point at the bad byte in the text before it (which is valid UTF-8).
+                let at = e.utf8_error().valid_up_to();
+                let before = String::from_utf8_lossy(&e.as_bytes()[..at]).into_owned();
+                return Err(KolmfileError::at(
+                    path,
+                    &before,
+                    at..at,
+                    format!("byte {at} (0x{:02x}) is not UTF-8", e.as_bytes()[at]),
+                    "the next byte",
+                    Some("a Kolmfile is UTF-8 text: re-save it as UTF-8".into()),
+                )
+                .into());
+            }
+        };
         Ok(Self::parse(path, &source)?)
     }
 
@@ -48,13 +65,13 @@ impl Kolmfile {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let dir = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
-        let cx = resolve::Cx {
+        let cx = check::Cx {
             path,
             src: source,
             dir: &dir,
         };
         let raw: raw::RawKolmfile =
-            toml_edit::de::from_str(source).map_err(|e| resolve::shape_error(&cx, &e))?;
+            toml_edit::de::from_str(source).map_err(|e| shape::shape_error(&cx, &e))?;
         let (project, tasks) = resolve::resolve(&cx, raw)?;
         Ok(Kolmfile {
             path: path.to_path_buf(),

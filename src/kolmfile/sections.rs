@@ -8,10 +8,10 @@ use std::path::Path;
 
 use serde_spanned::Spanned;
 
+use super::check::{in_range, int, must_be_file, one_of, relative_path, Cx, R};
 use super::config::*;
-use super::diagnostic::did_you_mean;
 use super::raw::*;
-use super::resolve::{display_dir, in_range, int, one_of, relative_path, Cx, R};
+use crate::diagnostic::did_you_mean;
 
 pub(super) fn base(cx: &Cx, b: Spanned<RawBase>) -> R<BaseConfig> {
     let span = b.span();
@@ -54,12 +54,14 @@ pub(super) fn base(cx: &Cx, b: Spanned<RawBase>) -> R<BaseConfig> {
         } else {
             relative_path(cx, p)?
         };
-        if !cx.dir.join(&rel).is_file() {
+        let abs = cx.dir.join(&rel);
+        must_be_file(cx, pspan.clone(), &rel, &abs, "base model")?;
+        if !crate::gguf::has_magic(&abs) {
             return Err(cx.err(
                 pspan,
-                format!("base model `{rel}` does not exist"),
-                "no such file",
-                Some(format!("paths are relative to {}", display_dir(cx.dir))),
+                format!("base model `{rel}` is not a GGUF file (it does not start with `GGUF`)"),
+                "not GGUF",
+                Some("the base must be a GGUF model (llama.cpp's format): convert it with llama.cpp's convert_hf_to_gguf.py".into()),
             ));
         }
         BaseSource::Path { path: rel }

@@ -1,13 +1,26 @@
 //! Shape errors: what serde says about the TOML (unknown keys, wrong types, bad syntax),
 //! re-worded for a person, with a suggestion, and with secrets kept out of the message.
 
-use super::diagnostic::{did_you_mean, KolmfileError};
-use super::resolve::Cx;
+use super::check::Cx;
+use crate::diagnostic::{did_you_mean, KolmfileError};
 
 /// Turns a serde error from the TOML deserializer into our error, with a suggestion.
 pub(super) fn shape_error(cx: &Cx, e: &toml_edit::de::Error) -> KolmfileError {
     let span = e.span().unwrap_or(0..0);
     let msg = e.message().trim().to_string();
+    if msg.contains("carriage return must be followed by newline") {
+        // Old Mac line endings: TOML takes `\n` or `\r\n` only. Point at the first lone `\r`.
+        let b = cx.src.as_bytes();
+        let at = (0..b.len())
+            .find(|&i| b[i] == b'\r' && b.get(i + 1) != Some(&b'\n'))
+            .unwrap_or(span.start);
+        return cx.err(
+            at..at,
+            "the line endings are carriage returns alone (old Mac style); TOML needs `\\n` or `\\r\\n`",
+            "a lone carriage return",
+            Some("convert the file's line endings to LF, e.g. `tr '\\r' '\\n' < Kolmfile.toml > fixed.toml`".into()),
+        );
+    }
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         let word = rest.split('`').next().unwrap_or_default().to_string();
         let expected: Vec<&str> = rest
@@ -74,6 +87,23 @@ pub(super) fn shape_error(cx: &Cx, e: &toml_edit::de::Error) -> KolmfileError {
             None,
         );
     }
+    if let Some(rest) = msg.strip_prefix("invalid value: ") {
+        // The TOML is valid; the value is outside what the key takes (`seed = -1`).
+        let (found, expected) = rest
+            .split_once(", expected ")
+            .unwrap_or((rest, "another value"));
+        let key = key_before(cx.src, span.start).or_else(|| key_at(cx.src, span.start));
+        let shown = found.split('`').nth(1).unwrap_or(found);
+        let what = key
+            .map(|k| format!("`{k}` = {shown}"))
+            .unwrap_or_else(|| shown.to_string());
+        return cx.err(
+            span,
+            format!("{what} is out of range"),
+            "out of range",
+            Some(format!("expected {}", allowed(expected))),
+        );
+    }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or_default();
         return cx.err(
@@ -109,6 +139,41 @@ fn plain_type(expected: &str) -> String {
         "a sequence" => "an array".into(),
         _ => e.to_string(),
     }
+}
+
+/// The values serde's integer types take, in words.
+fn allowed(expected: &str) -> String {
+    let e = expected.trim();
+    let range = |lo: i128, hi: i128| format!("a whole number from {lo} to {hi}");
+    match e {
+        "u64" => range(0, u64::MAX as i128),
+        "u32" => range(0, u32::MAX as i128),
+        "u16" => range(0, u16::MAX as i128),
+        "u8" => range(0, u8::MAX as i128),
+        "i64" => range(i64::MIN as i128, i64::MAX as i128),
+        "i32" => range(i32::MIN as i128, i32::MAX as i128),
+        _ => plain_type(e),
+    }
+}
+
+/// The key whose value starts at `offset`: the name before the nearest `=` on its line (so
+/// inside an inline table, `seed` of `tiny = { seed = -1 }`).
+fn key_before(src: &str, offset: usize) -> Option<String> {
+    let line_start = src[..offset.min(src.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let before = &src[line_start..offset.min(src.len())];
+    let (k, _) = before.rsplit_once('=')?;
+    let k = k.trim_end();
+    let name: String = k
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || *c == '.')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    (!name.is_empty()).then_some(name)
 }
 
 /// The `[table]` header that encloses an offset, for messages like "in [teacher]".

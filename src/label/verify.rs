@@ -58,6 +58,34 @@ impl Verifier {
         Ok(Verifier { schema, asserts })
     }
 
+    /// What is wrong with a gold output, in words; `None` when the schema and every assertion
+    /// accept it.
+    pub fn problem(&self, v: &Value) -> Option<String> {
+        if let Err(e) = self.schema.validate(v) {
+            let at = e.instance_path().to_string();
+            let at = if at.is_empty() {
+                String::new()
+            } else {
+                format!(" at `{at}`")
+            };
+            return Some(format!(
+                "it does not match the task's output schema{at}: {e}"
+            ));
+        }
+        let compact = v.to_string();
+        let seen = Observed {
+            output: &compact,
+            latency_ms: 0.0,
+            cost: 0.0,
+        };
+        self.asserts.iter().find_map(|a| match a.check(&seen) {
+            Outcome::Checked {
+                pass: false, why, ..
+            } => Some(format!("it fails the task's assertion: {why}")),
+            _ => None,
+        })
+    }
+
     /// Why one sample is unusable, or its value.
     fn check(&self, text: &str) -> std::result::Result<Value, &'static str> {
         let v = json_in(text).ok_or(NOT_JSON)?;

@@ -34,7 +34,7 @@ CREATE TABLE bm25_blocks (id INTEGER PRIMARY KEY, postings BLOB NOT NULL);";
 pub const BLOCK: usize = 500;
 
 fn sql(e: rusqlite::Error) -> Error {
-    Error::Other(format!("SQLite (BM25): {e}"))
+    Error::failed("the BM25 index (SQLite) failed", e)
 }
 
 /// Fills `bm25_postings` from the built `chunks_fts`.
@@ -149,9 +149,10 @@ pub fn top_k(db: &Connection, query: &str, k: usize) -> Result<Vec<(i64, f64)>> 
                     for p in blob.chunks_exact(8) {
                         let id = id(p);
                         let slot = acc.get_mut(id).ok_or_else(|| {
-                            Error::Other(format!(
-                                "the BM25 postings of `{term}` are out of order: rebuild the index"
-                            ))
+                            Error::invalid(
+                                format!("the BM25 postings of `{term}` are out of order"),
+                                "the index is damaged: rebuild it",
+                            )
                         })?;
                         touched[end] = id as u32;
                         end += (*slot == 0.0) as usize;

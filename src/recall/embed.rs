@@ -150,13 +150,13 @@ impl Embedder {
         let enc = self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Other(format!("embedder tokenizer: {e}")))?;
+            .map_err(|e| Error::failed("the embedder's tokenizer failed", e))?;
         let ids: Vec<Vec<u32>> = enc.iter().map(|e| e.get_ids().to_vec()).collect();
         let mask: Vec<Vec<u32>> = enc
             .iter()
             .map(|e| e.get_attention_mask().to_vec())
             .collect();
-        let candle = |e: candle_core::Error| Error::Other(format!("embedder: {e}"));
+        let candle = |e: candle_core::Error| Error::failed("the embedder failed", e);
         let dev = Device::Cpu;
         let ids = Tensor::new(ids, &dev).map_err(candle)?;
         let mask = Tensor::new(mask, &dev).map_err(candle)?;

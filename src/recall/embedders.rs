@@ -19,7 +19,7 @@ use crate::home::Home;
 use crate::{Error, Result};
 
 fn store(home: &Home, identity: &str) -> PathBuf {
-    home.root().join("embedders").join(identity)
+    home.embedder(identity)
 }
 
 /// Keeps a copy of the embedder in `dir` under its identity, unless one is there already.
@@ -89,7 +89,7 @@ pub struct Cache {
 }
 
 fn sql(e: rusqlite::Error) -> Error {
-    Error::Other(format!("embedding cache: {e}"))
+    Error::failed("the embedding cache failed", e)
 }
 
 impl Cache {

@@ -78,7 +78,59 @@ pub struct Built {
 }
 
 fn sql(e: rusqlite::Error) -> Error {
-    Error::Other(format!("SQLite: {e}"))
+    Error::failed("the recall index (SQLite) failed", e)
+}
+
+/// What an index says about itself: what [`crate::artifact::payload`] checks against the
+/// manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// The embedder's width (0 for a BM25-only index).
+    pub dimensions: u64,
+    /// The embedder's identity ("" for none).
+    pub embedder_sha256: String,
+    /// Vectors stored, and the widest one.
+    pub vectors: u64,
+    pub width: u64,
+}
+
+/// The facts of an index given as bytes (an artifact's entry).
+pub fn facts(bytes: &[u8]) -> Result<Facts> {
+    let dir =
+        tempfile::tempdir().map_err(|e| Error::io(&std::env::temp_dir(), "make a folder in", e))?;
+    let p = dir.path().join("index.sqlite");
+    std::fs::write(&p, bytes).map_err(|e| Error::io(&p, "write", e))?;
+    let db = open(&p)?;
+    let get = |k: &str| meta(&db, k).map(Option::unwrap_or_default);
+    let dims = get("dimensions")?;
+    let dimensions: u64 = dims.parse().map_err(|_| {
+        Error::invalid(
+            format!("the index's `dimensions` is `{dims}`, not a number"),
+            "rebuild the index",
+        )
+    })?;
+    let embedder_sha256 = get("embedder_sha256")?;
+    if dimensions == 0 {
+        return Ok(Facts {
+            dimensions,
+            embedder_sha256,
+            vectors: 0,
+            width: 0,
+        });
+    }
+    let (vectors, width): (u64, Option<u64>) = db
+        .query_row(
+            "SELECT count(*), max(vec_length(embedding)) FROM chunks_vec",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql)?;
+    Ok(Facts {
+        dimensions,
+        embedder_sha256,
+        vectors,
+        width: width.unwrap_or(dimensions),
+    })
 }
 
 /// Builds the index of `docs` (in path order) chunked with `window`/`overlap` characters, with
@@ -90,8 +142,8 @@ pub fn build(
     dense: Option<Dense>,
 ) -> Result<(Vec<u8>, Built)> {
     register_sqlite_vec();
-    let dir = tempfile::tempdir()
-        .map_err(|e| Error::Other(format!("cannot create a temp folder: {e}")))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| Error::io(&std::env::temp_dir(), "make a folder in", e))?;
     let path = dir.path().join("index.sqlite");
     let mut built = Built {
         documents: 0,
@@ -196,7 +248,7 @@ fn insert_vectors(tx: &rusqlite::Transaction, d: Dense) -> Result<()> {
         .map_err(sql)?;
     for (i, v) in vectors.iter().enumerate() {
         if v.len() != d.dimensions {
-            return Err(Error::Other(format!(
+            return Err(Error::Internal(format!(
                 "the embedder gave {} dimensions, not {}",
                 v.len(),
                 d.dimensions

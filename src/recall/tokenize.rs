@@ -20,7 +20,7 @@ const TOKENIZER: &str = "porter";
 const ARGS: [&str; 3] = ["unicode61", "remove_diacritics", "2"];
 
 fn fail(what: &str) -> Error {
-    Error::Other(format!("FTS5 tokenizer: {what}"))
+    Error::failed("the FTS5 tokenizer failed", what.to_string())
 }
 
 /// The connection's `fts5_api` (SQLite hands it out through `SELECT fts5(?)` with a pointer

@@ -28,9 +28,6 @@ use llama_cpp_2::token::LlamaToken;
 use super::prompt::Template;
 use crate::{Error, Result};
 
-/// The llama.cpp version kolm runs, recorded in manifests and part of the score stage's key.
-pub const LLAMA_CPP_2: &str = "llama-cpp-2 0.1.160";
-
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
 
 /// The process-wide llama.cpp backend (it may be initialised once per process). Its own log
@@ -44,7 +41,7 @@ pub fn backend() -> Result<&'static LlamaBackend> {
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| Error::Other(format!("llama.cpp could not start: {e}")))
+        .map_err(|e| Error::failed("llama.cpp could not start", e.clone()))
 }
 
 /// How a generation is run.
@@ -132,7 +129,7 @@ impl Student {
         let mut identity = false;
         if let Some(a) = adapter {
             let lh = read_checked(a, "adapter")?;
-            crate::artifact::verify::adapter_fits(&header, &lh).map_err(|why| {
+            crate::gguf::adapter::fits(&header, &lh).map_err(|why| {
                 Error::invalid(
                     format!(
                         "the adapter `{}` does not fit the model: {why}",
@@ -143,7 +140,8 @@ impl Student {
             })?;
             // A zero-init adapter (every B = 0) is exactly the identity: applying it would
             // only add work to every forward pass.
-            identity = is_identity(a, &lh)?;
+            identity = crate::gguf::adapter::is_identity(a, &lh)
+                .map_err(|e| Error::io(a, "read the adapter", e))?;
         }
         let adapter = adapter.filter(|_| !identity);
         let grammar = schema.map(schema_grammar).transpose()?;
@@ -256,13 +254,15 @@ impl Student {
             template,
         } = self;
         let mut ctx = model.new_context(backend, params).map_err(|e| {
-            Error::Other(format!(
-                "llama.cpp could not create a context of {n_ctx} tokens: {e}"
-            ))
+            Error::failed_with(
+                format!("llama.cpp could not create a context of {n_ctx} tokens"),
+                e,
+                "a smaller --ctx needs less memory",
+            )
         })?;
         if let Some(a) = adapter.as_mut() {
             ctx.lora_adapter_set(a, 1.0)
-                .map_err(|e| Error::Other(format!("llama.cpp could not apply the adapter: {e}")))?;
+                .map_err(|e| Error::failed("llama.cpp could not apply the adapter", e))?;
         }
         Ok(Session {
             model,
@@ -312,7 +312,7 @@ impl Session<'_> {
         for (i, t) in tokens.iter().enumerate() {
             self.batch
                 .add(*t, i as i32, &[0], true)
-                .map_err(|e| Error::Other(format!("llama.cpp batch: {e}")))?;
+                .map_err(|e| Error::failed("llama.cpp could not take a token batch", e))?;
         }
         self.decode()?;
         Ok((0..tokens.len())
@@ -353,15 +353,16 @@ impl Session<'_> {
         for (i, t) in tokens.iter().enumerate() {
             self.batch
                 .add(*t, i as i32, &[0], i == last)
-                .map_err(|e| Error::Other(format!("llama.cpp batch: {e}")))?;
+                .map_err(|e| Error::failed("llama.cpp could not take a token batch", e))?;
         }
         self.decode()?;
         let prefill_micros = started.elapsed().as_micros() as u64;
 
         let mut sampler = match self.grammar {
-            Some(g) => Some(LlamaSampler::grammar(self.model, g, "root").map_err(|e| {
-                Error::Other(format!("llama.cpp rejected the output grammar: {e}"))
-            })?),
+            Some(g) => Some(
+                LlamaSampler::grammar(self.model, g, "root")
+                    .map_err(|e| Error::failed("llama.cpp rejected the output grammar", e))?,
+            ),
             None => None,
         };
         let mut out: Vec<u8> = Vec::with_capacity(4096);
@@ -377,9 +378,7 @@ impl Session<'_> {
             }
             if let Some(s) = sampler.as_mut() {
                 s.try_accept(token).map_err(|e| {
-                    Error::Other(format!(
-                        "the output grammar rejected a token it allowed: {e}"
-                    ))
+                    Error::failed("the output grammar rejected a token it allowed", e)
                 })?;
             }
             let before = out.len();
@@ -397,7 +396,7 @@ impl Session<'_> {
             self.batch.clear();
             self.batch
                 .add(token, pos, &[0], true)
-                .map_err(|e| Error::Other(format!("llama.cpp batch: {e}")))?;
+                .map_err(|e| Error::failed("llama.cpp could not take a token batch", e))?;
             pos += 1;
             self.decode()?;
             passes += 1;
@@ -417,7 +416,7 @@ impl Session<'_> {
     fn decode(&mut self) -> Result<()> {
         self.ctx
             .decode(&mut self.batch)
-            .map_err(|e| Error::Other(format!("llama.cpp decode failed: {e}")))
+            .map_err(|e| Error::failed("llama.cpp could not decode", e))
     }
 
     /// Greedy choice under the grammar. The argmax is tried alone first (the common case, and
@@ -465,9 +464,9 @@ impl Session<'_> {
                     .total_cmp(&b.logit())
                     .then(b.id().0.cmp(&a.id().0))
             });
-        allowed.map(|d| d.id()).ok_or_else(|| {
-            Error::Other("the output grammar allows no token here (internal error)".into())
-        })
+        allowed
+            .map(|d| d.id())
+            .ok_or_else(|| Error::Internal("the output grammar allows no token here".into()))
     }
 }
 
@@ -506,37 +505,6 @@ pub fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
             "simplify output_schema (see llama.cpp's json-schema-to-grammar for what it supports)",
         )
     })
-}
-
-/// Whether every `lora_b` tensor of an adapter is all zeros (so the adapter changes nothing).
-fn is_identity(path: &Path, h: &crate::gguf::Header) -> Result<bool> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
-    let mut any = false;
-    for t in h.tensors.iter().filter(|t| t.name.ends_with(".lora_b")) {
-        any = true;
-        let Some(len) = t.ty.bytes_for(t.elements()) else {
-            return Ok(false);
-        };
-        let mut buf = vec![0u8; len as usize];
-        f.seek(SeekFrom::Start(h.data_offset + t.offset))
-            .and_then(|_| f.read_exact(&mut buf))
-            .map_err(|e| Error::io(path, "read", e))?;
-        // +0.0 and -0.0 alike: for f32/f16 a zero is its sign bit at most.
-        let zero = match t.ty.name().as_str() {
-            "F32" => buf
-                .chunks_exact(4)
-                .all(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) << 1 == 0),
-            "F16" | "BF16" => buf
-                .chunks_exact(2)
-                .all(|c| u16::from_le_bytes([c[0], c[1]]) << 1 == 0),
-            _ => false,
-        };
-        if !zero {
-            return Ok(false);
-        }
-    }
-    Ok(any)
 }
 
 /// Reads and checks a GGUF header and its extent, so llama.cpp only ever sees a sound file.

@@ -5,10 +5,14 @@
 //!   grammar llama.cpp derives from the task's JSON schema.
 //! - [`prompt`]: how (task, input) becomes the prompt the student sees.
 //! - [`open`]: a `.kolm` made runnable: verified, and its model extracted once.
+//! - [`measure`]: the K components of a student on an eval suite (the score stage and
+//!   `--rescore` both measure with it).
 //!
 //! [`Runner`] ties them together for one artifact and writes a receipt for every run.
 
 pub mod engine;
+pub mod measure;
+pub mod model_copy;
 pub mod open;
 pub mod prompt;
 pub mod rescore;
@@ -138,23 +142,25 @@ impl Runner {
 /// The generated text as JSON, or an error that says why it is not.
 pub fn parse_output(g: &Generation, max_tokens: u32) -> Result<serde_json::Value> {
     serde_json::from_str(g.text.trim()).map_err(|e| {
-        let (what, help) = if g.stop == Stop::MaxTokens {
-            (
+        let (what, help) = match g.stop {
+            Stop::MaxTokens => (
                 format!(
                     "the output was cut at --max-tokens {max_tokens} before its JSON was complete"
                 ),
                 "raise --max-tokens",
-            )
-        } else {
-            (
+            ),
+            Stop::StopString => (
+                "a --stop string cut the output before its JSON was complete".to_string(),
+                "the JSON output itself contains that string: choose a stop string it cannot contain, or none",
+            ),
+            Stop::EndOfText => (
                 format!("the output is not JSON ({e})"),
                 "the task's schema should make this impossible: please report it",
-            )
+            ),
         };
-        Error::invalid(format!("{what}: {:?}", clip(&g.text)), help)
+        Error::invalid(
+            format!("{what}: {}", crate::untrusted::shown(&format!("{:?}", g.text))),
+            help,
+        )
     })
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(200).collect()
 }

@@ -12,7 +12,8 @@
 //! mtime and ctime. While those are unchanged (any write changes the ctime, which no user can
 //! set back), the next open still runs every check except rehashing `model.gguf`: structure,
 //! timestamps, the signature under the key in use now, every small entry's digest, the
-//! adapter's fit. The extracted model is itself trusted only while its own fingerprint holds.
+//! adapter's fit. The extracted model is itself trusted only while its content is the one
+//! extracted ([`super::model_copy`]).
 //! `kolm verify` never uses stamps.
 
 use std::io::Write;
@@ -20,9 +21,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::model_copy;
 use crate::artifact::verify::{self, SignatureState, VerifyOptions};
 use crate::artifact::Manifest;
-use crate::cache::Fingerprints;
 use crate::home::Home;
 use crate::{Error, Result};
 
@@ -162,68 +163,119 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
+/// The runtime's side of a verification pass: it learns which model the artifact holds from
+/// the verified manifest, decides whether the store's copy can serve, and extracts what it needs
+/// from the bytes as they are checked.
+struct Extract<'a> {
+    path: &'a Path,
+    home: &'a Home,
+    /// A stamp that holds for the open file (same device, inode, size, times).
+    stamp: Option<&'a Stamp>,
+    /// Where the model goes, from the verified manifest's digest; and the copy being written,
+    /// unless the store's copy is sound.
+    model_dest: Option<PathBuf>,
+    model_tmp: Option<(tempfile::NamedTempFile, blake3::Hasher)>,
+    vouched: bool,
+    write_err: Option<std::io::Error>,
+    lora: Vec<u8>,
+    recipes: Vec<u8>,
+    tests: Vec<u8>,
+    index: Vec<u8>,
+}
+
+impl verify::Sink for Extract<'_> {
+    fn verified_manifest(&mut self, m: &Manifest, manifest_sha256: &str) -> Result<bool> {
+        let model_sha = m
+            .entries
+            .first()
+            .map(|e| e.sha256.as_str())
+            .unwrap_or_default();
+        // It names a file before the payload is hashed: only a digest may (an unsigned
+        // manifest could say `../../x`). A declared value of any other form fails anyway.
+        if model_sha.len() != 64 || !model_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Verify {
+                path: self.path.to_path_buf(),
+                reason: "the manifest's sha256 of model.gguf is not 64 hex digits".into(),
+                help: verify::TAMPER.into(),
+            });
+        }
+        let dest = self.home.model(model_sha);
+        let sound = model_copy::is_sound(&dest);
+        self.vouched = sound
+            && self
+                .stamp
+                .is_some_and(|s| s.manifest_sha256 == manifest_sha256);
+        if !sound {
+            self.model_tmp = Some((crate::fsutil::temp_beside(&dest)?, blake3::Hasher::new()));
+        }
+        self.model_dest = Some(dest);
+        Ok(self.vouched)
+    }
+
+    fn bytes(&mut self, name: &str, bytes: &[u8]) {
+        match name {
+            "model.gguf" => {
+                if let (Some((t, h)), None) = (self.model_tmp.as_mut(), self.write_err.as_ref()) {
+                    h.update(bytes);
+                    if let Err(e) = t.as_file_mut().write_all(bytes) {
+                        self.write_err = Some(e);
+                    }
+                }
+            }
+            "lora.bin" => self.lora.extend_from_slice(bytes),
+            "recipes.json" => self.recipes.extend_from_slice(bytes),
+            "tests.jsonl" => self.tests.extend_from_slice(bytes),
+            "index.sqlite-vec" => self.index.extend_from_slice(bytes),
+            _ => {}
+        }
+    }
+}
+
 /// Verifies `path` (fails closed, as `kolm verify` does) and makes its model and adapter
 /// loadable. With `stamps`, an unchanged artifact verified before is not rehashed (see above).
+///
+/// The file is opened once and everything is read through that handle: the checks, the
+/// extraction and the whole-file digest. Every name (the model's place in the store, the
+/// stamp's manifest) comes from the verified manifest, never from an earlier, unchecked read.
 pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Result<Opened> {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let md = std::fs::metadata(path).map_err(|e| Error::io(path, "open", e))?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let md = f.metadata().map_err(|e| Error::io(path, "stat", e))?;
     let stamp_file = stamp_path(home, &abs);
     let stamp: Option<Stamp> = std::fs::read(&stamp_file)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .filter(|s: &Stamp| stamps && s.holds(&md));
 
-    // The manifest says which model this is; if the store has a sound copy, nothing is written.
-    let pre = verify::open(path)?;
-    let model_sha = pre
-        .manifest
-        .entries
-        .first()
-        .map(|e| e.sha256.clone())
-        .unwrap_or_default();
-    let model_dest = crate::stages::base::stored_model(home, &model_sha);
-    let mut fp = Fingerprints::load(&home.cache(), Path::new("/"));
-    let have_model = model_dest.is_file()
-        && matches!(fp.digest(&model_dest, None), Ok((sha, _)) if sha == model_sha);
-    let vouched = have_model
-        && stamp
-            .as_ref()
-            .is_some_and(|s| s.manifest_sha256 == crate::digest::sha256(&pre.manifest_bytes));
-    let mut model_tmp = if have_model {
-        None
-    } else {
-        Some(crate::fsutil::temp_beside(&model_dest)?)
+    let mut x = Extract {
+        path,
+        home,
+        stamp: stamp.as_ref(),
+        model_dest: None,
+        model_tmp: None,
+        vouched: false,
+        write_err: None,
+        lora: Vec::new(),
+        recipes: Vec::new(),
+        tests: Vec::new(),
+        index: Vec::new(),
     };
-    let mut write_err: Option<std::io::Error> = None;
-    let (mut lora, mut recipes, mut tests, mut index) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let verified = verify::verify_with(path, opts, vouched, &mut |name, bytes| match name {
-        "model.gguf" => {
-            if let (Some(t), None) = (model_tmp.as_mut(), write_err.as_ref()) {
-                if let Err(e) = t.as_file_mut().write_all(bytes) {
-                    write_err = Some(e);
-                }
-            }
-        }
-        "lora.bin" => lora.extend_from_slice(bytes),
-        "recipes.json" => recipes.extend_from_slice(bytes),
-        "tests.jsonl" => tests.extend_from_slice(bytes),
-        "index.sqlite-vec" => index.extend_from_slice(bytes),
-        _ => {}
-    })?;
-    if let Some(e) = write_err {
+    let verified = verify::verify_with(&mut f, path, opts, &mut x)?;
+    let model_dest = x.model_dest.take().expect("set once the manifest verified");
+    if let Some(e) = x.write_err.take() {
         return Err(Error::io(&model_dest, "extract the model to", e));
     }
-    if let Some(t) = model_tmp {
+    if let Some((t, h)) = x.model_tmp.take() {
         crate::fsutil::persist(t, &model_dest)?;
-        fp.remember_written(&model_dest, &model_sha);
+        model_copy::remember(&model_dest, &h.finalize())?;
     }
-    let adapter_path = adapter_file(home, &lora)?;
-    let index_path = index_file(home, &index)?;
+    let vouched = x.vouched;
+    let adapter_path = adapter_file(home, &x.lora)?;
+    let index_path = index_file(home, &x.index)?;
     let sha256 = match (&stamp, vouched) {
         (Some(s), true) => s.sha256.clone(),
         _ => {
-            let (sha256, _) = fp.digest(path, None)?;
+            let sha256 = whole_file_sha256(&mut f, path, &md)?;
             let (dev, inode, size, mtime_ns, ctime_ns) = facts(&md);
             let fresh = Stamp {
                 dev,
@@ -246,7 +298,6 @@ pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Res
             sha256
         }
     };
-    let _ = fp.save();
     Ok(Opened {
         path: path.to_path_buf(),
         sha256,
@@ -256,8 +307,30 @@ pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Res
         model_path: model_dest,
         adapter_path,
         index_path,
-        recipes,
-        tests,
+        recipes: x.recipes,
+        tests: x.tests,
         stamped: vouched,
     })
+}
+
+/// The sha256 of the whole file, read through the handle that was verified; refused if the
+/// file changed while it was being read (its size or times moved since the first stat).
+fn whole_file_sha256(
+    f: &mut std::fs::File,
+    path: &Path,
+    before: &std::fs::Metadata,
+) -> Result<String> {
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, "seek", e))?;
+    let (sha256, _) = crate::digest::sha256_reader(f, path, None)?;
+    let after = f.metadata().map_err(|e| Error::io(path, "stat", e))?;
+    if facts(&after) != facts(before) {
+        return Err(Error::Verify {
+            path: path.to_path_buf(),
+            reason: "the file changed while it was being read".into(),
+            help: "something is writing the artifact: run again once it is finished".into(),
+        });
+    }
+    Ok(sha256)
 }

@@ -78,7 +78,7 @@ impl Template {
             Template::Model(t) => {
                 let msg = |role: &str, content: &str| {
                     LlamaChatMessage::new(role.into(), content.into())
-                        .map_err(|e| Error::Other(format!("chat message: {e}")))
+                        .map_err(|e| Error::failed("llama.cpp could not take a chat message", e))
                 };
                 let mut chat = Vec::new();
                 if !system.is_empty() {
@@ -86,7 +86,7 @@ impl Template {
                 }
                 chat.push(msg("user", input)?);
                 model.apply_chat_template(t, &chat, true).map_err(|e| {
-                    Error::Other(format!("llama.cpp could not apply the chat template: {e}"))
+                    Error::failed("llama.cpp could not apply the model's chat template", e)
                 })
             }
         }

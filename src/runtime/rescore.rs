@@ -1,7 +1,7 @@
 //! An artifact checking itself: `kolm verify --rescore` recomputes K from the artifact alone,
 //! and `kolm verify --bench` times it on this machine.
 //!
-//! Rescoring uses [`crate::stages::score::measure`], the very function the build scored with,
+//! Rescoring uses [`super::measure::measure`], the very function the build scored with,
 //! fed only from the artifact: its tests, its manifest's sizes, parameters, device profile,
 //! weights and baseline. Because K is made of deterministic quantities only, the rescored K
 //! equals the sealed one on the machine that built it; elsewhere a difference means the
@@ -11,12 +11,12 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::measure::{self, Subject};
 use super::open::Opened;
 use super::{GenOptions, Student};
 use crate::home::Home;
 use crate::kscore::{self, Components, Measured};
 use crate::recall::ground::{ground, Grounding};
-use crate::stages::score::{self, Subject};
 use crate::{evals, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,7 +66,7 @@ pub fn load(a: &Opened, home: &Home, embedder: Option<&Path>) -> Result<Loaded> 
 /// Recomputes K from the artifact's own tests.
 pub fn rescore(a: &Opened, l: &mut Loaded, opts: &GenOptions, tick: &dyn Fn()) -> Result<Rescored> {
     let subject = subject(a, l.grounding.as_ref());
-    let scored = score::measure(&mut l.student, &l.tests, &subject, opts, tick)?;
+    let scored = measure::measure(&mut l.student, &l.tests, &subject, opts, tick)?;
     let m = &a.manifest;
     let components = kscore::components(&scored.measured, &m.baseline.values);
     let k = kscore::k_score(&components, &m.k_weights);
@@ -141,8 +141,8 @@ pub fn bench(
     Ok(Bench {
         runs: walls.len() as u64,
         threads: opts.threads,
-        p50_ms: score::percentile(&walls, 0.50),
-        p95_ms: score::percentile(&walls, 0.95),
+        p50_ms: kscore::percentile(&walls, 0.50),
+        p95_ms: kscore::percentile(&walls, 0.95),
         prefill_tokens_per_s: rate(prompt_toks, prefill_us),
         decode_tokens_per_s: rate(out_toks, decode_us),
         estimated_ms: a.manifest.k_measured.latency_ms,

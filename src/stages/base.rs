@@ -16,16 +16,11 @@ use crate::{Error, Result};
 
 pub struct BaseStage;
 
-/// Where a content-addressed model lives under `KOLM_HOME`.
-pub fn stored_model(home: &Home, sha256: &str) -> PathBuf {
-    home.models().join(format!("sha256-{sha256}.gguf"))
-}
-
 /// Where the base model file of a task is.
 pub fn model_path(kolmfile: &Kolmfile, home: &Home, base: &BaseConfig, sha256: &str) -> PathBuf {
     match &base.source {
         BaseSource::Path { path } => kolmfile.abs(path),
-        BaseSource::Url { .. } | BaseSource::Tiny { .. } => stored_model(home, sha256),
+        BaseSource::Url { .. } | BaseSource::Tiny { .. } => home.model(sha256),
     }
 }
 
@@ -59,7 +54,7 @@ impl Stage for BaseStage {
                     .files
                     .get(path)
                     .cloned()
-                    .ok_or_else(|| Error::Other("internal: base digest missing".into()))?;
+                    .ok_or_else(|| Error::Internal("the base digest is missing".into()))?;
                 let abs = cx.project_path(path);
                 let size = std::fs::metadata(&abs)
                     .map_err(|e| Error::io(&abs, "read", e))?
@@ -70,8 +65,8 @@ impl Stage for BaseStage {
             BaseSource::Tiny { arch, seed } => {
                 let bytes = tiny::tiny_model(arch, *seed, tiny::Quant::F32);
                 let sha = crate::digest::sha256(&bytes);
-                let dest = stored_model(cx.home, &sha);
-                if !dest.is_file() {
+                let dest = cx.home.model(&sha);
+                if !holds(&dest, &sha) {
                     crate::fsutil::write_atomic(&dest, &bytes)?;
                 }
                 (dest, sha, bytes.len() as u64, crc32fast::hash(&bytes))
@@ -84,8 +79,8 @@ impl Stage for BaseStage {
                     });
                 }
                 let pin = base.sha256.clone().expect("a url base is always pinned");
-                let dest = stored_model(cx.home, &pin);
-                if !dest.is_file() {
+                let dest = cx.home.model(&pin);
+                if !holds(&dest, &pin) {
                     crate::download::fetch_pinned(url, &pin, &dest, cx.progress)?;
                 }
                 let size = std::fs::metadata(&dest)
@@ -132,11 +127,31 @@ impl Stage for BaseStage {
             model,
         }))
     }
-    fn still_valid(&self, cx: &Cx, out: &StageOutput, _: &mut Fingerprints) -> bool {
-        // A downloaded or generated model may have been removed from KOLM_HOME since.
+    fn written(&self, cx: &Cx, out: &StageOutput) -> Vec<(PathBuf, String)> {
+        // A stored base was just written or checked whole: the next build need not rehash it.
+        match (out, &cx.task.base.source) {
+            (StageOutput::Base(b), BaseSource::Url { .. } | BaseSource::Tiny { .. }) => {
+                vec![(cx.base_path(b), b.sha256.clone())]
+            }
+            _ => vec![],
+        }
+    }
+    fn still_valid(&self, cx: &Cx, out: &StageOutput, fp: &mut Fingerprints) -> bool {
+        // A downloaded or generated model may have been removed from KOLM_HOME since, or
+        // changed: its content must still be the digest the result declares (the fingerprint
+        // rehashes it whenever its size or times moved). The seal checks the bytes it copies
+        // too, so even damage that keeps every time is never signed.
         match out {
-            StageOutput::Base(b) => cx.base_path(b).is_file(),
+            StageOutput::Base(b) => {
+                matches!(fp.digest(&cx.base_path(b), None), Ok((sha, _)) if sha == b.sha256)
+            }
             _ => false,
         }
     }
+}
+
+/// Whether the store's copy at `path` is there with these bytes (read whole: this runs only when
+/// the stage runs, never on a no-op build).
+fn holds(path: &std::path::Path, sha256: &str) -> bool {
+    path.is_file() && crate::digest::sha256_file(path, None).is_ok_and(|(s, _)| s == sha256)
 }

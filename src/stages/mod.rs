@@ -14,6 +14,7 @@ pub mod base;
 pub mod baseline;
 pub mod decompose;
 pub mod label;
+pub mod preflight;
 pub mod recall;
 pub mod score;
 pub mod seal;
@@ -240,7 +241,7 @@ macro_rules! input_getter {
         impl Inputs {
             $(
                 pub fn $field(&self) -> Result<&$ty> {
-                    self.$field.as_ref().ok_or_else(|| Error::Other(format!("internal: stage input `{}` missing", stringify!($field))))
+                    self.$field.as_ref().ok_or_else(|| Error::Internal(format!("stage input `{}` missing", stringify!($field))))
                 }
             )*
         }

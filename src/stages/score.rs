@@ -5,17 +5,17 @@
 //! grammar), the payload sizes, and the latency *estimate* from counted work (prompt tokens,
 //! decode passes) on the Kolmfile's reference device ([`kscore::estimate_latency_ms`]).
 //! Wall-clock times are measured too, and go to the report beside the estimate, never into K,
-//! so `kolm verify --rescore` recomputes the sealed K exactly. [`measure`] is shared with
-//! `--rescore` for that reason.
+//! so `kolm verify --rescore` recomputes the sealed K exactly: both measure with
+//! [`crate::runtime::measure`].
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{BuildOptions, Cx, Inputs, ScoreOut, Stage, StageKind, StageOutput};
-use crate::evals::{self, Observed, Test};
-use crate::kolmfile::{DeviceProfile, Kolmfile, TaskConfig};
-use crate::kscore::{self, Measured, Work};
-use crate::recall::ground::{ground, Grounding};
-use crate::runtime::{prompt, GenOptions, Student};
+use crate::evals;
+use crate::kolmfile::{Kolmfile, TaskConfig};
+use crate::recall::ground::Grounding;
+use crate::runtime::measure::{measure, Subject};
+use crate::runtime::{GenOptions, Student};
 use crate::{Error, Result};
 
 pub struct ScoreStage;
@@ -32,7 +32,7 @@ impl Stage for ScoreStage {
             "score": task.score,
             "description": task.description,
             "output_schema": task.output_schema,
-            "runtime": crate::runtime::engine::LLAMA_CPP_2,
+            "runtime": crate::versions::LLAMA_CPP_2,
             // Grounded prompts carry the index's best chunks.
             "top_k": task.recall.top_k,
             "grounding": crate::recall::ground::TEMPLATE_VERSION,
@@ -106,151 +106,4 @@ impl Stage for ScoreStage {
             baseline_source: inputs.baseline()?.source.clone(),
         }))
     }
-}
-
-/// What is being scored: the task and the facts about the artifact K needs.
-pub struct Subject<'a> {
-    pub description: &'a str,
-    pub schema: &'a Value,
-    /// The five payload entries, uncompressed.
-    pub size_bytes: u64,
-    pub parameters: u64,
-    pub model_bytes: u64,
-    pub device: &'a DeviceProfile,
-    /// The artifact's index, when it has chunks: every input is grounded in it, as at run time.
-    pub grounding: Option<&'a Grounding>,
-}
-
-/// The outcome of running a suite.
-pub struct Scored {
-    pub measured: Measured,
-    /// Per test: pass or fail and why, the output, the counted work; and the wall clock.
-    pub report: Value,
-    pub wall_p50_ms: f64,
-    pub wall_p95_ms: f64,
-    /// Assertions skipped because nothing here can grade them (model-graded types).
-    pub skipped: usize,
-}
-
-impl Scored {
-    /// The summary printed after scoring (and a warning for skipped assertions).
-    pub fn summary(&self, task: &str, device: &DeviceProfile) -> String {
-        let m = &self.measured;
-        let mut s = format!(
-            "    score {task}: {}/{} tests passed (accuracy {:.3}); latency {:.1} ms estimated on `{}` (measured here: p50 {:.1} ms, p95 {:.1} ms)",
-            m.tests_passed, m.tests_total, m.accuracy, m.latency_ms, device.name, self.wall_p50_ms, self.wall_p95_ms
-        );
-        if self.skipped > 0 {
-            s.push_str(&format!(
-                "\n  warning: {} model-graded assertion(s) (similar, llm-rubric) were skipped: they need a teacher to grade them; see the report",
-                self.skipped
-            ));
-        }
-        s
-    }
-}
-
-/// Runs every test through `student` and measures the deterministic components of K.
-pub fn measure(
-    student: &mut Student,
-    tests: &[Test],
-    subject: &Subject,
-    opts: &GenOptions,
-    tick: &dyn Fn(),
-) -> Result<Scored> {
-    let system = prompt::system_prompt(subject.description, Some(subject.schema));
-    let mut session = student.session(opts)?;
-    let mut verdicts = Vec::with_capacity(tests.len());
-    let mut estimates = Vec::with_capacity(tests.len());
-    let mut walls = Vec::with_capacity(tests.len());
-    let mut rows = Vec::with_capacity(tests.len());
-    let mut skipped = 0;
-    for t in tests {
-        crate::interrupt::check()?;
-        let grounded = ground(subject.grounding, &t.input())?;
-        let row = match session.generate(&system, &grounded.text) {
-            Ok(g) => {
-                let work = Work {
-                    prompt_tokens: g.prompt_tokens,
-                    decode_passes: g.decode_passes,
-                };
-                let est = kscore::estimate_latency_ms(
-                    &work,
-                    subject.parameters,
-                    subject.model_bytes,
-                    subject.device,
-                );
-                estimates.push(est);
-                walls.push(g.micros as f64 / 1e3);
-                let graded = evals::grade(
-                    t,
-                    &Observed {
-                        output: &g.text,
-                        latency_ms: est,
-                        cost: 0.0,
-                    },
-                );
-                verdicts.push((t.weight, graded.pass));
-                skipped += graded.skipped;
-                json!({
-                    "line": t.line, "description": t.description, "pass": graded.pass,
-                    "score": graded.score, "reasons": graded.reasons, "output": g.text,
-                    "stop": g.stop, "prompt_tokens": g.prompt_tokens, "output_tokens": g.output_tokens,
-                    "latency_ms_estimated": est, "chunk_ids": grounded.chunk_ids,
-                })
-            }
-            // An input the student cannot take (too long for its context) fails its test;
-            // anything else is a broken runtime and stops the stage.
-            Err(Error::Invalid { what, .. }) => {
-                verdicts.push((t.weight, false));
-                json!({
-                    "line": t.line, "description": t.description, "pass": false,
-                    "score": 0.0, "reasons": [what],
-                })
-            }
-            Err(e) => return Err(e),
-        };
-        rows.push(row);
-        tick();
-    }
-    let passed = verdicts.iter().filter(|(_, p)| *p).count() as u64;
-    let measured = Measured {
-        accuracy: evals::accuracy(&verdicts),
-        tests_passed: passed,
-        tests_total: tests.len() as u64,
-        size_bytes: subject.size_bytes,
-        latency_ms: kscore::median(&estimates),
-        cost_per_1k: 0.0,
-        coverage: 0.0,
-    };
-    let wall_p50_ms = percentile(&walls, 0.50);
-    let wall_p95_ms = percentile(&walls, 0.95);
-    let report = json!({
-        "measured": measured,
-        "device": subject.device,
-        "wallclock": {
-            "note": "measured on the building machine; reported, never sealed",
-            "p50_ms": wall_p50_ms, "p95_ms": wall_p95_ms,
-        },
-        "skipped_assertions": skipped,
-        "tests": rows,
-    });
-    Ok(Scored {
-        measured,
-        report,
-        wall_p50_ms,
-        wall_p95_ms,
-        skipped,
-    })
-}
-
-/// Nearest-rank percentile (0 for none).
-pub fn percentile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v[rank - 1]
 }

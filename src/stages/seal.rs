@@ -11,6 +11,7 @@ use crate::artifact::manifest::*;
 use crate::artifact::{self, sign, Payload};
 use crate::cache::Fingerprints;
 use crate::kolmfile::TaskConfig;
+use crate::versions::runtime;
 use crate::{kscore, Error, Result};
 
 pub struct SealStage;
@@ -182,7 +183,7 @@ impl Stage for SealStage {
                 teacher: cx.task.teacher.seed,
             },
             runtime: runtime(),
-            created_at: cx.options.source_date_epoch.map(rfc3339),
+            created_at: cx.options.source_date_epoch.and_then(crate::dates::rfc3339),
             entries,
         };
         let manifest_bytes = manifest.to_bytes();
@@ -198,21 +199,33 @@ impl Stage for SealStage {
         let payload = Payload {
             model: &cx.base_path(base),
             model_crc32: Some(base.crc32),
+            model_sha256: &base.sha256,
             lora: &lora,
             recipes: &recipes,
             index: &index,
             tests: &tests,
         };
-        artifact::write(
+        let written = artifact::write(
             &dest,
             &payload,
             &manifest_bytes,
             &sign::to_bytes(&signature),
             cx.options.source_date_epoch,
             &|n| bar.inc(n),
-        )?;
+        );
         bar.finish_and_clear();
-        let (sha256, size) = crate::digest::sha256_file(&dest, None)?;
+        let artifact::Written { sha256, size } = match written {
+            Ok(w) => w,
+            Err(e) => {
+                // A damaged copy in the model store is removed, so the next build's base stage
+                // fetches or makes it again; a file of the user's is theirs to fix.
+                let model = cx.base_path(base);
+                if model.starts_with(cx.home.models()) && matches!(e, Error::Invalid { .. }) {
+                    let _ = std::fs::remove_file(&model);
+                }
+                return Err(e);
+            }
+        };
         Ok(StageOutput::Seal(SealOut {
             artifact: rel,
             sha256,
@@ -266,10 +279,4 @@ fn load_key(cx: &Cx) -> Result<sign::Key> {
         Some((k, _)) => Ok(k),
         None => Err(Error::NoSigningKey),
     }
-}
-
-/// RFC 3339 UTC of a Unix timestamp.
-fn rfc3339(epoch: i64) -> String {
-    let (y, m, d, hh, mm, ss) = crate::artifact::zipwrite::civil(epoch);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }

@@ -32,7 +32,7 @@ impl Stage for TrainStage {
             "output_schema": task.output_schema,
             "top_k": task.recall.top_k,
             "grounding": crate::recall::ground::TEMPLATE_VERSION,
-            "runtime": crate::runtime::engine::LLAMA_CPP_2,
+            "runtime": crate::versions::LLAMA_CPP_2,
         })
     }
     fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {

@@ -92,7 +92,7 @@ impl Endpoint {
             .user_agent(concat!("kolm/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(20))
             .build()
-            .map_err(|e| Error::Other(format!("cannot start an HTTP client: {e}")))?;
+            .map_err(|e| Error::failed("could not start an HTTP client", e))?;
         Ok(Endpoint {
             client,
             url: parsed,

@@ -277,7 +277,7 @@ impl Live<'_> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::Other(format!("cannot start the teacher's runtime: {e}")))?;
+            .map_err(|e| Error::failed("could not start the teacher's async runtime", e))?;
         // Unordered, so one slow answer does not hold back the others' slots.
         let mut answers = futures_util::stream::iter(which.iter().enumerate())
             .map(|(slot, &i)| async move {

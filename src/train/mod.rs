@@ -32,7 +32,7 @@ use model::{Forward, Lora};
 use weights::Base;
 
 fn c(e: candle_core::Error) -> Error {
-    Error::Other(format!("training: {e}"))
+    Error::failed("training failed", e)
 }
 
 /// A finished training run.
@@ -74,7 +74,9 @@ pub fn lora_from_adapter(
     let mut cur = std::io::Cursor::new(bytes);
     let content = candle_core::quantized::gguf_file::Content::read(&mut cur).map_err(c)?;
     let mut pairs = BTreeMap::new();
-    for t in crate::gguf::adapter::targets(header, targets).map_err(Error::Other)? {
+    for t in crate::gguf::adapter::targets(header, targets)
+        .map_err(|e| Error::invalid(e, "choose `distill.targets` the base has"))?
+    {
         let mut read = |suffix: &str| -> Result<Var> {
             let q = content
                 .tensor(&mut cur, &format!("{}.{suffix}", t.name), &Device::Cpu)
@@ -95,7 +97,9 @@ pub fn lora_from_adapter(
 pub fn export(lora: &Lora, header: &Header, targets: &[String]) -> Result<Vec<u8>> {
     let arch = header.architecture().unwrap_or_default().to_string();
     let mut tensors = Vec::new();
-    for t in crate::gguf::adapter::targets(header, targets).map_err(Error::Other)? {
+    for t in crate::gguf::adapter::targets(header, targets)
+        .map_err(|e| Error::invalid(e, "choose `distill.targets` the base has"))?
+    {
         let (a, b) = &lora.pairs[&t.name];
         let flat = |v: &Var| {
             v.as_tensor()
@@ -142,7 +146,7 @@ pub fn batch_loss(fwd: &Forward, batch: &[&Example]) -> Result<Tensor> {
             Some(t) => (t + l).map_err(c)?,
         });
     }
-    let total = total.ok_or_else(|| Error::Other("an empty batch".into()))?;
+    let total = total.ok_or_else(|| Error::Internal("an empty batch".into()))?;
     (total / count.max(1) as f64).map_err(c)
 }
 
@@ -184,7 +188,7 @@ pub fn train(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(s.threads.max(1) as usize)
         .build()
-        .map_err(|e| Error::Other(format!("training: cannot start its threads: {e}")))?;
+        .map_err(|e| Error::failed("training could not start its threads", e))?;
     pool.install(|| train_here(base_path, examples, s, checkpoint, on_step))
 }
 
@@ -334,7 +338,12 @@ impl Checkpoint {
                     .get(&k)
                     .filter(|t| t.dims() == v.as_tensor().dims() && t.dtype() == DType::F32)
                     .cloned()
-                    .ok_or_else(|| Error::Other(format!("the checkpoint has no fitting `{k}`")))
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            format!("the checkpoint has no fitting `{k}`"),
+                            "remove the checkpoint folder to train from the start",
+                        )
+                    })
             };
             v.set(&get(format!("w.{i}"))?).map_err(c)?;
             opt.m[i] = get(format!("m.{i}"))?;

@@ -41,7 +41,7 @@ impl Lora {
 }
 
 fn c(e: candle_core::Error) -> Error {
-    Error::Other(format!("training forward pass: {e}"))
+    Error::failed("the training forward pass failed", e)
 }
 
 /// The forward pass over one sequence.

@@ -10,7 +10,7 @@ use candle_core::{Tensor, Var};
 use crate::{Error, Result};
 
 fn c(e: candle_core::Error) -> Error {
-    Error::Other(format!("optimiser: {e}"))
+    Error::failed("the optimiser failed", e)
 }
 
 pub const BETA1: f64 = 0.9;

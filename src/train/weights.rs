@@ -127,9 +127,12 @@ impl Base {
 
     /// A tensor by its GGUF name.
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| Error::Other(format!("the base has no tensor `{name}`")))
+        self.tensors.get(name).ok_or_else(|| {
+            Error::invalid(
+                format!("the base has no tensor `{name}`"),
+                "the base is not a llama or qwen2 model kolm can train",
+            )
+        })
     }
 
     /// A tensor if the base has it (biases, an untied output).

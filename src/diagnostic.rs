@@ -1,4 +1,4 @@
-//! Errors that point into a Kolmfile.
+//! Errors that point into a file the user wrote: the Kolmfile, and the files it names.
 //!
 //! A person fixing a Kolmfile needs three things: where (file:line:col), what is wrong with the
 //! text they wrote, and what would be right. Every error raised while reading a Kolmfile is a
@@ -37,6 +37,11 @@ pub struct KolmfileError {
 
 impl KolmfileError {
     /// Builds an error at `span` (byte range) of `source`.
+    ///
+    /// The source is the user's file, and it is printed: a lone `\r` counts as a line break (so
+    /// old Mac line endings number lines right), control characters are defused, and only a
+    /// window around the offending text is kept when the file or its line is long (a 50 MB line
+    /// is not echoed whole).
     pub fn at(
         path: &Path,
         source: &str,
@@ -45,23 +50,21 @@ impl KolmfileError {
         label: impl Into<String>,
         help: Option<String>,
     ) -> Self {
-        let start = span.start.min(source.len());
-        let end = span.end.clamp(start, source.len());
-        let (line, col) = line_col(source, start);
-        let snippet = source[start..end]
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let start = floor_boundary(source, span.start.min(source.len()));
+        let end = floor_boundary(source, span.end.clamp(start, source.len()));
+        let text = lone_cr_as_newline(source);
+        let (line, col) = line_col(&text, start);
+        let snippet =
+            crate::untrusted::shown(text[start..end].lines().next().unwrap_or_default().trim());
+        let (shown, at, len) = window(&text, start, end);
         KolmfileError {
             message: message.into(),
             path: path.to_path_buf(),
             line,
             col,
             snippet,
-            src: NamedSource::new(path.display().to_string(), source.to_string()),
-            span: (start, end - start).into(),
+            src: NamedSource::new(path.display().to_string(), shown),
+            span: (at, len).into(),
             label: label.into(),
             help,
         }
@@ -89,6 +92,47 @@ impl KolmfileError {
             "help": self.help,
         })
     }
+}
+
+/// The largest char boundary at or before `i`.
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// `s` with every `\r` not followed by `\n` turned into `\n` (same length, same offsets).
+fn lone_cr_as_newline(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = s.to_string().into_bytes();
+    for i in 0..b.len() {
+        if b[i] == b'\r' && b.get(i + 1) != Some(&b'\n') {
+            out[i] = b'\n';
+        }
+    }
+    String::from_utf8(out).expect("ASCII for ASCII keeps UTF-8")
+}
+
+/// Files and lines longer than this are shown as a window around the offending text.
+const WHOLE_FILE: usize = 256 << 10;
+const WHOLE_LINE: usize = 1000;
+/// Bytes kept on each side of the offending text's start in a long line.
+const SIDE: usize = 240;
+
+/// The text to render (defused), and the span in it: the whole file when it is small, else the
+/// offending line, cut to a window around the span when the line itself is long.
+fn window(text: &str, start: usize, end: usize) -> (String, usize, usize) {
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    if text.len() <= WHOLE_FILE && line_end - line_start <= WHOLE_LINE {
+        return (crate::untrusted::defused(text), start, end - start);
+    }
+    let from = floor_boundary(text, start.saturating_sub(SIDE).max(line_start));
+    let to = floor_boundary(text, (start + SIDE).min(line_end)).max(start);
+    let cut = &text[from..to];
+    let len = end.min(to).saturating_sub(start);
+    (crate::untrusted::defused(cut), start - from, len)
 }
 
 /// 1-based line and character column of a byte offset.
