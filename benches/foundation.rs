@@ -145,7 +145,7 @@ fn setup(dir: &Path) {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     std::fs::write(
         dir.join("data/seeds.jsonl"),
-        "{\"input\": \"a\", \"output\": {\"label\": \"x\"}}\n",
+        "{\"input\": \"a\", \"output\": {\"label\": \"account\"}}\n",
     )
     .unwrap();
     std::fs::write(

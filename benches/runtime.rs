@@ -333,7 +333,7 @@ fn main() {
                 .collect(),
         );
         rows.push(format!(
-            "| {name} | model copy content check on open, {:.0} MB (median of 9) | {check:.1} ms | {sha_ms:.1} ms (sha256 of the copy) | {:.2}× |",
+            "| {name} | model copy content check on open, {:.1} MB (median of 9) | {check:.1} ms | {sha_ms:.1} ms (sha256 of the copy) | {:.2}× |",
             std::fs::metadata(&copy).unwrap().len() as f64 / 1e6,
             check / sha_ms
         ));

@@ -380,7 +380,6 @@ fn not_run(shared: &Shared, idx: NodeIndex, why: &str) -> NodeReport {
     }
 }
 
-/// (status, output, reasons, cutoff, key) of one node.
 /// What became of one node: fresh or ran (or would run), its output, why it ran, whether its
 /// output came out as before (early cutoff), and its key.
 struct Outcome {

@@ -47,11 +47,6 @@ impl Progress {
         Progress { mode }
     }
 
-    /// Plain lines to stderr whatever stderr is (tests of the log form use this).
-    pub fn log() -> Progress {
-        Progress { mode: Mode::Log }
-    }
-
     pub fn hidden() -> Progress {
         Progress { mode: Mode::Hidden }
     }

@@ -49,8 +49,8 @@ pub struct Payload<'a> {
     /// The model's CRC-32 when known (the `base` stage computes it): the model is then copied
     /// by the kernel instead of read and rewritten.
     pub model_crc32: Option<u32>,
-    /// The model's sha256 as the manifest declares it: the sealed copy is read back and must
-    /// have it, so nothing is signed that does not verify.
+    /// The model's sha256 as the manifest declares it: the model is hashed again as it is
+    /// sealed and must have it, so nothing is signed that does not verify.
     pub model_sha256: &'a str,
     pub lora: &'a [u8],
     pub recipes: &'a [u8],
@@ -58,16 +58,9 @@ pub struct Payload<'a> {
     pub tests: &'a [u8],
 }
 
-/// What [`write`] wrote: the artifact's sha256 and size.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Written {
-    pub sha256: String,
-    pub size: u64,
-}
-
 /// Writes the artifact to `dest` atomically: nothing appears at `dest` unless all of it was
-/// written, and its model entry read back has the declared sha256. `on_bytes` reports streamed
-/// model bytes (progress).
+/// written and the model's bytes, hashed as they were copied, have the declared sha256.
+/// `on_bytes` reports streamed model bytes (progress).
 pub fn write(
     dest: &Path,
     payload: &Payload,
@@ -75,7 +68,7 @@ pub fn write(
     signature: &[u8],
     epoch: Option<i64>,
     on_bytes: &dyn Fn(u64),
-) -> Result<Written> {
+) -> Result<()> {
     let sources: [Source; 7] = [
         Source::File(payload.model, payload.model_crc32),
         Source::Bytes(payload.lora),
@@ -100,8 +93,27 @@ pub fn write(
         })
         .collect();
     let mut tmp = crate::fsutil::temp_beside(dest)?;
-    let layouts = zipwrite::write_zip(tmp.as_file_mut(), dest, &specs, epoch, on_bytes)?;
-    let written = read_back(tmp.as_file_mut(), dest, &layouts[0], payload)?;
+    // The model is copied from a file outside the artifact (by the kernel, without kolm seeing
+    // a byte), and that file could have changed or rotted since the base stage hashed it: it is
+    // hashed again on the other core while the copy runs, and must not change meanwhile.
+    std::thread::scope(|s| {
+        let check = s.spawn(|| source_digest(payload.model));
+        let written = zipwrite::write_zip(tmp.as_file_mut(), dest, &specs, epoch, on_bytes);
+        let checked = check.join().expect("the digest thread does not panic");
+        written?;
+        let got = checked?;
+        if got != payload.model_sha256 {
+            return Err(crate::Error::Invalid {
+                what: format!(
+                    "the base model `{}` changed since the build checked it: its bytes have sha256 {got}, not {}",
+                    payload.model.display(),
+                    payload.model_sha256
+                ),
+                help: "nothing was sealed; run the build again to read the base afresh".into(),
+            });
+        }
+        Ok(())
+    })?;
     // World-readable like any build output (temp files are created 0600), and not fsynced: like
     // cargo's outputs it is reproducible from the cache, and `verify` catches any damage.
     #[cfg(unix)]
@@ -113,59 +125,26 @@ pub fn write(
     }
     tmp.persist(dest)
         .map_err(|e| crate::Error::io(dest, "rename into place", e.error))?;
-    Ok(written)
+    Ok(())
 }
 
-/// Reads the written artifact once: its whole-file sha256, and the model entry's sha256, which
-/// must be the declared one. The model was copied from a file outside the artifact (the kernel
-/// may have copied it without kolm seeing a byte), and that file could have changed or rotted
-/// since the base stage hashed it.
-fn read_back(
-    f: &mut std::fs::File,
-    dest: &Path,
-    model: &zipwrite::Layout,
-    payload: &Payload,
-) -> Result<Written> {
-    use sha2::{Digest, Sha256};
-    use std::io::{Read, Seek, SeekFrom};
-    let io = |e| crate::Error::io(dest, "read back", e);
-    f.seek(SeekFrom::Start(0)).map_err(io)?;
-    let start = model.header_offset + zipwrite::local_header(model, 0, 0).len() as u64;
-    let end = start + model.size;
-    let (mut whole, mut entry) = (Sha256::new(), Sha256::new());
-    let mut buf = vec![0u8; 4 << 20];
-    let mut pos = 0u64;
-    loop {
-        crate::interrupt::check()?;
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        let chunk = &buf[..n];
-        let (a, b) = (pos.max(start), (pos + n as u64).min(end));
-        if a < b {
-            // Two digests of the same bytes: one per core, so the check costs no more wall
-            // time than the whole-file digest the seal needs anyway.
-            let part = &chunk[(a - pos) as usize..(b - pos) as usize];
-            rayon::join(|| whole.update(chunk), || entry.update(part));
-        } else {
-            whole.update(chunk);
-        }
-        pos += n as u64;
-    }
-    let got = hex::encode(entry.finalize());
-    if got != payload.model_sha256 {
+/// The sha256 of a file, refused if its size or times move while it is read.
+fn source_digest(path: &Path) -> Result<String> {
+    let stat = |what| {
+        std::fs::metadata(path)
+            .map(|m| (m.len(), m.modified().ok()))
+            .map_err(|e| crate::Error::io(path, what, e))
+    };
+    let before = stat("read")?;
+    let (sha256, _) = crate::digest::sha256_file(path, None)?;
+    if stat("read")? != before {
         return Err(crate::Error::Invalid {
             what: format!(
-                "the base model `{}` changed since the build checked it: the sealed copy has sha256 {got}, not {}",
-                payload.model.display(),
-                payload.model_sha256
+                "the base model `{}` changed while it was sealed",
+                path.display()
             ),
-            help: "nothing was sealed; run the build again to read the base afresh".into(),
+            help: "nothing was sealed; run the build again once nothing writes the model".into(),
         });
     }
-    Ok(Written {
-        sha256: hex::encode(whole.finalize()),
-        size: pos,
-    })
+    Ok(sha256)
 }

@@ -214,18 +214,16 @@ impl Stage for SealStage {
             &|n| bar.inc(n),
         );
         bar.finish_and_clear();
-        let artifact::Written { sha256, size } = match written {
-            Ok(w) => w,
-            Err(e) => {
-                // A damaged copy in the model store is removed, so the next build's base stage
-                // fetches or makes it again; a file of the user's is theirs to fix.
-                let model = cx.base_path(base);
-                if model.starts_with(cx.home.models()) && matches!(e, Error::Invalid { .. }) {
-                    let _ = std::fs::remove_file(&model);
-                }
-                return Err(e);
+        if let Err(e) = written {
+            // A damaged copy in the model store is removed, so the next build's base stage
+            // fetches or makes it again; a file of the user's is theirs to fix.
+            let model = cx.base_path(base);
+            if model.starts_with(cx.home.models()) && matches!(e, Error::Invalid { .. }) {
+                let _ = std::fs::remove_file(&model);
             }
-        };
+            return Err(e);
+        }
+        let (sha256, size) = crate::digest::sha256_file(&dest, None)?;
         Ok(StageOutput::Seal(SealOut {
             artifact: rel,
             sha256,
