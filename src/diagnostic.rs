@@ -144,6 +144,25 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The span of the first line in `text` that reads `key = ...` (with `value` somewhere on it, when
+/// given), trimmed; offsets are into `text`. For errors about a key found again by name: one that
+/// conflicts with another, or one naming a file whose content is wrong.
+pub fn key_line(text: &str, key: &str, value: Option<&str>) -> Option<Range<usize>> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with(key)
+            && t[key.len()..].trim_start().starts_with('=')
+            && value.is_none_or(|v| line.contains(v))
+        {
+            let start = offset + (line.len() - t.len());
+            return Some(start..start + t.trim_end().len());
+        }
+        offset += line.len();
+    }
+    None
+}
+
 /// The closest candidate to a misspelt word, if one is close enough to be a likely typo.
 pub fn did_you_mean<'a>(
     word: &str,

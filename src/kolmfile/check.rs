@@ -52,17 +52,10 @@ impl Cx<'_> {
     /// The span of `key = ...` inside a table's span, to point at a key that is missing a
     /// partner or conflicts with one.
     pub(super) fn key_span(&self, table: Range<usize>, key: &str) -> Range<usize> {
-        let text = &self.src[table.clone()];
-        let mut offset = 0;
-        for line in text.split_inclusive('\n') {
-            let t = line.trim_start();
-            if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
-                let start = table.start + offset + (line.len() - t.len());
-                return start..start + t.trim_end().len();
-            }
-            offset += line.len();
+        match crate::diagnostic::key_line(&self.src[table.clone()], key, None) {
+            Some(r) => table.start + r.start..table.start + r.end,
+            None => table,
         }
-        table
     }
 }
 

@@ -131,20 +131,7 @@ fn at_line(
 fn at_key(kolmfile: &Kolmfile, key: &str, value: &str, what: &str, help: &str) -> Error {
     let source = std::fs::read_to_string(&kolmfile.path).unwrap_or_default();
     let quoted = format!("\"{value}\"");
-    let mut offset = 0;
-    let mut span = 0..0;
-    for line in source.split_inclusive('\n') {
-        let t = line.trim_start();
-        if t.starts_with(key)
-            && t[key.len()..].trim_start().starts_with('=')
-            && line.contains(&quoted)
-        {
-            let start = offset + (line.len() - t.len());
-            span = start..start + t.trim_end().len();
-            break;
-        }
-        offset += line.len();
-    }
+    let span = crate::diagnostic::key_line(&source, key, Some(&quoted)).unwrap_or(0..0);
     KolmfileError::at(
         &kolmfile.path,
         &source,
