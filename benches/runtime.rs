@@ -6,8 +6,8 @@
 //!    `llama_synchronize`, no sampling), on the same GGUF with the same threads and through
 //!    the very llama.cpp library kolm links. (llama-cpp-sys-2 vendors llama.cpp without its
 //!    `tools/`, so `llama-bench` itself cannot be built from the same sources; its tg loop is
-//!    twenty lines, reproduced in [`llama_tg`].) Both the tiny model and a model with
-//!    Qwen2.5-0.5B's shape (random weights, q8_0).
+//!    twenty lines, reproduced in [`llama_tg`].) The tiny model, a model with Qwen2.5-0.5B's
+//!    shape (random weights, q8_0), and the real student, SmolLM2-135M-Instruct (Q4_1).
 //! 2. Cold start: a fresh process that opens the `.kolm` (verify, extract-or-reuse, load) and
 //!    produces its first token, against a fresh process doing llama.cpp's own model load,
 //!    context and first token on the same GGUF.
@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 use kolm::gguf::tiny::{self, Quant, Shape};
 use kolm::runtime::{GenOptions, Student};
+
+#[path = "../tests/support/student.rs"]
+mod student;
 
 const THREADS: u32 = 2;
 const DESCRIPTION: &str = "Label the message.";
@@ -256,12 +259,18 @@ fn main() {
     }
     std::env::set_var("KOLM_SIGNING_KEY", "bench-key");
     let dir = scratch();
-    let models = [
-        (
+    // `KOLM_BENCH_ONLY=smollm2` (a part of a name) measures only the models it names.
+    let only = std::env::var("KOLM_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| name.contains(only.as_str());
+    let mut models = Vec::new();
+    if wanted("tiny-llama-f32") {
+        models.push((
             "tiny-llama-f32",
             model(&dir, "tiny-llama-f32", "llama", &Shape::TINY, Quant::F32),
-        ),
-        (
+        ));
+    }
+    if wanted("qwen2.5-0.5b-shape-q8_0") {
+        models.push((
             "qwen2.5-0.5b-shape-q8_0",
             model(
                 &dir,
@@ -270,8 +279,12 @@ fn main() {
                 &Shape::QWEN2_5_0_5B,
                 Quant::Q8_0,
             ),
-        ),
-    ];
+        ));
+    }
+    if wanted("smollm2-135m-instruct-q4_1") {
+        // The real student (Q4_1, Q8_0 embedding), as the examples use it.
+        models.push(("smollm2-135m-instruct-q4_1", student::path()));
+    }
     let mut rows = vec![format!(
         "Machine: {} cores. Threads: {THREADS}. llama.cpp: the library kolm links (llama-cpp-sys-2 0.1.160), decode loop as llama-bench's tg{GEN}.",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)

@@ -1,28 +1,36 @@
 //! Training benchmark, side by side with PyTorch + peft in one run (figures in the README).
 //!
-//! A model with Qwen2.5-0.5B's shape (random weights; kolm writes it), LoRA rank 8 on the
-//! attention projections q, k, v, o, one sequence of 512 tokens per step (the loss on its last
-//! 256), a few optimiser steps after one warm-up step: training tokens per second, and this
-//! process's peak resident memory (the issue's bound: 8 GiB). The peer
-//! (`benches/peers/peft_train.py`, run with `$KOLM_BENCH_PYTHON`) builds the same shape with
-//! transformers' `Qwen2ForCausalLM` (random init), wraps it with peft's LoRA on the same
-//! targets, rank and alpha, and times the same steps with AdamW on the same thread count.
+//! The real student: SmolLM2-135M-Instruct (`make base` fetches it; `$KOLM_STUDENT`
+//! names another copy), LoRA rank 8, alpha 16 on the support-triage example's seven targets,
+//! batches of 8 of the example's seeds rendered exactly as the `train` stage renders them
+//! (system prompt, chat template, target JSON, end-of-turn token). One warm-up step, then
+//! `STEPS` timed steps: training tokens per second (every real token of every sequence,
+//! prompt and target, as the stage reports them) and this process's peak resident memory.
 //!
-//! Run with `make bench` or `cargo bench --bench train`. Scratch files go to `$KOLM_BENCH_DIR`.
+//! The peer (`benches/peers/peft_train.py`, run with `$KOLM_BENCH_PYTHON`) loads the same GGUF
+//! with transformers (dequantised to f32), wraps it with peft's LoRA on the same targets, rank
+//! and alpha, and trains on the very token ids (written to a JSON file), batch by batch in the
+//! same order, padded as Hugging Face training pads (to the batch's longest sequence, with an
+//! attention mask, the loss masked to the target tokens), with AdamW on the same thread count.
+//!
+//! `KOLM_BENCH_PEER=0` skips the peer (for profiling). Run with `make bench` or
+//! `cargo bench --bench train`.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use kolm::gguf::tiny::{self, Quant, Shape};
-use kolm::kolmfile::DistillConfig;
-use kolm::train::{self, data::Example, model::Forward, weights::Base};
+use kolm::kolmfile::{DistillConfig, Kolmfile};
+use kolm::train::{self, data, model::Forward, weights::Base};
+
+#[path = "../tests/support/student.rs"]
+mod student;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const SEQ: usize = 512;
-const STEPS: usize = 3;
+const BATCH: usize = 8;
+const STEPS: usize = 4;
 
 fn peak_rss_bytes() -> u64 {
     // VmHWM: the resident high-water mark of this process.
@@ -41,69 +49,87 @@ fn peak_rss_bytes() -> u64 {
 
 fn main() {
     kolm::process::init();
-    let dir = PathBuf::from(std::env::var("KOLM_BENCH_DIR").unwrap_or("/var/tmp".into()))
-        .join("kolm-bench-train");
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("qwen2.5-0.5b-shape-q8_0.gguf");
-    if !model.is_file() {
-        eprintln!(
-            "writing a model with Qwen2.5-0.5B's shape to {}",
-            model.display()
-        );
-        std::fs::write(
-            &model,
-            tiny::model("qwen2", &Shape::QWEN2_5_0_5B, 1, Quant::Q8_0),
-        )
-        .unwrap();
-    }
-    let header = kolm::gguf::read_header(&model).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = student::path();
+    let kf = Kolmfile::load(&root.join("examples/support-triage/Kolmfile.toml")).unwrap();
+    let task = &kf.tasks[0];
     let s = DistillConfig {
-        train: true,
-        max_seq_len: 1024,
         threads: 2,
-        rank: 8,
-        alpha: 16.0,
-        targets: ["attn_q", "attn_k", "attn_v", "attn_output"]
-            .map(String::from)
-            .to_vec(),
-        epochs: 1,
-        learning_rate: 1e-4,
-        batch_size: 1,
-        seed: 0,
+        ..task.distill.clone()
     };
+    let seeds: Vec<serde_json::Value> = std::fs::read_to_string(kf.abs(&task.seeds))
+        .unwrap()
+        .lines()
+        .take(BATCH * (STEPS + 1))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let examples = data::examples(
+        &model,
+        &data::Task {
+            description: &task.description,
+            schema: &task.output_schema,
+            grounding: None,
+        },
+        &seeds,
+        s.max_seq_len as usize,
+    )
+    .unwrap();
+    let batches: Vec<Vec<&data::Example>> =
+        examples.chunks(BATCH).map(|c| c.iter().collect()).collect();
+
+    let header = kolm::gguf::read_header(&model).unwrap();
     let base = Base::load(&model).unwrap();
     let lora = train::init_lora(&header, &s).unwrap();
     let vars: Vec<_> = lora.vars().into_iter().cloned().collect();
     let refs: Vec<_> = vars.iter().collect();
     let mut opt = train::optim::AdamW::new(&refs).unwrap();
-    let mut rng = kolm::rng::SplitMix64::new(9);
-    let ex = Example {
-        tokens: (0..SEQ).map(|_| (rng.next_u64() % 50_000) as u32).collect(),
-        prompt_len: SEQ / 2,
-    };
     let fwd = Forward::new(&base, &lora);
-    let step = |opt: &mut train::optim::AdamW| {
-        let loss = train::batch_loss(&fwd, &[&ex]).unwrap();
-        let mut g = train::gradients(&loss, &lora).unwrap();
-        train::optim::clip(&mut g).unwrap();
-        opt.step(&refs, &g, 1e-4).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut step = |batch: &[&data::Example]| {
+        pool.install(|| {
+            let loss = train::batch_loss(&fwd, batch).unwrap();
+            let mut g = train::gradients(&loss, &lora).unwrap();
+            train::optim::clip(&mut g).unwrap();
+            opt.step(&refs, &g, s.learning_rate).unwrap();
+        })
     };
     eprintln!("kolm: warm-up step");
-    step(&mut opt);
+    step(&batches[0]);
     let t = Instant::now();
-    for i in 0..STEPS {
+    let mut tokens = 0;
+    for (i, b) in batches[1..].iter().enumerate() {
         eprintln!("kolm: step {}", i + 1);
-        step(&mut opt);
+        step(b);
+        tokens += b.iter().map(|e| e.tokens.len()).sum::<usize>();
     }
-    let ours = (STEPS * SEQ) as f64 / t.elapsed().as_secs_f64();
+    let ours = tokens as f64 / t.elapsed().as_secs_f64();
     let rss = peak_rss_bytes();
+    eprintln!("kolm: {ours:.1} tokens/s, peak RSS {rss} bytes");
+    if std::env::var("KOLM_BENCH_PEER").as_deref() == Ok("0") {
+        return;
+    }
 
+    let dir = PathBuf::from(std::env::var("KOLM_BENCH_DIR").unwrap_or("/var/tmp".into()))
+        .join("kolm-bench-train");
+    std::fs::create_dir_all(&dir).unwrap();
+    let job = dir.join("batches.json");
+    let json = serde_json::json!({
+        "model": model,
+        "rank": s.rank, "alpha": s.alpha, "targets": s.targets,
+        "learning_rate": s.learning_rate,
+        "batches": batches.iter().map(|b| b.iter().map(|e| serde_json::json!({
+            "tokens": e.tokens, "prompt_len": e.prompt_len,
+        })).collect::<Vec<_>>()).collect::<Vec<_>>(),
+    });
+    std::fs::write(&job, json.to_string()).unwrap();
     let python = std::env::var("KOLM_BENCH_PYTHON").unwrap_or("python3".into());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     eprintln!("peer: PyTorch + peft");
     let out = Command::new(&python)
         .arg(root.join("benches/peers/peft_train.py"))
-        .args([SEQ.to_string(), STEPS.to_string()])
+        .arg(&job)
         .output()
         .unwrap();
     assert!(
@@ -116,16 +142,20 @@ fn main() {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let gib = |b: f64| b / (1u64 << 30) as f64;
     let table = format!(
-        "Machine: {threads} cores. Model: Qwen2.5-0.5B's shape (494M parameters, random weights; kolm reads a q8_0 GGUF and trains in f32, PyTorch builds it in f32). LoRA rank 8, alpha 16, on q, k, v, o; one {SEQ}-token sequence per step, loss on the last {}; AdamW; {STEPS} timed steps after one warm-up.\n\n\
+        "Machine: {threads} cores. Model: SmolLM2-135M-Instruct (`{}`; kolm trains on it dequantised to f32, PyTorch loads the same GGUF through transformers, also f32). LoRA rank {}, alpha {}, on {}; batches of {BATCH} support-triage seeds as the train stage renders them ({tokens} tokens in the {STEPS} timed steps, after one warm-up step), loss on the target tokens; AdamW. Tokens/s counts every real token (prompt and target; not the peer's padding).\n\n\
 | measure | kolm (candle) | PyTorch {} + peft {} | ratio |\n|---|---|---|---|\n\
 | training tokens/s | {ours:.1} | {theirs:.1} | {:.2}× |\n\
-| peak resident memory | {:.2} GiB | {:.2} GiB | |\n",
-        SEQ / 2,
+| peak resident memory | {:.2} GiB | {:.2} GiB | {:.2}× |\n",
+        model.file_name().unwrap().to_string_lossy(),
+        s.rank,
+        s.alpha,
+        s.targets.join(", "),
         peer["torch"].as_str().unwrap_or("?"),
         peer["peft"].as_str().unwrap_or("?"),
         ours / theirs,
         gib(rss as f64),
         gib(peer["peak_rss_bytes"].as_f64().unwrap_or(0.0)),
+        rss as f64 / peer["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN),
     );
     print!("{table}");
     let out = root.join("benches/results/train.md");

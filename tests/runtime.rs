@@ -77,6 +77,8 @@ fn every_tiny_model_answers_with_schema_valid_json() {
                 let v: Value = serde_json::from_str(&g.text)
                     .unwrap_or_else(|e| panic!("{arch} {quant:?}: {e}: {}", g.text));
                 assert!(valid(&v), "{arch} {quant:?}: {v}");
+                // Compact JSON, the form training teaches: no whitespace anywhere.
+                assert_eq!(g.text, v.to_string(), "{arch} {quant:?}");
                 assert!(g.prompt_tokens > 0 && g.output_tokens > 0);
                 assert_eq!(g.decode_passes, g.output_tokens);
             }
@@ -101,6 +103,41 @@ fn greedy_decoding_is_deterministic_and_thread_count_free() {
     }
     assert_eq!(outs[0], outs[1]);
     assert_eq!(outs[0], outs[2]);
+}
+
+/// A session decodes only what follows the prefix a prompt shares with what it decoded last;
+/// the answers are those of a fresh session for every input, in any order.
+#[test]
+fn a_session_reusing_the_shared_prefix_answers_as_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_model(dir.path(), "qwen2", 4, Quant::F32);
+    let a = strong_adapter(dir.path(), &m);
+    let mut st = Student::load(&m, Some(&a), Some(&schema())).unwrap();
+    let system = prompt::system_prompt("Triage the message.", Some(&schema()));
+    let some_tokens = st.tokenize("a few tokens");
+    let inputs = [
+        "my invoice is wrong",
+        "the app crashes on start",
+        "my invoice is wrong",
+        "my invoice",
+        "locked out of my account since monday",
+    ];
+    let fresh: Vec<String> = inputs
+        .iter()
+        .map(|i| {
+            let mut s = st.session(&GenOptions::default()).unwrap();
+            s.generate(&system, i).unwrap().text
+        })
+        .collect();
+    let mut s = st.session(&GenOptions::default()).unwrap();
+    let reused: Vec<String> = inputs
+        .iter()
+        .map(|i| s.generate(&system, i).unwrap().text)
+        .collect();
+    assert_eq!(reused, fresh);
+    // The logits call in between starts from an empty cache, and so does what follows it.
+    assert!(!s.logits(&some_tokens).unwrap().is_empty());
+    assert_eq!(s.generate(&system, inputs[1]).unwrap().text, fresh[1]);
 }
 
 #[test]

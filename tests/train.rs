@@ -10,6 +10,9 @@ use kolm::runtime::{prompt, GenOptions, Student};
 use kolm::train::{self, data, model::Forward, weights::Base};
 use serde_json::{json, Value};
 
+#[path = "support/student.rs"]
+mod student;
+
 const ALL: [&str; 7] = [
     "attn_q",
     "attn_k",
@@ -154,33 +157,174 @@ fn candle_logits_match_llama_cpp_with_a_real_adapter() {
             .unwrap();
         let tokens = student.tokenize(&text);
         let ids: Vec<u32> = tokens.iter().map(|t| t.0 as u32).collect();
-        let theirs = student
-            .session(&GenOptions {
-                n_ctx: 1024,
-                threads: 2,
-                ..GenOptions::default()
-            })
-            .unwrap()
-            .logits(&tokens)
-            .unwrap();
-        let ours = fwd
-            .logits(&fwd.hidden(&ids).unwrap())
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
-        assert_eq!(ours.len(), theirs.len());
-        let mut worst = 0f32;
-        for (o, t) in ours.iter().zip(&theirs) {
-            let (lo, hi) = t
-                .iter()
-                .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-            for (a, b) in o.iter().zip(t) {
-                worst = worst.max((a - b).abs() / (hi - lo));
-            }
-        }
+        let worst = worst_gap(
+            &candle_logits(&fwd, &ids),
+            &llama_logits(&mut student, &tokens),
+        );
         eprintln!("{arch}: largest logit difference {worst:e} of the logit range");
         assert!(worst <= 1e-3, "{arch}: {worst}");
     }
+}
+
+/// candle's logits at every position of `ids`.
+fn candle_logits(fwd: &Forward, ids: &[u32]) -> Vec<Vec<f32>> {
+    fwd.logits(&fwd.hidden(ids).unwrap())
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap()
+}
+
+/// llama.cpp's logits at every position of `tokens`.
+fn llama_logits(student: &mut Student, tokens: &[llama_cpp_2::token::LlamaToken]) -> Vec<Vec<f32>> {
+    student
+        .session(&GenOptions {
+            n_ctx: 1024,
+            threads: 2,
+            ..GenOptions::default()
+        })
+        .unwrap()
+        .logits(tokens)
+        .unwrap()
+}
+
+/// The largest difference between two sets of logits, as a fraction of each position's logit
+/// range in `theirs`.
+fn worst_gap(ours: &[Vec<f32>], theirs: &[Vec<f32>]) -> f32 {
+    assert_eq!(ours.len(), theirs.len());
+    let mut worst = 0f32;
+    for (o, t) in ours.iter().zip(theirs) {
+        let (lo, hi) = t
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        for (a, b) in o.iter().zip(t) {
+            worst = worst.max((a - b).abs() / (hi - lo));
+        }
+    }
+    worst
+}
+
+/// SmolLM2-135M-Instruct (llama, Q4_1 with a Q8_0 embedding, tied embeddings, ChatML, a 49k
+/// vocabulary) after a real training step on the support-triage example: the training prompt
+/// is token for token the runtime's, the target ends with ChatML's end-of-turn token, and
+/// candle's logits with the trained adapter are llama.cpp's.
+#[test]
+fn on_the_real_student_training_and_the_runtime_agree() {
+    let model = student::path();
+    let header = kolm::gguf::read_header(&model).unwrap();
+    let kf = kolm::kolmfile::Kolmfile::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/support-triage/Kolmfile.toml"),
+    )
+    .unwrap();
+    let task = &kf.tasks[0];
+    let seeds: Vec<Value> = std::fs::read_to_string(kf.abs(&task.seeds))
+        .unwrap()
+        .lines()
+        .take(2)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let t = data::Task {
+        description: &task.description,
+        schema: &task.output_schema,
+        grounding: None,
+    };
+    let ex = data::examples(&model, &t, &seeds, 1024).unwrap();
+    let s = DistillConfig {
+        epochs: 1,
+        batch_size: 2,
+        learning_rate: 1e-3,
+        ..settings(1)
+    };
+    let trained = train::train(&model, &ex, &s, None, &|_| {}).unwrap();
+    assert_eq!(trained.steps, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = dir.path().join("a.gguf");
+    std::fs::write(&adapter, &trained.adapter).unwrap();
+
+    let student = Student::load(&model, Some(&adapter), None).unwrap();
+    let system = prompt::system_prompt(&task.description, Some(&task.output_schema));
+    let text = student
+        .render(&system, seeds[0]["input"].as_str().unwrap())
+        .unwrap();
+    assert!(text.starts_with("<|im_start|>system\n"), "{text}");
+    assert!(text.ends_with("<|im_start|>assistant\n"), "{text}");
+    let tokens = student.tokenize(&text);
+    let ids: Vec<u32> = tokens.iter().map(|t| t.0 as u32).collect();
+    assert_eq!(
+        ids,
+        ex[0].tokens[..ex[0].prompt_len],
+        "the training prompt is the runtime's"
+    );
+    let end = *ex[0].tokens.last().unwrap();
+    let im_end: Vec<u32> = student
+        .tokenize("<|im_end|>")
+        .iter()
+        .map(|t| t.0 as u32)
+        .collect();
+    assert_eq!(
+        vec![end],
+        im_end,
+        "the target ends with ChatML's <|im_end|>"
+    );
+
+    let lora = train::lora_from_adapter(trained.adapter, &header, &s.targets, 8, 16.0).unwrap();
+    let base = Base::load(&model).unwrap();
+    let fwd = Forward::new(&base, &lora);
+    let ours = candle_logits(&fwd, &ids);
+    let llama_cpp = |model: &Path| {
+        llama_logits(
+            &mut Student::load(model, Some(&adapter), None).unwrap(),
+            &tokens,
+        )
+    };
+    // The very weights candle trains on (the Q4_1 and Q8_0 values dequantised), as an f32
+    // GGUF: llama.cpp then multiplies in f32 too, and the two forward passes must agree.
+    let exact = dir.path().join("smollm2-f32.gguf");
+    let mut w = kolm::gguf::GgufWriter::new();
+    for (k, v) in &header.metadata {
+        match k.as_str() {
+            "general.file_type" => w.meta(k, kolm::gguf::Value::U32(0)),
+            _ => w.meta(k, v.clone()),
+        };
+    }
+    for t in &header.tensors {
+        let values = base
+            .get(&t.name)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        w.tensor(kolm::gguf::TensorData::f32(
+            &t.name,
+            t.dims.clone(),
+            &values,
+        ));
+    }
+    std::fs::write(&exact, w.to_bytes()).unwrap();
+    let worst = worst_gap(&ours, &llama_cpp(&exact));
+    eprintln!("SmolLM2 (f32 weights): largest logit difference {worst:e} of the logit range");
+    assert!(worst <= 1e-3, "{worst}");
+
+    // On the Q4_1 file llama.cpp rounds each activation to 8 bits before every product with
+    // a quantised weight (ggml's q8_1 dot products): logits move by a few percent of their
+    // range, the choices do not.
+    let quantised = llama_cpp(&model);
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap();
+    let same = ours
+        .iter()
+        .zip(&quantised)
+        .filter(|(a, b)| argmax(a) == argmax(b))
+        .count();
+    eprintln!(
+        "SmolLM2 (Q4_1 file): largest logit difference {:e} of the range; the same top token at {same} of {} positions",
+        worst_gap(&ours, &quantised),
+        ours.len()
+    );
+    assert!(
+        same as f64 >= 0.95 * ours.len() as f64,
+        "{same} of {}",
+        ours.len()
+    );
 }
 
 /// Exact-match accuracy of `model` + `adapter` on `pairs`, through the runtime.
@@ -323,4 +467,61 @@ print(json.dumps({"keys": {k: val(k) for k in ["general.architecture", "general.
     );
     assert_eq!(v["tensors"]["blk.1.attn_k.weight.lora_b"], json!([8, 32]));
     assert_eq!(v["tensors"].as_object().unwrap().len(), 28);
+}
+
+/// Packing a batch (its shared prompt prefix computed once) is exact: the packed loss and its
+/// gradients are those of each sequence computed alone, weighted by its target tokens.
+#[test]
+fn a_packed_batch_gives_the_loss_and_gradients_of_its_sequences_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    for arch in ["llama", "qwen2"] {
+        let model = write_model(dir.path(), arch);
+        let header = kolm::gguf::read_header(&model).unwrap();
+        let base = Base::load(&model).unwrap();
+        // An adapter that is not the identity, so every gradient is non-zero.
+        let bytes = tiny::lora(&header, &targets(), 8, 16.0, 3, 0.05).unwrap();
+        let lora = train::lora_from_adapter(bytes, &header, &targets(), 8, 16.0).unwrap();
+        let fwd = Forward::new(&base, &lora);
+        let ex = examples(&model, &pairs(0, 3));
+        let prefix = ex[0]
+            .tokens
+            .iter()
+            .zip(&ex[1].tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        assert!(prefix > 10, "{arch}: the prompts share the system message");
+        let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let packed = train::batch_loss(&fwd, &ex.iter().collect::<Vec<_>>()).unwrap();
+        let packed_grads = train::gradients(&packed, &lora).unwrap();
+        let total: usize = ex.iter().map(|e| e.target_len()).sum();
+        let (mut loss, mut grads) = (0f32, vec![Vec::<f32>::new(); packed_grads.len()]);
+        for e in &ex {
+            let w = e.target_len() as f32 / total as f32;
+            let l = train::batch_loss(&fwd, &[e]).unwrap();
+            loss += w * l.to_scalar::<f32>().unwrap();
+            for (acc, g) in grads.iter_mut().zip(train::gradients(&l, &lora).unwrap()) {
+                let g = flat(&g);
+                acc.resize(g.len(), 0.0);
+                acc.iter_mut().zip(g).for_each(|(a, g)| *a += w * g);
+            }
+        }
+        let got = packed.to_scalar::<f32>().unwrap();
+        assert!(
+            (got - loss).abs() <= 1e-5 * loss.abs(),
+            "{arch}: {got} vs {loss}"
+        );
+        for (i, (p, alone)) in packed_grads.iter().zip(&grads).enumerate() {
+            let p = flat(p);
+            let scale = alone.iter().fold(0f32, |m, g| m.max(g.abs()));
+            let worst = p
+                .iter()
+                .zip(alone)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(scale > 0.0, "{arch}: gradient {i} is zero");
+            assert!(
+                worst <= 1e-4 * scale,
+                "{arch}: gradient {i}: {worst} of {scale}"
+            );
+        }
+    }
 }

@@ -12,6 +12,13 @@ messages, ...) filled at random. Greetings, signatures, the odd typo and non-ASC
 mixed in so the inputs look like real mail. The output is a pure function of the seed
 `random.Random(20261122)`: running the script twice gives byte-identical files.
 
+The evals are held out by template, not only by text: every list of alternatives (subjects,
+each sentence of a scenario, its optional sentences, greetings, context lines, closers,
+signatures) is split, and the evals are written only from the last third of each list, the
+seeds only from the rest (`part`). So no eval shares a phrasing with any seed, and a student
+passes only by reading the mail. Closing lines are the same for every severity, so none gives
+the answer away.
+
 Severity follows fixed rules, so a student can learn it:
 
   critical  the service is down for everyone, data was lost, an account was taken over, or a
@@ -555,6 +562,196 @@ SCENARIOS: list[Scenario] = [
          "I'd appreciate an answer this week."]]),
 ]
 
+# More phrasings for each scenario's sentences, appended to its lists (so some of them fall in
+# the evals' share): the more ways the seeds say a thing, the more a student must learn what
+# is said rather than how. Keyed by (label, desc); one list per core sentence.
+MORE_PHRASINGS: dict[tuple[str, str], list[list[str]]] = {
+    ("billing", "charged twice"): [
+        ["The {plan} renewal went through twice on {date}, {amount} each time.",
+         "I see the same {amount} payment to Nimbus twice on my card ending in {last4}.",
+         "Your system took {amount} from my account two times for a single subscription."],
+        ["I need the second payment returned to my card.", "Please give me back the money for the duplicate."],
+    ],
+    ("billing", "charged after cancelling"): [
+        ["My subscription was cancelled on {date}, yet {amount} was taken from my card on {date2}.",
+         "After cancelling the {plan} plan I was billed {amount} anyway.",
+         "I ended my subscription last month but you still took {amount} on {date2}."],
+        ["I want my money back for a plan I no longer have.", "Please return the money and stop billing me."],
+    ],
+    ("billing", "suspended despite payment"): [
+        ["Our company workspace is blocked as unpaid, although we paid {amount} for invoice {invoice} on {date}.",
+         "Everyone at {company} lost access this morning because you marked invoice {invoice} unpaid, but it was paid.",
+         "The account of our whole organisation was frozen for an invoice we settled on {date}."],
+        ["Not a single person on our team can log in.", "The entire company is unable to work."],
+    ],
+    ("billing", "wrong invoice amount"): [
+        ["The total on invoice {invoice} is {amount}, but our plan should cost {amount2}.",
+         "My invoice for {date} charges {amount} instead of the {amount2} we agreed.",
+         "Invoice {invoice} bills us for {count} extra seats we never added."],
+        ["Please send a corrected invoice when you can.", "Could someone review the amount and fix it?"],
+    ],
+    ("billing", "refund request"): [
+        ["I'd like my money back for the {plan} plan I bought on {date}, it isn't what we need.",
+         "Could I get a refund of {amount} for the renewal on {date}? We stopped using Nimbus.",
+         "We were charged {amount} on {date} for a year we won't use, so we'd like a refund."],
+        ["We only signed up a few days ago.", "I'd appreciate the refund going back to my card."],
+    ],
+    ("billing", "invoice question"): [
+        ["Could you tell me where past invoices are kept in the dashboard?",
+         "Can I change the company name that appears on our invoices?",
+         "Is there a way to get invoices emailed to a second address automatically?"],
+        ["Our accountant asked me for it.", "It's just for our records."],
+    ],
+    ("billing", "pricing question"): [
+        ["How much would the {plan} plan cost for a team of {count}?",
+         "Is there a yearly discount on the {plan} plan?",
+         "What is the price per extra seat on {plan}?"],
+        ["We're comparing a few tools at the moment.", "Just gathering information for now."],
+    ],
+    ("billing", "update payment method"): [
+        ["Where do I replace the card we pay with?",
+         "We got a new company card, how do I switch the payment to it?",
+         "Can I pay by invoice instead of by card from now on?"],
+        ["Our current card expires at the end of the month.", "I don't see where to change it."],
+    ],
+    ("bug", "outage for all users"): [
+        ["The whole app has been unreachable for everyone in our company since {time}.",
+         "Every one of our {n_users} users gets {error} on every page right now.",
+         "Nimbus is down for our entire organisation, nobody can log in or load anything."],
+        ["All of our teams are stopped.", "It's the same on every device and every network we tried."],
+    ],
+    ("bug", "data loss"): [
+        ["Our {records} vanished overnight, {big} of them, and they are not in the trash.",
+         "Since the update to {version} our workspace shows no {records} at all.",
+         "Everything we stored in {records} since {date} has been erased."],
+        ["We have no backup of our own.", "Years of work are missing."],
+    ],
+    ("bug", "crash on open"): [
+        ["{platform} shuts down the moment I open {feature}.",
+         "Each time I go to {feature}, {platform} crashes and returns me to the home screen.",
+         "After the {version} update, {platform} crashes as soon as it starts."],
+        ["I cannot do my job in the app at all.", "Nothing I try stops it from crashing."],
+    ],
+    ("bug", "core feature broken"): [
+        ["{feature} stopped working for me, it only shows {error}.",
+         "Nothing happens when I use {feature}, apart from the message {error}.",
+         "{feature} has been broken since {date}, every try gives {error}."],
+        ["There is no other way for me to get this done.", "I'm stuck until this works again."],
+    ],
+    ("bug", "intermittent glitch"): [
+        ["Once in a while {feature} shows {error}, then works when I try again.",
+         "{feature} fails now and then, but a reload always fixes it.",
+         "A few times a week {feature} hangs for a moment and then recovers."],
+        ["It's not stopping me from working.", "I can live with it, but it would be nice to have it fixed."],
+    ],
+    ("bug", "slow performance"): [
+        ["Loading {feature} now takes {seconds} seconds every time.",
+         "{feature} has become sluggish since the {version} update.",
+         "Pages in {feature} take ages to appear, about {seconds} seconds."],
+        ["Everything works, it's just slow.", "We can keep working, only more slowly."],
+    ],
+    ("bug", "cosmetic issue"): [
+        ["A label on {feature} is cut off on small screens.",
+         "The colours of the buttons on {feature} look wrong in dark mode.",
+         "There is a spelling mistake in the footer of {feature}."],
+        ["Nothing is broken, it just looks odd.", "Low priority, only wanted to mention it."],
+    ],
+    ("account", "account compromised"): [
+        ["Someone got into my account from {city} and changed my password.",
+         "An intruder took over my account at {time} and locked me out of my own email settings.",
+         "I see logins from {city} that were not me, and my recovery email was replaced."],
+        ["Please freeze the account now.", "There is client data in it, so this is an emergency."],
+    ],
+    ("account", "locked out"): [
+        ["I can't get into my account since {date}, the login keeps failing.",
+         "My two-factor codes are rejected, so I cannot sign in at all.",
+         "The reset link you send never works, so I have no way into my account."],
+        ["I have a deadline today and no access.", "Please help me get back in."],
+    ],
+    ("account", "email change failing"): [
+        ["Changing my email to {email} fails every time with a confirmation error.",
+         "My profile name keeps going back to the old one after I save it.",
+         "I'd like my two accounts combined into the one at {email}."],
+        ["I can still work in the meantime.", "It's not urgent, but please advise."],
+    ],
+    ("account", "how-to account question"): [
+        ["How can I give a teammate admin rights?",
+         "Where do I change my display name?",
+         "How do I remove a former colleague from our workspace?"],
+        ["Couldn't see it in the help pages.", "Thanks for any pointers."],
+    ],
+    ("feature_request", "feature idea"): [
+        ["Have you thought about offering {wish}?",
+         "My wish for the next release: {wish}.",
+         "Adding {wish} would make the app even better."],
+        ["Just an idea from a happy user.", "It would make our days a bit easier."],
+    ],
+    ("feature_request", "integration request"): [
+        ["Is a connector for {integration} on the roadmap?",
+         "We'd love Nimbus to talk to {integration} directly.",
+         "Please build an integration with {integration}."],
+        ["It would save us a lot of copying by hand.", "Many teams like ours use {integration}."],
+    ],
+    ("feature_request", "feature needed for renewal"): [
+        ["We can only renew on {date} if Nimbus supports {need} by then.",
+         "{need} is a hard requirement from our IT team for the renewal.",
+         "Our contract renews on {date}, and our auditors insist on {need}."],
+        ["Can you share when it is planned?", "Is there a date we can plan around?"],
+    ],
+    ("shipping", "parcel lost"): [
+        ["The tracking for order {order} says delivered, but no parcel ever came.",
+         "My {hw} from order {order} seems lost, it's been {weeks} weeks.",
+         "{carrier} lost my package for order {order}."],
+        ["I need a new one sent or my money back.", "I have paid and received nothing."],
+    ],
+    ("shipping", "damaged item"): [
+        ["The {hw} in order {order} was broken when I opened the box.",
+         "My {hw} arrived with a bent connector and won't charge.",
+         "The screen of the {hw} from order {order} is cracked."],
+        ["Can I get it exchanged?", "I can send pictures of the damage."],
+    ],
+    ("shipping", "wrong item"): [
+        ["Instead of the {hw} I ordered, the box had a {hw2}.",
+         "You sent a {hw2}, but order {order} was for a {hw}.",
+         "The item in order {order} is not what I bought: a {hw2} rather than a {hw}."],
+        ["Please send the correct item.", "How can I swap it for the right one?"],
+    ],
+    ("shipping", "tracking or delivery question"): [
+        ["Has order {order} shipped yet?",
+         "Can you deliver the {hw} to {country}?",
+         "How long does shipping to {country} usually take?"],
+        ["Just curious, no rush.", "Thanks a lot."],
+    ],
+    ("other", "praise"): [
+        ["A big thank you to {agent}, who sorted out my issue so quickly.",
+         "Your app has made running our team so much easier.",
+         "I just wanted to say how much we enjoy using Nimbus."],
+        ["Nothing to fix, just a thank you.", "Have a great day."],
+    ],
+    ("other", "partnership or sales enquiry"): [
+        ["{company} would like to discuss a partnership with Nimbus.",
+         "I'm a journalist and would love to talk to your founders for a story.",
+         "Do you have any open positions in customer support?"],
+        ["Who should I contact about this?", "Looking forward to hearing from you."],
+    ],
+    ("other", "data protection request"): [
+        ["Please send me an export of every piece of personal data you store about me.",
+         "I'm asking you to erase my personal information under data protection law.",
+         "Under GDPR article 15 I'd like to know what data you hold on {email}."],
+        ["Please confirm when it's done.", "I expect an answer within the legal time limit."],
+    ],
+    ("other", "complaint about support"): [
+        ["Nobody from your support team has answered my ticket {ticket} in {days} days.",
+         "I keep writing to support and nobody replies.",
+         "Your agent promised to call me back on {date} and never did."],
+        ["I'm disappointed with how this has been handled.", "I'd like someone to finally reply."],
+    ],
+}
+
+for _s in SCENARIOS:
+    for _core, _more in zip(_s.core, MORE_PHRASINGS.get((_s.label, _s.desc), [])):
+        _core.extend(_more)
+
 GREETINGS = [
     "Hi,", "Hello,", "Hi there,", "Hello support team,", "Dear Nimbus Support,", "Hey,",
     "Good morning,", "Hi team,", "Dear Sir or Madam,", "Hello Nimbus,", "Hi all,",
@@ -568,13 +765,21 @@ CONTEXT = [  # (sentence, the slot it states)
     ("My account email is {email}.", "email"), ("I'm on the {plan} plan.", "plan"),
     ("We've been customers since {year}.", "year"), ("I work at {company}.", "company"),
 ]
-CLOSERS = {
-    "low": ["Thanks!", "No rush.", "Thanks in advance.", "Appreciate it."],
-    "medium": ["Thanks for your help.", "Please let me know.", "Looking forward to your reply."],
-    "high": ["Please help as soon as possible.", "I need this sorted out today.", "Please treat this as urgent."],
-    "critical": ["This is an emergency, please escalate immediately.", "Please call me back right away.",
-                 "We need someone on this now."],
-}
+# Closing lines, the same for every severity: a closer chosen by severity would let a student
+# learn the closer instead of the mail.
+CLOSERS = [
+    "Thanks!", "Thanks in advance.", "Thanks for your help.", "Please let me know.",
+    "Appreciate it.", "Looking forward to your reply.", "Many thanks.", "Talk soon.",
+]
+
+
+def part(alts: list, held_out: bool) -> list:
+    """The share of a list of alternatives an email may use. The evals' share (the last third,
+    at least one) never occurs in the seeds, so the evals test the task on phrasings the student
+    has not seen, not its memory of sentences. A list of one belongs to the seeds."""
+    n = len(alts)
+    k = max(1, n // 3) if n >= 2 else 0
+    return alts[n - k:] if held_out else alts[:n - k]
 
 
 def _typo(rng: random.Random, text: str) -> str:
@@ -590,9 +795,14 @@ def _cap(sentence: str) -> str:
     return sentence[0].upper() + sentence[1:]
 
 
-def compose(rng: random.Random, s: Scenario) -> str:
+def compose(rng: random.Random, s: Scenario, held_out: bool = False) -> str:
+    """One email for scenario `s`, from the seeds' share of every list of alternatives, or with
+    `held_out` from the evals' share (see `part`)."""
+    def pick(alts: list):
+        return rng.choice(part(alts, held_out))
+
     v = slots(rng)
-    subject = rng.choice(s.subjects).format(**v)
+    subject = pick(s.subjects).format(**v)
     subject = _cap(subject)
     r = rng.random()
     if r < 0.07:
@@ -602,17 +812,18 @@ def compose(rng: random.Random, s: Scenario) -> str:
     elif r < 0.15:
         subject = subject.lower()
 
-    sentences = [_cap(rng.choice(alts).format(**v)) for alts in s.core]
-    n_extra = rng.choice([0, 0, 1, 1, 2]) if s.extra else 0
-    for alts in rng.sample(s.extra, min(n_extra, len(s.extra))):
+    sentences = [_cap(pick(alts).format(**v)) for alts in s.core]
+    extra = part(s.extra, held_out)
+    n_extra = rng.choice([0, 0, 1, 1, 2]) if extra else 0
+    for alts in rng.sample(extra, min(n_extra, len(extra))):
         sentences.insert(rng.randint(1, len(sentences)), _cap(rng.choice(alts).format(**v)))
     # Context and closing lines, never repeating a fact or a sentence already in the body.
     if len(sentences) < 6 and rng.random() < 0.25:
-        fresh = [c for c, slot in CONTEXT if v[slot] not in " ".join(sentences)]
+        fresh = [c for c, slot in part(CONTEXT, held_out) if v[slot] not in " ".join(sentences)]
         if fresh:
             sentences.insert(1, rng.choice(fresh).format(**v))
     if len(sentences) < 6 and rng.random() < 0.45:
-        fresh = [c for c in CLOSERS[s.severity] if c not in sentences]
+        fresh = [c for c in part(CLOSERS, held_out) if c not in sentences]
         sentences.append(rng.choice(fresh))
     sentences = sentences[:6]
 
@@ -630,10 +841,10 @@ def compose(rng: random.Random, s: Scenario) -> str:
     if r < 0.2:
         greeting = ""
     elif r < 0.35:
-        greeting = rng.choice(GREETINGS) + " "
+        greeting = pick(GREETINGS) + " "
     else:
-        greeting = rng.choice(GREETINGS) + "\n\n"
-    sig = "" if rng.random() < 0.15 else "\n\n" + rng.choice(SIGNATURES).format(**v)
+        greeting = pick(GREETINGS) + "\n\n"
+    sig = "" if rng.random() < 0.15 else "\n\n" + pick(SIGNATURES).format(**v)
     return f"Subject: {subject}\n\n{greeting}{body}{sig}"
 
 
@@ -647,9 +858,9 @@ def _key(text: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
 
 
-def _unique(rng: random.Random, s: Scenario, seen: set[str]) -> str:
+def _unique(rng: random.Random, s: Scenario, seen: set[str], held_out: bool = False) -> str:
     for _ in range(1000):
-        text = compose(rng, s)
+        text = compose(rng, s, held_out)
         k = _key(text)
         if k not in seen:
             seen.add(k)
@@ -681,7 +892,7 @@ def generate() -> tuple[list[dict], list[dict]]:
         options = by_label[label]
         s = options[counters[label] % len(options)]
         counters[label] += 1
-        text = _unique(rng, s, seen)
+        text = _unique(rng, s, seen, held_out=True)
         evals.append({
             "description": f"{s.label}/{s.severity}: {s.desc}",
             "vars": {"input": text},

@@ -20,7 +20,9 @@ pub enum Pairs {
     Halves,
 }
 
-/// The rotation for positions `0..T`: `cos` and `sin` `[T, head_dim / 2]`.
+/// The rotation for each row's position: `cos` and `sin` `[rows, head_dim / 2]`. Rows need not
+/// be in order: a packed batch repeats positions (each sequence after a shared prefix starts
+/// again where the prefix ends).
 #[derive(Clone)]
 pub struct Rope {
     pub cos: Arc<[f32]>,
@@ -31,11 +33,11 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// The angles for `positions` positions of `head_dim` dimensions.
-    pub fn new(positions: usize, head_dim: usize, base: f64, pairs: Pairs) -> Rope {
+    /// The angles for rows at `positions`, of `head_dim` dimensions.
+    pub fn new(positions: &[usize], head_dim: usize, base: f64, pairs: Pairs) -> Rope {
         let half = head_dim / 2;
         let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        for p in 0..positions {
+        for &p in positions {
             for i in 0..half {
                 let inv = base.powf(-2.0 * i as f64 / head_dim as f64) as f32;
                 let a = p as f32 * inv;
@@ -62,8 +64,11 @@ impl CustomOp1 for Rope {
             bail!("rope: x must be [heads, T, head_dim], not {:?}", l.dims());
         };
         let half = d / 2;
-        if d % 2 != 0 || self.cos.len() < t * half {
-            bail!("rope: {t} positions of {d} dimensions, angles for fewer");
+        if d % 2 != 0 || self.cos.len() != t * half {
+            bail!(
+                "rope: {t} rows of {d} dimensions, angles for {}",
+                self.cos.len() / half.max(1)
+            );
         }
         let sign = if self.reverse { -1.0 } else { 1.0 };
         map_rows(s, l, "rope", |r, x, y| {

@@ -162,7 +162,7 @@ fn rope_matches_its_composition_in_both_conventions() {
         .unwrap();
     let (cos, sin) = (ang.cos().unwrap(), ang.sin().unwrap());
     for pairs in [Pairs::Adjacent, Pairs::Halves] {
-        let rope = Rope::new(t, d, 10000.0, pairs);
+        let rope = Rope::new(&(0..t).collect::<Vec<_>>(), d, 10000.0, pairs);
         agree(
             &[randn(6, &[h, t, d])],
             |x| x[0].apply_op1(rope.clone()),

@@ -65,15 +65,32 @@ impl Stage for TrainStage {
                 &label.pairs,
                 d,
             )));
-            let bar = cx.progress.count(0, &format!("training {}", cx.task.name));
-            let started = std::time::Instant::now();
+            let name = &cx.task.name;
+            let bar = cx.progress.measured(0, &format!("training {name}"));
+            // Rate and ETA are measured from the end of the first step this run takes: the
+            // first includes loading, and a resumed run's earlier steps were not taken now.
+            // The ETA counts steps, not tokens: a packed batch's cost is not its token count.
+            let first = std::sync::Mutex::new(None::<(std::time::Instant, u64, u64)>);
             let trained = train::train(&path, &examples, d, Some(&checkpoint), &|s| {
                 bar.set_length(s.total);
                 bar.set_position(s.step);
-                let rate = s.tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                let mut first = first.lock().unwrap_or_else(|e| e.into_inner());
+                let (t0, step0, tokens0) =
+                    *first.get_or_insert((std::time::Instant::now(), s.step, s.tokens));
+                let secs = t0.elapsed().as_secs_f64();
+                let pace = if s.step > step0 {
+                    let eta = secs / (s.step - step0) as f64 * (s.total - s.step) as f64;
+                    format!(
+                        "{:.0} tok/s, eta {}",
+                        (s.tokens - tokens0) as f64 / secs,
+                        indicatif::HumanDuration(std::time::Duration::from_secs_f64(eta))
+                    )
+                } else {
+                    "measuring speed".into()
+                };
                 bar.set_message(format!(
-                    "training {}: loss {:.3}, {rate:.0} tok/s",
-                    cx.task.name, s.loss
+                    "training {name}: step {}/{}, loss {:.3}, {pace}",
+                    s.step, s.total, s.loss
                 ));
             })?;
             bar.finish_and_clear();

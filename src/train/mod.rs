@@ -117,37 +117,37 @@ pub fn export(lora: &Lora, header: &Header, targets: &[String]) -> Result<Vec<u8
     ))
 }
 
-/// The summed negative log-likelihood of `ex`'s target tokens, and how many there are.
-pub fn example_loss(fwd: &Forward, ex: &Example) -> Result<(Tensor, usize)> {
-    let n = ex.tokens.len();
-    // Position i predicts token i + 1: the target tokens are predicted from prompt_len - 1 on.
-    let hidden = fwd.hidden(&ex.tokens[..n - 1])?;
-    let from = ex.prompt_len - 1;
-    let rows = hidden.narrow(0, from, n - 1 - from).map_err(c)?;
-    let logits = fwd.logits(&rows)?;
-    let nll = logits
+/// The mean target-token loss of a batch, as a differentiable scalar. The batch is packed
+/// ([`model::Packed`]): its shared prompt prefix is computed once, and the logits (a row of
+/// the whole vocabulary each) only for the rows that predict a target token.
+pub fn batch_loss(fwd: &Forward, batch: &[&Example]) -> Result<Tensor> {
+    if batch.is_empty() {
+        return Err(Error::Internal("an empty batch".into()));
+    }
+    // Position i predicts token i + 1, so the last token is never an input.
+    let inputs: Vec<&[u32]> = batch
+        .iter()
+        .map(|e| &e.tokens[..e.tokens.len() - 1])
+        .collect();
+    let packed = model::Packed::new(&inputs);
+    let hidden = fwd.hidden_packed(&packed)?;
+    let (mut rows, mut targets) = (Vec::new(), Vec::new());
+    for (i, ex) in batch.iter().enumerate() {
+        for k in ex.prompt_len.max(1)..ex.tokens.len() {
+            rows.push(packed.row(i, k - 1) as u32);
+            targets.push(ex.tokens[k]);
+        }
+    }
+    let count = rows.len();
+    let rows = Tensor::new(rows, &Device::Cpu).map_err(c)?;
+    let logits = fwd.logits(&hidden.index_select(&rows, 0).map_err(c)?)?;
+    logits
         .apply_op1(crate::kernels::nll::Nll {
-            targets: ex.tokens[ex.prompt_len..].into(),
+            targets: targets.into(),
         })
         .and_then(|n| n.sum_all())
-        .map_err(c)?;
-    Ok((nll, ex.target_len()))
-}
-
-/// The mean target-token loss of a batch, as a differentiable scalar.
-pub fn batch_loss(fwd: &Forward, batch: &[&Example]) -> Result<Tensor> {
-    let mut total: Option<Tensor> = None;
-    let mut count = 0usize;
-    for ex in batch {
-        let (l, n) = example_loss(fwd, ex)?;
-        count += n;
-        total = Some(match total {
-            None => l,
-            Some(t) => (t + l).map_err(c)?,
-        });
-    }
-    let total = total.ok_or_else(|| Error::Internal("an empty batch".into()))?;
-    (total / count.max(1) as f64).map_err(c)
+        .and_then(|n| n / count.max(1) as f64)
+        .map_err(c)
 }
 
 /// Gradients of `loss` for every LoRA tensor, in [`Lora::vars`] order (zeros where a tensor

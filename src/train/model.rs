@@ -40,6 +40,61 @@ impl Lora {
     }
 }
 
+/// Sequences that begin alike (every prompt starts with the same system message), laid out as
+/// one: the shared prefix once, then each sequence's own rest. Under causal attention a
+/// prefix's hidden states do not depend on what follows it, so computing it once per batch
+/// instead of once per sequence is exact, and it is most of a short prompt. Each rest attends
+/// to the prefix and to itself, at the positions it would have alone; the prefix's keys and
+/// values gather gradient from every rest. Packing also makes each matrix product one tall
+/// product over the batch instead of one short product per sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packed {
+    /// Every row's token: the prefix's, then each rest's.
+    pub tokens: Vec<u32>,
+    /// Every row's position in its own sequence.
+    pub positions: Vec<usize>,
+    /// Rows `0..prefix` are the shared prefix.
+    pub prefix: usize,
+    /// Each sequence's rows after the prefix (empty when it is all prefix).
+    pub rests: Vec<std::ops::Range<usize>>,
+}
+
+impl Packed {
+    /// Packs `seqs` (none empty) by their longest common prefix.
+    pub fn new(seqs: &[&[u32]]) -> Packed {
+        let first = seqs.first().copied().unwrap_or_default();
+        let prefix = seqs.iter().fold(first.len(), |n, s| {
+            n.min(first.iter().zip(*s).take_while(|(a, b)| a == b).count())
+        });
+        let mut tokens = first[..prefix].to_vec();
+        let mut positions: Vec<usize> = (0..prefix).collect();
+        let mut rests = Vec::new();
+        if seqs.len() > 1 || prefix < first.len() {
+            for s in seqs {
+                let start = tokens.len();
+                tokens.extend_from_slice(&s[prefix..]);
+                positions.extend(prefix..s.len());
+                rests.push(start..tokens.len());
+            }
+        }
+        Packed {
+            tokens,
+            positions,
+            prefix,
+            rests,
+        }
+    }
+
+    /// The row holding token `k` of sequence `i`.
+    pub fn row(&self, i: usize, k: usize) -> usize {
+        if k < self.prefix {
+            k
+        } else {
+            self.rests[i].start + k - self.prefix
+        }
+    }
+}
+
 fn c(e: candle_core::Error) -> Error {
     Error::failed("the training forward pass failed", e)
 }
@@ -60,8 +115,10 @@ impl<'a> Forward<'a> {
         let w = self.base.get(name).map_err(candle_core::Error::wrap)?;
         let mut y = x.apply_op1(Frozen(w.clone()))?;
         if let Some((a, b)) = self.lora.pairs.get(name) {
-            let d = x.matmul(&a.as_tensor().t()?)?.matmul(&b.as_tensor().t()?)?;
-            y = (y + (d * self.lora.scale())?)?;
+            // The scale goes on the rank-r middle, not on the [rows, n_out] result.
+            let d = (x.matmul(&a.as_tensor().t()?)? * self.lora.scale())?
+                .matmul(&b.as_tensor().t()?)?;
+            y = (y + d)?;
         }
         let bias = name.replace(".weight", ".bias");
         if let Some(b) = self.base.maybe(&bias) {
@@ -79,26 +136,36 @@ impl<'a> Forward<'a> {
         })
     }
 
-    /// The final hidden states (after the output norm), `[T, n_embd]`, for `tokens`.
+    /// The final hidden states (after the output norm), `[T, n_embd]`, for one sequence.
     pub fn hidden(&self, tokens: &[u32]) -> Result<Tensor> {
-        self.hidden_inner(tokens).map_err(c)
+        self.hidden_packed(&Packed::new(&[tokens]))
     }
 
-    fn hidden_inner(&self, tokens: &[u32]) -> candle_core::Result<Tensor> {
+    /// The final hidden states of a packed batch, `[rows, n_embd]` in [`Packed`]'s row order.
+    pub fn hidden_packed(&self, p: &Packed) -> Result<Tensor> {
+        self.hidden_inner(p).map_err(c)
+    }
+
+    fn hidden_inner(&self, p: &Packed) -> candle_core::Result<Tensor> {
         let hp = &self.base.hp;
         let dev = Device::Cpu;
-        let t = tokens.len();
+        let t = p.tokens.len();
         let (nh, nkv, hd) = (hp.n_head, hp.n_head_kv, hp.head_dim());
         let get = |n: &str| self.base.get(n).map_err(candle_core::Error::wrap);
-        let ids = Tensor::new(tokens, &dev)?;
+        let ids = Tensor::new(p.tokens.as_slice(), &dev)?;
         let mut x = get("token_embd.weight")?.index_select(&ids, 0)?;
         let pairs = match hp.rope {
             Rope::Norm => Pairs::Adjacent,
             Rope::Neox => Pairs::Halves,
         };
-        let rope = rope::Rope::new(t, hd, hp.rope_base, pairs);
+        let rope = rope::Rope::new(&p.positions, hd, hp.rope_base, pairs);
         let softmax = || CausalSoftmax {
             scale: 1.0 / (hd as f32).sqrt(),
+        };
+        // Queries `[nh, q, hd]` over keys and values `[nh, k, hd]` (k ≥ q): the last q of the
+        // k positions, each seeing the keys up to its own.
+        let attend = |q: &Tensor, k: &Tensor, v: &Tensor| -> candle_core::Result<Tensor> {
+            q.matmul(&k.t()?)?.apply_op1(softmax())?.matmul(v)
         };
         for l in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{l}.{s}");
@@ -119,13 +186,31 @@ impl<'a> Forward<'a> {
                     .reshape((nh, t, hd))
             };
             let (k, v) = (group(k)?, group(v)?);
-            let ctx = q
-                .matmul(&k.t()?)?
-                .apply_op1(softmax())?
-                .matmul(&v)?
-                .transpose(0, 1)?
-                .contiguous()?
-                .reshape((t, nh * hd))?;
+            let ctx = if p.rests.is_empty() {
+                attend(&q, &k, &v)?
+            } else {
+                // The prefix attends to itself; each rest to the prefix and itself.
+                let pre = p.prefix;
+                let (kp, vp) = (k.narrow(1, 0, pre)?, v.narrow(1, 0, pre)?);
+                let mut parts = Vec::with_capacity(p.rests.len() + 1);
+                if pre > 0 {
+                    parts.push(attend(&q.narrow(1, 0, pre)?, &kp, &vp)?);
+                }
+                for r in p.rests.iter().filter(|r| !r.is_empty()) {
+                    let own = |y: &Tensor| y.narrow(1, r.start, r.len());
+                    let (kr, vr) = if pre > 0 {
+                        (
+                            Tensor::cat(&[&kp, &own(&k)?], 1)?,
+                            Tensor::cat(&[&vp, &own(&v)?], 1)?,
+                        )
+                    } else {
+                        (own(&k)?, own(&v)?)
+                    };
+                    parts.push(attend(&own(&q)?, &kr, &vr)?);
+                }
+                Tensor::cat(&parts, 1)?
+            };
+            let ctx = ctx.transpose(0, 1)?.contiguous()?.reshape((t, nh * hd))?;
             x = (x + self.linear(&ctx, &n("attn_output.weight"))?)?;
             let h = self.norm(&x, &n("ffn_norm.weight"))?;
             let gate = self.linear(&h, &n("ffn_gate.weight"))?;
