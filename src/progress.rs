@@ -71,9 +71,7 @@ impl Progress {
         )
     }
 
-    /// A bar whose caller states the rate and ETA in its message. Training knows its work in
-    /// tokens, and indicatif's estimate, fed by steps many seconds apart, sags between them
-    /// ("0.008/s, eta 10m" halfway through a 3-minute run).
+    /// A bar whose caller states the rate and ETA in its message (with a [`Pace`]).
     pub fn measured(&self, total: u64, msg: &str) -> ProgressBar {
         self.bar(
             total,
@@ -114,6 +112,34 @@ impl Progress {
             }
             _ => eprintln!("{line}"),
         }
+    }
+}
+
+/// Rate and ETA of work done in steps of about equal cost (training), measured from the end of
+/// the first step seen: the first includes loading, and a resumed run's earlier steps were not
+/// taken now. indicatif's own estimate, fed by steps many seconds apart, sags between them
+/// ("0.008/s, eta 10m" halfway through a 3-minute run).
+#[derive(Default)]
+pub struct Pace {
+    first: Mutex<Option<(Instant, u64, u64)>>,
+}
+
+impl Pace {
+    /// `"<units>/s, eta <time>"` after step `step` of `total`, `done` units in all so far;
+    /// `"measuring speed"` at the first step seen.
+    pub fn after(&self, step: u64, total: u64, done: u64, unit: &str) -> String {
+        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        let (t0, step0, done0) = *first.get_or_insert((Instant::now(), step, done));
+        if step <= step0 {
+            return "measuring speed".into();
+        }
+        let secs = t0.elapsed().as_secs_f64().max(1e-9);
+        let eta = secs / (step - step0) as f64 * total.saturating_sub(step) as f64;
+        format!(
+            "{:.0} {unit}/s, eta {}",
+            done.saturating_sub(done0) as f64 / secs,
+            indicatif::HumanDuration(Duration::from_secs_f64(eta))
+        )
     }
 }
 
@@ -178,5 +204,23 @@ impl TermLike for LogLines {
             writeln!(err, "{line}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pace;
+
+    #[test]
+    fn pace_measures_from_the_first_step_it_sees() {
+        let pace = Pace::default();
+        // A resumed run: its first step seen is step 5, with 500 tokens done before.
+        assert_eq!(pace.after(5, 10, 500, "tok"), "measuring speed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let later = pace.after(6, 10, 600, "tok");
+        let rate: f64 = later.split(' ').next().unwrap().parse().unwrap();
+        // 100 tokens in about 50 ms: the 500 from before the resume do not count.
+        assert!(rate > 100.0 && rate < 2_100.0, "{later}");
+        assert!(later.contains(" tok/s, eta "), "{later}");
     }
 }

@@ -67,27 +67,11 @@ impl Stage for TrainStage {
             )));
             let name = &cx.task.name;
             let bar = cx.progress.measured(0, &format!("training {name}"));
-            // Rate and ETA are measured from the end of the first step this run takes: the
-            // first includes loading, and a resumed run's earlier steps were not taken now.
-            // The ETA counts steps, not tokens: a packed batch's cost is not its token count.
-            let first = std::sync::Mutex::new(None::<(std::time::Instant, u64, u64)>);
+            let pace = crate::progress::Pace::default();
             let trained = train::train(&path, &examples, d, Some(&checkpoint), &|s| {
                 bar.set_length(s.total);
                 bar.set_position(s.step);
-                let mut first = first.lock().unwrap_or_else(|e| e.into_inner());
-                let (t0, step0, tokens0) =
-                    *first.get_or_insert((std::time::Instant::now(), s.step, s.tokens));
-                let secs = t0.elapsed().as_secs_f64();
-                let pace = if s.step > step0 {
-                    let eta = secs / (s.step - step0) as f64 * (s.total - s.step) as f64;
-                    format!(
-                        "{:.0} tok/s, eta {}",
-                        (s.tokens - tokens0) as f64 / secs,
-                        indicatif::HumanDuration(std::time::Duration::from_secs_f64(eta))
-                    )
-                } else {
-                    "measuring speed".into()
-                };
+                let pace = pace.after(s.step, s.total, s.tokens, "tok");
                 bar.set_message(format!(
                     "training {name}: step {}/{}, loss {:.3}, {pace}",
                     s.step, s.total, s.loss
