@@ -13,7 +13,8 @@
 //! same order, padded as Hugging Face training pads (to the batch's longest sequence, with an
 //! attention mask, the loss masked to the target tokens), with AdamW on the same thread count.
 //!
-//! `KOLM_BENCH_PEER=0` skips the peer (for profiling). Run with `make bench` or
+//! `KOLM_BENCH_PEER=0` skips the peer (for profiling); `KOLM_BENCH_STEPS` sets the number of
+//! timed steps (4 by default; more steady the figure, for comparing two builds). Run with `make bench` or
 //! `cargo bench --bench train`.
 
 use std::path::PathBuf;
@@ -47,6 +48,14 @@ fn peak_rss_bytes() -> u64 {
         * 1024
 }
 
+/// The timed steps: `KOLM_BENCH_STEPS`, or [`STEPS`].
+fn steps() -> usize {
+    std::env::var("KOLM_BENCH_STEPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(STEPS)
+}
+
 fn main() {
     kolm::process::init();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -60,7 +69,7 @@ fn main() {
     let seeds: Vec<serde_json::Value> = std::fs::read_to_string(kf.abs(&task.seeds))
         .unwrap()
         .lines()
-        .take(BATCH * (STEPS + 1))
+        .take(BATCH * (steps() + 1))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let examples = data::examples(
@@ -101,7 +110,14 @@ fn main() {
     let t = Instant::now();
     let mut tokens = 0;
     for (i, b) in batches[1..].iter().enumerate() {
-        eprintln!("kolm: step {}", i + 1);
+        let ins: Vec<&[u32]> = b.iter().map(|e| &e.tokens[..e.tokens.len() - 1]).collect();
+        let p = kolm::train::model::Packed::new(&ins);
+        eprintln!(
+            "kolm: step {} (prefix {} of {} rows)",
+            i + 1,
+            p.prefix,
+            p.tokens.len()
+        );
         step(b);
         tokens += b.iter().map(|e| e.tokens.len()).sum::<usize>();
     }

@@ -85,15 +85,13 @@ impl Progress {
         let (bar, template) = match &self.mode {
             Mode::Hidden => return ProgressBar::hidden(),
             Mode::Bars(mp) => (mp.add(ProgressBar::new(total)), bar_template),
-            Mode::Log => {
-                let bar = ProgressBar::with_draw_target(
+            Mode::Log => (
+                ProgressBar::with_draw_target(
                     Some(total),
                     ProgressDrawTarget::term_like_with_hz(Box::new(LogLines::default()), 1),
-                );
-                // A line even while one step takes long (a training step on a large base).
-                bar.enable_steady_tick(LOG_EVERY);
-                (bar, log_template)
-            }
+                ),
+                log_template,
+            ),
         };
         bar.set_style(
             ProgressStyle::with_template(template)
@@ -101,6 +99,12 @@ impl Progress {
                 .progress_chars("=> "),
         );
         bar.set_message(msg.to_string());
+        if matches!(self.mode, Mode::Log) {
+            // A line even while one step takes long (a training step on a large base). Only
+            // once styled: the ticker draws at once, and before `set_style` that first line
+            // was indicatif's default bar (`░░░░ 0/1`) in a log.
+            bar.enable_steady_tick(LOG_EVERY);
+        }
         bar
     }
 

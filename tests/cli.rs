@@ -252,6 +252,45 @@ fn tiny_models_are_deterministic_and_readable() {
 }
 
 #[test]
+fn tiny_k_quant_models_name_their_mix_and_need_the_256_wide_shape() {
+    let home = tempfile::tempdir().unwrap();
+    let out = home.path().join("k.gguf");
+    for (quant, name) in [("q4_k_m", "Q4_K_M"), ("q5_k_m", "Q5_K_M"), ("q6_k", "Q6_K")] {
+        kolm(home.path())
+            .args([
+                "dev",
+                "tiny-model",
+                "--shape",
+                "tiny-256",
+                "--quant",
+                quant,
+                "--out",
+            ])
+            .arg(&out)
+            .assert()
+            .success();
+        let h = kolm::gguf::read_header(&out).unwrap();
+        assert_eq!(h.summary().quantization, name);
+        let ty = |t: &str| h.tensor(t).unwrap().ty.name();
+        let (main, precise) = (ty("blk.0.attn_q.weight"), ty("blk.0.ffn_down.weight"));
+        assert_eq!(precise, "Q6_K", "{quant}");
+        assert_eq!(main, &name[..4], "{quant}");
+    }
+    let refused = kolm(home.path())
+        .args(["dev", "tiny-model", "--quant", "q4_k_m", "--out"])
+        .arg(home.path().join("no.gguf"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("multiples of 256") && err.contains("tiny-256"),
+        "{err}"
+    );
+    assert!(!home.path().join("no.gguf").exists());
+}
+
+#[test]
 fn verbs_not_built_yet_say_so() {
     let home = tempfile::tempdir().unwrap();
     for verb in ["serve", "tune", "watch"] {

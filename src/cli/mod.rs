@@ -122,7 +122,7 @@ pub enum DevCommand {
         quant: Quant,
         /// The dimensions: `tiny` (64-dim, 2 layers), or a real model's shape with random
         /// weights, for benchmarks (`qwen2.5-0.5b`).
-        #[arg(long, default_value = "tiny", value_parser = ["tiny", "qwen2.5-0.5b"])]
+        #[arg(long, default_value = "tiny", value_parser = ["tiny", "tiny-256", "qwen2.5-0.5b"])]
         shape: String,
         #[arg(long)]
         out: PathBuf,
@@ -134,6 +134,13 @@ pub enum Quant {
     F32,
     #[value(name = "q8_0")]
     Q8_0,
+    /// Q4_K with Q6_K where precision matters (needs `--shape tiny-256`).
+    #[value(name = "q4_k_m")]
+    Q4KM,
+    #[value(name = "q5_k_m")]
+    Q5KM,
+    #[value(name = "q6_k")]
+    Q6K,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -254,8 +261,17 @@ fn dispatch(cli: Cli) -> Result<()> {
             let q = match quant {
                 Quant::F32 => crate::gguf::tiny::Quant::F32,
                 Quant::Q8_0 => crate::gguf::tiny::Quant::Q8_0,
+                Quant::Q4KM => crate::gguf::tiny::Quant::Q4KM,
+                Quant::Q5KM => crate::gguf::tiny::Quant::Q5KM,
+                Quant::Q6K => crate::gguf::tiny::Quant::Q6K,
             };
             let shape = crate::gguf::tiny::Shape::named(&shape).expect("clap checked the name");
+            q.fits(&shape).map_err(|e| {
+                Error::invalid(
+                    format!("--quant with --shape: {e}"),
+                    "pick a shape the quantisation fits",
+                )
+            })?;
             let bytes = crate::gguf::tiny::model(&arch, &shape, seed, q);
             crate::fsutil::write_atomic(&out, &bytes)?;
             if g.json {

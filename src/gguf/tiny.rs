@@ -8,7 +8,7 @@
 //! bytes per token of the real thing, which is what speed depends on. The zero-init LoRA
 //! adapter for any base is written here too, because it is built from the same tensor table.
 
-use super::{GgufWriter, Header, TensorData, Value};
+use super::{GgmlType, GgufWriter, Header, TensorData, Value};
 use crate::rng::SplitMix64;
 
 pub const N_EMBD: u64 = 64;
@@ -57,21 +57,78 @@ impl Shape {
         tied: true,
     };
 
+    /// The tiny model widened to 256: k-quants pack rows in super-blocks of 256 values, so
+    /// every row (the embedding width and the feed-forward width) must be a multiple of it.
+    pub const TINY_256: Shape = Shape {
+        n_embd: 256,
+        n_ff: 512,
+        ..Shape::TINY
+    };
+
     /// A shape by name, for `kolm dev tiny-model --shape`.
     pub fn named(name: &str) -> Option<Shape> {
         match name {
             "tiny" => Some(Shape::TINY),
+            "tiny-256" => Some(Shape::TINY_256),
             "qwen2.5-0.5b" => Some(Shape::QWEN2_5_0_5B),
             _ => None,
         }
     }
 }
 
-/// Weight storage of a tiny model.
+/// Weight storage of a tiny model. The k-quant mixes follow llama.cpp's `llama-quantize`
+/// presets in kind (a user's Q4_K_M file is mostly Q4_K with Q6_K where precision matters);
+/// they are test models, not llama.cpp's exact per-layer choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quant {
     F32,
     Q8_0,
+    /// Q4_K, with Q6_K for `attn_v`, `ffn_down` and the output projection.
+    Q4KM,
+    /// Q5_K, with Q6_K for `attn_v`, `ffn_down` and the output projection.
+    Q5KM,
+    /// Q6_K throughout.
+    Q6K,
+}
+
+impl Quant {
+    /// llama.cpp's `general.file_type` for the mix.
+    fn file_type(self) -> u32 {
+        match self {
+            Quant::F32 => 0,
+            Quant::Q8_0 => 7,
+            Quant::Q4KM => 15,
+            Quant::Q5KM => 17,
+            Quant::Q6K => 18,
+        }
+    }
+
+    /// The type of the tensor `name` (`output`: the output projection, or the embedding that
+    /// doubles as it).
+    fn type_of(self, name: &str, output: bool) -> GgmlType {
+        let precise = output || name.contains("attn_v") || name.contains("ffn_down");
+        match self {
+            Quant::F32 => GgmlType::F32,
+            Quant::Q8_0 => GgmlType::Q8_0,
+            Quant::Q6K => GgmlType::Q6_K,
+            Quant::Q4KM | Quant::Q5KM if precise => GgmlType::Q6_K,
+            Quant::Q4KM => GgmlType::Q4_K,
+            Quant::Q5KM => GgmlType::Q5_K,
+        }
+    }
+
+    /// Why `shape` cannot be stored this way, if it cannot.
+    pub fn fits(self, shape: &Shape) -> Result<(), String> {
+        let k = matches!(self, Quant::Q4KM | Quant::Q5KM | Quant::Q6K);
+        if k && !(shape.n_embd.is_multiple_of(256) && shape.n_ff.is_multiple_of(256)) {
+            return Err(format!(
+                "k-quants need widths that are multiples of 256; this shape has {} and {} \
+                 (use the `tiny-256` shape)",
+                shape.n_embd, shape.n_ff
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The GPT-2 byte-to-unicode table: every byte gets a printable character.
@@ -137,6 +194,9 @@ pub fn tiny_model(arch: &str, seed: u64, quant: Quant) -> Vec<u8> {
 }
 
 /// Writes a model of any shape for `arch` ("llama" or "qwen2").
+///
+/// # Panics
+/// If `quant` cannot store `shape` ([`Quant::fits`] says why): callers pick both.
 pub fn model(arch: &str, shape: &Shape, seed: u64, quant: Quant) -> Vec<u8> {
     let (tokens, merges, types) = vocab(shape.n_vocab);
     let n_vocab = tokens.len() as u64;
@@ -145,7 +205,7 @@ pub fn model(arch: &str, shape: &Shape, seed: u64, quant: Quant) -> Vec<u8> {
     let a = |k: &str| format!("{arch}.{k}");
     w.meta("general.architecture", Value::Str(arch.into()))
         .meta("general.name", Value::Str(format!("kolm-tiny-{arch}-s{seed}")))
-        .meta("general.file_type", Value::U32(if quant == Quant::Q8_0 { 7 } else { 0 }))
+        .meta("general.file_type", Value::U32(quant.file_type()))
         .meta(&a("context_length"), Value::U32(shape.n_ctx as u32))
         .meta(&a("embedding_length"), Value::U32(shape.n_embd as u32))
         .meta(&a("block_count"), Value::U32(shape.n_layer as u32))
@@ -169,12 +229,18 @@ pub fn model(arch: &str, shape: &Shape, seed: u64, quant: Quant) -> Vec<u8> {
     let mut rng = SplitMix64::new(seed ^ 0x6b6f_6c6d);
     let head_dim = shape.n_embd / shape.n_head;
     let kv = head_dim * shape.n_head_kv;
+    if let Err(e) = quant.fits(shape) {
+        panic!("{e}");
+    }
     let mut mat = |name: String, cols: u64, rows: u64, w: &mut GgufWriter| {
         let scale = 1.0 / (cols as f32).sqrt();
         let v: Vec<f32> = (0..cols * rows).map(|_| rng.normal() * scale).collect();
-        w.tensor(match quant {
-            Quant::F32 => TensorData::f32(name, vec![cols, rows], &v),
-            Quant::Q8_0 => TensorData::q8_0(name, vec![cols, rows], &v),
+        let output = name == "output.weight" || (shape.tied && name == "token_embd.weight");
+        let dims = vec![cols, rows];
+        w.tensor(match quant.type_of(&name, output) {
+            GgmlType::F32 => TensorData::f32(name, dims, &v),
+            GgmlType::Q8_0 => TensorData::q8_0(name, dims, &v),
+            k => TensorData::k_quant(name, dims, &v, k).expect("Quant::fits checked the widths"),
         });
     };
     mat("token_embd.weight".into(), shape.n_embd, n_vocab, &mut w);

@@ -46,6 +46,48 @@ impl TensorData {
     }
 }
 
+impl TensorData {
+    /// Quantises to a k-quant (`Q4_K`, `Q5_K`, `Q6_K`: super-blocks of 256 values, so every
+    /// row's length must be a multiple of 256) with candle's port of ggml's reference
+    /// quantiser. Hand-writing k-quant packing would be a second copy of intricate bit layout
+    /// for test models only; candle's is the one its own dequantiser (training's) reads.
+    pub fn k_quant(
+        name: impl Into<String>,
+        dims: Vec<u64>,
+        values: &[f32],
+        ty: GgmlType,
+    ) -> Result<TensorData, String> {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let dtype = match ty {
+            GgmlType::Q4_K => GgmlDType::Q4K,
+            GgmlType::Q5_K => GgmlDType::Q5K,
+            GgmlType::Q6_K => GgmlDType::Q6K,
+            other => return Err(format!("{} is not a k-quant", other.name())),
+        };
+        let name = name.into();
+        let row = dims.first().copied().unwrap_or(0) as usize;
+        if row == 0 || !row.is_multiple_of(256) {
+            return Err(format!(
+                "`{name}`: rows of {row} values do not split into k-quant blocks of 256"
+            ));
+        }
+        let bytes = candle_core::Tensor::from_slice(
+            values,
+            (values.len() / row, row),
+            &candle_core::Device::Cpu,
+        )
+        .and_then(|t| QTensor::quantize(&t, dtype))
+        .and_then(|q| q.data().map(|d| d.to_vec()))
+        .map_err(|e| format!("`{name}`: {e}"))?;
+        Ok(TensorData {
+            name,
+            dims,
+            ty,
+            bytes,
+        })
+    }
+}
+
 /// IEEE half from single, round to nearest even (enough for scales and test weights).
 pub fn f32_to_f16(x: f32) -> u16 {
     let b = x.to_bits();

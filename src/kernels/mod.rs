@@ -14,20 +14,20 @@
 //! Every kernel works row by row, each row on its own and in a fixed order, so results do not
 //! depend on how rayon splits the rows: the same inputs give the same bits.
 //!
+//! - [`attention`]: causal attention over a packed batch, with GQA.
 //! - [`gelu`]: BERT's exact GELU (recall's encoder).
 //! - [`linear`]: `x·Wᵀ` for a frozen `W`.
 //! - [`norm`]: RMSNorm, as llama.cpp computes it.
-//! - [`softmax`]: causal, scaled softmax over attention scores.
 //! - [`rope`]: rotary position embeddings, both conventions.
 //! - [`swiglu`]: `silu(gate) · up`.
 //! - [`nll`]: the negative log-likelihood of target tokens, straight from logits.
 
+pub mod attention;
 pub mod gelu;
 pub mod linear;
 pub mod nll;
 pub mod norm;
 pub mod rope;
-pub mod softmax;
 pub mod swiglu;
 
 #[cfg(test)]
@@ -99,6 +99,94 @@ fn map_rows2(
     let b = f32s(s2, l2, op)?;
     let n = row_len(l1, op)?;
     map_rows(s1, l1, op, |r, a, y| f(r, a, &b[r * n..(r + 1) * n], y))
+}
+
+/// A strided view of a matrix in a slice: element (i, j) at `off + i·rs + j·cs`.
+#[derive(Clone, Copy)]
+struct View {
+    off: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl View {
+    /// Row-major rows of `n` values from `off`.
+    fn rows(off: usize, n: usize) -> View {
+        View { off, rs: n, cs: 1 }
+    }
+    /// The transpose of [`View::rows`]: row-major rows of `n` read as columns.
+    fn cols(off: usize, n: usize) -> View {
+        View { off, rs: 1, cs: n }
+    }
+}
+
+/// `dst[m×n] = (dst +) scale · a[m×k] · b[k×n]` with the `gemm` crate candle's matrix products
+/// run on, on strided views, so a kernel multiplies blocks where they lie and accumulates into
+/// its output (candle's matmul copies strided operands, zero-fills a new output per product and
+/// leaves sums to separate passes). `parallel` spreads it over the current rayon pool; the
+/// result does not depend on that (each output block is reduced in a fixed order).
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    d: View,
+    accumulate: bool,
+    scale: f32,
+    a: &[f32],
+    av: View,
+    b: &[f32],
+    bv: View,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |v: View, r: usize, c: usize| v.off + (r - 1) * v.rs + (c - 1) * v.cs;
+    assert!(
+        last(d, m, n) < dst.len(),
+        "gemm: the output view is out of range"
+    );
+    if k > 0 {
+        assert!(
+            last(av, m, k) < a.len(),
+            "gemm: the left view is out of range"
+        );
+        assert!(
+            last(bv, k, n) < b.len(),
+            "gemm: the right view is out of range"
+        );
+    }
+    let threads = rayon::current_num_threads();
+    let par = if parallel && threads > 1 {
+        ::gemm::Parallelism::Rayon(threads)
+    } else {
+        ::gemm::Parallelism::None
+    };
+    // SAFETY: every element each view reaches is inside its slice (checked above), and `dst`
+    // is borrowed mutably, so it overlaps neither input.
+    unsafe {
+        ::gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().add(d.off),
+            d.cs as isize,
+            d.rs as isize,
+            accumulate,
+            a.as_ptr().add(av.off),
+            av.cs as isize,
+            av.rs as isize,
+            b.as_ptr().add(bv.off),
+            bv.cs as isize,
+            bv.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
 }
 
 /// `e^x` for f32 without a call: Cephes' `expf` (range reduction by ln 2, a degree-6

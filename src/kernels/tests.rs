@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 
-use super::linear::Frozen;
+use super::attention::PackedAttention;
+use super::linear::{Adapted, Frozen};
 use super::nll::Nll;
 use super::norm::RmsNorm;
 use super::rope::{Pairs, Rope};
-use super::softmax::CausalSoftmax;
 use super::swiglu::SwiGlu;
 
 fn randn(seed: u64, dims: &[usize]) -> Tensor {
@@ -107,6 +107,27 @@ fn frozen_linear_matches_matmul_and_passes_no_gradient_to_the_weight() {
 }
 
 #[test]
+fn adapted_linear_matches_its_composition() {
+    // Gradients for x, A and B; none for W (it is not an input).
+    let w = randn(7, &[7, 12]);
+    agree(
+        &[randn(1, &[5, 12]), randn(2, &[3, 12]), randn(3, &[7, 3])],
+        |x| {
+            let op = Adapted {
+                w: w.clone(),
+                scale: 0.7,
+            };
+            x[0].apply_op3(&x[1], &x[2], op)
+        },
+        |x| {
+            let low = (x[0].matmul(&x[1].t()?)? * 0.7)?.matmul(&x[2].t()?)?;
+            x[0].matmul(&w.t()?)? + low
+        },
+        1e-4,
+    );
+}
+
+#[test]
 fn rms_norm_matches_its_composition() {
     let w = randn(3, &[7]);
     agree(
@@ -125,23 +146,142 @@ fn rms_norm_matches_its_composition() {
     );
 }
 
+/// Packed attention against the composition it replaced: each segment's queries over its key
+/// blocks sliced out and concatenated, the key-value heads broadcast to the query heads, the
+/// causal mask on the segment's own block, and softmax from `exp`, `max` and `sum`.
+fn attention_reference(x: &[Tensor], op: &PackedAttention) -> Result<Tensor> {
+    let (q, k, v) = (&x[0], &x[1], &x[2]);
+    let (nh, t, hd) = q.dims3()?;
+    let nkv = k.dim(0)?;
+    let group = |y: &Tensor| {
+        y.unsqueeze(1)?
+            .broadcast_as((nkv, nh / nkv, t, hd))?
+            .contiguous()?
+            .reshape((nh, t, hd))
+    };
+    let (k, v) = (group(k)?, group(v)?);
+    let segments: Vec<(std::ops::Range<usize>, Vec<std::ops::Range<usize>>)> =
+        if op.rests.is_empty() {
+            vec![(0..t, std::iter::once(0..t).collect())]
+        } else {
+            let pre = 0..op.prefix;
+            let mut s = vec![];
+            if op.prefix > 0 {
+                s.push((pre.clone(), vec![pre.clone()]));
+            }
+            for r in op.rests.iter().filter(|r| !r.is_empty()) {
+                let mut blocks = vec![];
+                if op.prefix > 0 {
+                    blocks.push(pre.clone());
+                }
+                blocks.push(r.clone());
+                s.push((r.clone(), blocks));
+            }
+            s
+        };
+    let mut parts = vec![];
+    for (qs, blocks) in segments {
+        let take = |y: &Tensor| -> Result<Tensor> {
+            let b: Vec<Tensor> = blocks
+                .iter()
+                .map(|b| y.narrow(1, b.start, b.len()))
+                .collect::<Result<_>>()?;
+            Tensor::cat(&b, 1)
+        };
+        let (kb, vb) = (take(&k)?, take(&v)?);
+        let (nq, nk) = (qs.len(), kb.dim(1)?);
+        let mask: Vec<f32> = (0..nq * nk)
+            .map(|i| {
+                if i % nk > nk - nq + i / nk {
+                    -1e30
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (nq, nk), &Device::Cpu)?;
+        let s = (q.narrow(1, qs.start, nq)?.matmul(&kb.t()?)? * op.scale as f64)?
+            .broadcast_add(&mask)?;
+        let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?)?.exp()?;
+        let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+        parts.push(p.matmul(&vb)?);
+    }
+    Tensor::cat(&parts, 1)
+}
+
 #[test]
-fn causal_softmax_matches_its_composition() {
-    let (h, t) = (3, 5);
-    let mask: Vec<f32> = (0..t * t)
-        .map(|i| if i % t > i / t { -1e30 } else { 0.0 })
-        .collect();
-    let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
-    agree(
-        &[randn(5, &[h, t, t])],
-        |x| x[0].apply_op1(CausalSoftmax { scale: 0.3 }),
-        |x| {
-            let s = (&x[0] * 0.3)?.broadcast_add(&mask)?;
-            let e = s.broadcast_sub(&s.max_keepdim(D::Minus1)?)?.exp()?;
-            e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
-        },
-        1e-5,
-    );
+fn packed_attention_matches_its_composition() {
+    // One sequence; a prefix and three rests (one empty); rests with no prefix; MHA and GQA.
+    let cases = [
+        (
+            4,
+            2,
+            7,
+            PackedAttention {
+                prefix: 7,
+                rests: vec![],
+                scale: 0.3,
+            },
+        ),
+        (
+            4,
+            2,
+            11,
+            PackedAttention {
+                prefix: 4,
+                rests: vec![4..7, 7..7, 7..11],
+                scale: 0.3,
+            },
+        ),
+        (
+            2,
+            2,
+            6,
+            PackedAttention {
+                prefix: 0,
+                rests: vec![0..2, 2..6],
+                scale: 0.5,
+            },
+        ),
+        (
+            6,
+            3,
+            9,
+            PackedAttention {
+                prefix: 5,
+                rests: std::iter::once(5..9).collect(),
+                scale: 0.25,
+            },
+        ),
+    ];
+    for (nh, nkv, t, op) in cases {
+        let hd = 8;
+        agree(
+            &[
+                randn(1, &[nh, t, hd]),
+                randn(2, &[nkv, t, hd]),
+                randn(3, &[nkv, t, hd]),
+            ],
+            |x| x[0].apply_op3(&x[1], &x[2], op.clone()),
+            |x| attention_reference(x, &op),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn packed_attention_refuses_a_packing_that_does_not_tile_the_rows() {
+    let (q, k) = (randn(1, &[2, 6, 4]), randn(2, &[2, 6, 4]));
+    let one = |r: std::ops::Range<usize>| std::iter::once(r).collect::<Vec<_>>();
+    for rests in [one(2..4), one(3..6), vec![2..4, 4..7]] {
+        let op = PackedAttention {
+            prefix: 2,
+            rests,
+            scale: 1.0,
+        };
+        let e = q.apply_op3(&k, &k, op).unwrap_err().to_string();
+        assert!(e.contains("packed attention"), "{e}");
+    }
 }
 
 #[test]

@@ -22,7 +22,7 @@ impl Stage for TrainStage {
         StageKind::Train
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         serde_json::json!({

@@ -3,7 +3,7 @@
 //!
 //! candle's fused `rms_norm`, `softmax_last_dim` and `rope` have no backward pass (a gradient
 //! would silently stop at them), and composing them from differentiable primitives kept every
-//! intermediate alive for the backward pass. So the norms, the attention softmax, RoPE, SwiGLU
+//! intermediate alive for the backward pass. So the norms, the attention, RoPE, SwiGLU
 //! and the loss are [`crate::kernels`] ops with backward passes of their own, and the base's
 //! weights enter through [`Frozen`], which computes no gradient for them. The LoRA terms are
 //! llama.cpp's: for an adapted weight `W` (`[n_out, n_in]`), `y = x·Wᵀ + (α/r)·(x·Aᵀ)·Bᵀ` with
@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor, Var};
 
 use super::weights::{Base, Rope};
-use crate::kernels::linear::Frozen;
+use crate::kernels::attention::PackedAttention;
+use crate::kernels::linear::{Adapted, Frozen};
 use crate::kernels::norm::RmsNorm;
 use crate::kernels::rope::{self, Pairs};
-use crate::kernels::softmax::CausalSoftmax;
 use crate::kernels::swiglu::SwiGlu;
 use crate::{Error, Result};
 
@@ -113,13 +113,17 @@ impl<'a> Forward<'a> {
     /// `x·Wᵀ` for the base tensor `name`, plus its LoRA term and bias.
     fn linear(&self, x: &Tensor, name: &str) -> candle_core::Result<Tensor> {
         let w = self.base.get(name).map_err(candle_core::Error::wrap)?;
-        let mut y = x.apply_op1(Frozen(w.clone()))?;
-        if let Some((a, b)) = self.lora.pairs.get(name) {
-            // The scale goes on the rank-r middle, not on the [rows, n_out] result.
-            let d = (x.matmul(&a.as_tensor().t()?)? * self.lora.scale())?
-                .matmul(&b.as_tensor().t()?)?;
-            y = (y + d)?;
-        }
+        let mut y = match self.lora.pairs.get(name) {
+            Some((a, b)) => x.apply_op3(
+                a.as_tensor(),
+                b.as_tensor(),
+                Adapted {
+                    w: w.clone(),
+                    scale: self.lora.scale() as f32,
+                },
+            )?,
+            None => x.apply_op1(Frozen(w.clone()))?,
+        };
         let bias = name.replace(".weight", ".bias");
         if let Some(b) = self.base.maybe(&bias) {
             y = y.broadcast_add(b)?;
@@ -159,13 +163,10 @@ impl<'a> Forward<'a> {
             Rope::Neox => Pairs::Halves,
         };
         let rope = rope::Rope::new(&p.positions, hd, hp.rope_base, pairs);
-        let softmax = || CausalSoftmax {
+        let attention = PackedAttention {
+            prefix: p.prefix,
+            rests: p.rests.clone(),
             scale: 1.0 / (hd as f32).sqrt(),
-        };
-        // Queries `[nh, q, hd]` over keys and values `[nh, k, hd]` (k ≥ q): the last q of the
-        // k positions, each seeing the keys up to its own.
-        let attend = |q: &Tensor, k: &Tensor, v: &Tensor| -> candle_core::Result<Tensor> {
-            q.matmul(&k.t()?)?.apply_op1(softmax())?.matmul(v)
         };
         for l in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{l}.{s}");
@@ -176,40 +177,7 @@ impl<'a> Forward<'a> {
             let v = heads(self.linear(&h, &n("attn_v.weight"))?, nkv)?;
             let q = q.apply_op1(rope.clone())?;
             let k = k.apply_op1(rope.clone())?;
-            let group = |y: Tensor| -> candle_core::Result<Tensor> {
-                if nh == nkv {
-                    return Ok(y);
-                }
-                y.unsqueeze(1)?
-                    .broadcast_as((nkv, nh / nkv, t, hd))?
-                    .contiguous()?
-                    .reshape((nh, t, hd))
-            };
-            let (k, v) = (group(k)?, group(v)?);
-            let ctx = if p.rests.is_empty() {
-                attend(&q, &k, &v)?
-            } else {
-                // The prefix attends to itself; each rest to the prefix and itself.
-                let pre = p.prefix;
-                let (kp, vp) = (k.narrow(1, 0, pre)?, v.narrow(1, 0, pre)?);
-                let mut parts = Vec::with_capacity(p.rests.len() + 1);
-                if pre > 0 {
-                    parts.push(attend(&q.narrow(1, 0, pre)?, &kp, &vp)?);
-                }
-                for r in p.rests.iter().filter(|r| !r.is_empty()) {
-                    let own = |y: &Tensor| y.narrow(1, r.start, r.len());
-                    let (kr, vr) = if pre > 0 {
-                        (
-                            Tensor::cat(&[&kp, &own(&k)?], 1)?,
-                            Tensor::cat(&[&vp, &own(&v)?], 1)?,
-                        )
-                    } else {
-                        (own(&k)?, own(&v)?)
-                    };
-                    parts.push(attend(&own(&q)?, &kr, &vr)?);
-                }
-                Tensor::cat(&parts, 1)?
-            };
+            let ctx = q.apply_op3(&k, &v, attention.clone())?;
             let ctx = ctx.transpose(0, 1)?.contiguous()?.reshape((t, nh * hd))?;
             x = (x + self.linear(&ctx, &n("attn_output.weight"))?)?;
             let h = self.norm(&x, &n("ffn_norm.weight"))?;
