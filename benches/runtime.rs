@@ -6,7 +6,7 @@
 //!    `llama_synchronize`, no sampling), on the same GGUF with the same threads and through
 //!    the very llama.cpp library kolm links. (llama-cpp-sys-2 vendors llama.cpp without its
 //!    `tools/`, so `llama-bench` itself cannot be built from the same sources; its tg loop is
-//!    twenty lines, reproduced in [`llama_tg`].) The tiny model, a model with Qwen2.5-0.5B's
+//!    twenty lines, reproduced in [`decode_pair`], which runs the two in turns.) The tiny model, a model with Qwen2.5-0.5B's
 //!    shape (random weights, q8_0), and the real student, SmolLM2-135M-Instruct (Q4_1).
 //! 2. Cold start: a fresh process that opens the `.kolm` (verify, extract-or-reuse, load) and
 //!    produces its first token, against a fresh process doing llama.cpp's own model load,
@@ -66,8 +66,14 @@ fn adapter(model: &Path) -> PathBuf {
     p
 }
 
-/// kolm's decode tokens/s: median of RUNS generations of exactly `GEN` tokens.
-fn kolm_decode(model: &Path, adapter: Option<&Path>) -> f64 {
+/// Decode tokens/s of kolm and of llama.cpp on the same model, medians of `RUNS` generations of
+/// exactly `GEN` tokens each, the two taking turns run by run so that a slow stretch of the
+/// machine (at 13 ms a token on 2 cores, runs move by ±15%) falls on both.
+///
+/// kolm's side is its generation loop (`generate_raw`: its forward pass and sampling).
+/// llama.cpp's is llama-bench's tg test: after a warm-up token, one `llama_decode` per token on
+/// a one-token batch, `llama_synchronize`, the next token drawn at random (no sampling).
+fn decode_pair(model: &Path, adapter: Option<&Path>) -> (f64, f64) {
     let mut student = Student::load(model, adapter, None).unwrap();
     let opts = GenOptions {
         threads: THREADS,
@@ -78,21 +84,11 @@ fn kolm_decode(model: &Path, adapter: Option<&Path>) -> f64 {
     };
     let mut s = student.session(&opts).unwrap();
     let _ = s.generate_raw("warm up").unwrap();
-    median(
-        (0..RUNS)
-            .map(|_| {
-                let g = s.generate_raw("Once upon a time").unwrap();
-                assert_eq!(g.output_tokens, GEN as u64);
-                g.output_tokens as f64 * 1e6 / (g.micros - g.prefill_micros) as f64
-            })
-            .collect(),
-    )
-}
-
-/// llama.cpp's decode speed as llama-bench's tg test measures it: after a warm-up token, one
-/// `llama_decode` per token on a one-token batch, `llama_synchronize`, the next token drawn at
-/// random (no sampling). Median of `RUNS` runs of `GEN` tokens.
-fn llama_tg(model: &Path, adapter: Option<&Path>) -> f64 {
+    let mut kolm = || {
+        let g = s.generate_raw("Once upon a time").unwrap();
+        assert_eq!(g.output_tokens, GEN as u64);
+        g.output_tokens as f64 * 1e6 / (g.micros - g.prefill_micros) as f64
+    };
     use llama_cpp_2::context::params::LlamaContextParams;
     use llama_cpp_2::llama_batch::LlamaBatch;
     use llama_cpp_2::model::params::LlamaModelParams;
@@ -120,20 +116,22 @@ fn llama_tg(model: &Path, adapter: Option<&Path>) -> f64 {
         ctx.synchronize();
     };
     step(&mut ctx, 0, 0); // warm-up, as llama-bench does
-    median(
-        (0..RUNS)
-            .map(|_| {
-                ctx.clear_kv_cache();
-                let t = Instant::now();
-                let mut tok = 0i32;
-                for pos in 0..GEN as i32 {
-                    step(&mut ctx, pos, tok);
-                    tok = (rng.next_u64() % n_vocab) as i32;
-                }
-                GEN as f64 / t.elapsed().as_secs_f64()
-            })
-            .collect(),
-    )
+    let mut peer = || {
+        ctx.clear_kv_cache();
+        let t = Instant::now();
+        let mut tok = 0i32;
+        for pos in 0..GEN as i32 {
+            step(&mut ctx, pos, tok);
+            tok = (rng.next_u64() % n_vocab) as i32;
+        }
+        GEN as f64 / t.elapsed().as_secs_f64()
+    };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        ours.push(kolm());
+        theirs.push(peer());
+    }
+    (median(ours), median(theirs))
 }
 
 /// A sealed artifact around `model` (built once, through the real pipeline).
@@ -295,8 +293,7 @@ fn main() {
     for (name, m) in &models {
         let a = adapter(m);
         for (what, lora) in [("base", None), ("base + rank-8 adapter", Some(a.as_path()))] {
-            let ours = kolm_decode(m, lora);
-            let peer = llama_tg(m, lora);
+            let (ours, peer) = decode_pair(m, lora);
             rows.push(format!(
                 "| {name} | decode, {what} ({GEN} tokens, median of {RUNS}) | {ours:.1} tok/s | {peer:.1} tok/s | {:.0}% |",
                 ours / peer * 100.0
