@@ -44,9 +44,7 @@ impl TensorData {
             bytes,
         }
     }
-}
 
-impl TensorData {
     /// Quantises to a k-quant (`Q4_K`, `Q5_K`, `Q6_K`: super-blocks of 256 values, so every
     /// row's length must be a multiple of 256) with candle's port of ggml's reference
     /// quantiser. Hand-writing k-quant packing would be a second copy of intricate bit layout
