@@ -172,16 +172,20 @@ pub fn passes(k: f64, gate: f64) -> bool {
 }
 
 /// Work counted while running one test: the inputs of the latency estimate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Work {
     pub prompt_tokens: u64,
     /// Decode forward passes (one per generated token, fewer when drafts are accepted).
     pub decode_passes: u64,
+    /// For each of those passes that verified drafted tokens, how many tokens it decoded (the
+    /// chosen token and the drafts): such a pass does that many tokens' arithmetic.
+    pub verify_rows: Vec<u64>,
 }
 
 /// Roofline estimate of one run on `device`: prefill is compute-bound (2·params FLOPs per
 /// prompt token), each decode pass is bound by the larger of reading the weights once and its
-/// FLOPs. Same counts, same model, same device: same milliseconds, on any machine.
+/// FLOPs, which a pass verifying drafts multiplies by the tokens it decodes. Same counts, same
+/// model, same device: same milliseconds, on any machine.
 pub fn estimate_latency_ms(
     work: &Work,
     params: u64,
@@ -192,8 +196,13 @@ pub fn estimate_latency_ms(
     let compute = device.compute_gflops * 1e9;
     let bandwidth = device.mem_bandwidth_gbs * 1e9;
     let prefill = work.prompt_tokens as f64 * flops_per_token / compute;
-    let per_pass = (model_bytes as f64 / bandwidth).max(flops_per_token / compute);
-    (prefill + work.decode_passes as f64 * per_pass) * 1e3
+    let pass =
+        |rows: u64| (model_bytes as f64 / bandwidth).max(rows as f64 * flops_per_token / compute);
+    let plain = work
+        .decode_passes
+        .saturating_sub(work.verify_rows.len() as u64);
+    let verifying: f64 = work.verify_rows.iter().map(|n| pass(*n)).sum();
+    (prefill + plain as f64 * pass(1) + verifying) * 1e3
 }
 
 /// Median of values (the p50 the K-score uses); 0 for none.
@@ -220,4 +229,33 @@ pub fn percentile(values: &[f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
     let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
     v[rank - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latency_estimate_follows_k_score_md() {
+        // §4's worked example: 1.5e9 parameters, 1e9 bytes, `laptop`, 200 prompt tokens and
+        // 20 decode passes: 933.3 ms.
+        let laptop = DeviceProfile::builtin("laptop").unwrap();
+        let plain = Work {
+            prompt_tokens: 200,
+            decode_passes: 20,
+            verify_rows: Vec::new(),
+        };
+        let ms = estimate_latency_ms(&plain, 1_500_000_000, 1_000_000_000, &laptop);
+        assert!((ms - 933.333).abs() < 1e-2, "{ms}");
+        // Two of the passes verified drafts, decoding 8 and 20 tokens: each is bound by its
+        // arithmetic (8 · 3 GFLOP / 1 TFLOP/s = 24 ms and 60 ms, over the 16.7 ms of reading
+        // the weights); the other 18 stay at 16.7 ms.
+        let drafted = Work {
+            verify_rows: vec![8, 20],
+            ..plain
+        };
+        let ms2 = estimate_latency_ms(&drafted, 1_500_000_000, 1_000_000_000, &laptop);
+        let want = 600.0 + 18.0 * 1e9 / 6e10 * 1e3 + 24.0 + 60.0;
+        assert!((ms2 - want).abs() < 1e-6, "{ms2} vs {want}");
+    }
 }

@@ -19,7 +19,7 @@
 //! | the runtime | `runtime`, `rag`, `receipts` | the product at run time; the build uses it, never the reverse |
 //! | containers and engines | `artifact`, `recall`, `teacher` | the `.kolm` container (it knows no inference engine), the index, the teacher wire |
 //! | the description | `kolmfile` | the checked configuration everything above reads |
-//! | formats and measures | `gguf`, `cache`, `kscore`, `evals`, `kernels` | file formats, the cache, K, assertions, training kernels |
+//! | formats and measures | `gguf`, `cache`, `kscore`, `evals`, `kernels`, `recipes` | file formats, the cache, K, assertions, training kernels, the recipe pack and its sandbox |
 //! | foundation | `error`, `diagnostic`, `digest`, `dates`, `fsutil`, `interrupt`, `jsonl`, `rng`, `process`, `progress`, `home`, `versions`, `untrusted`, `download` | what every layer shares |
 //!
 //! Code two layers share lives below both (the K measurement that the score stage and
@@ -56,6 +56,7 @@ pub mod progress;
 pub mod rag;
 pub mod recall;
 pub mod receipts;
+pub mod recipes;
 pub mod rng;
 pub mod runtime;
 pub mod stages;

@@ -36,7 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "formats and measures",
-        &["gguf", "cache", "kscore", "evals", "kernels"],
+        &["gguf", "cache", "kscore", "evals", "kernels", "recipes"],
     ),
     ("the description", &["kolmfile"]),
     ("containers and engines", &["artifact", "recall", "teacher"]),

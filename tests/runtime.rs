@@ -8,19 +8,11 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use kolm::gguf::tiny::{self, Quant};
 use kolm::runtime::{prompt, GenOptions, Stop, Student};
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::*;
 
 fn schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "label": { "type": "string", "enum": ["billing", "bug", "account"] },
-            "severity": { "type": "string", "enum": ["low", "high"] }
-        },
-        "required": ["label", "severity"],
-        "additionalProperties": false
-    })
+    triage_schema()
 }
 
 fn write_model(dir: &Path, arch: &str, seed: u64, quant: Quant) -> PathBuf {

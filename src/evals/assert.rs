@@ -4,7 +4,8 @@
 //! `latency` assertion sees is the deterministic estimate), so a suite's verdicts, and with
 //! them the sealed accuracy, are the same on every machine. Types that need a model to judge
 //! (`similar`, `llm-rubric`) are skipped with a reason until a teacher can grade them;
-//! `javascript` needs the recipe sandbox and is refused until it exists.
+//! `javascript` runs in the recipe sandbox ([`crate::recipes::sandbox`]), with the limits of
+//! [`JS_LIMITS`].
 
 use serde_json::Value;
 
@@ -28,9 +29,10 @@ pub enum Kind {
     Cost,
     Similar,
     LlmRubric,
+    Javascript,
 }
 
-const KINDS: [(&str, Kind); 15] = [
+const KINDS: [(&str, Kind); 16] = [
     ("equals", Kind::Equals),
     ("contains", Kind::Contains),
     ("icontains", Kind::Icontains),
@@ -46,6 +48,7 @@ const KINDS: [(&str, Kind); 15] = [
     ("cost", Kind::Cost),
     ("similar", Kind::Similar),
     ("llm-rubric", Kind::LlmRubric),
+    ("javascript", Kind::Javascript),
 ];
 
 impl Kind {
@@ -104,9 +107,6 @@ impl Assertion {
             Some(rest) => (true, rest),
             None => (false, ty),
         };
-        if bare == "javascript" {
-            return Err("assertion type `javascript` is not available yet: it runs in the recipe sandbox, which is not built".into());
-        }
         let kind = KINDS
             .iter()
             .find(|(n, _)| *n == bare)
@@ -179,6 +179,9 @@ impl Assertion {
                     )
                 })?;
             }
+            Kind::Javascript => {
+                self.text_value()?;
+            }
             Kind::Similar | Kind::LlmRubric => {}
         }
         Ok(())
@@ -230,7 +233,14 @@ impl Assertion {
 
     /// Grades the assertion against a run.
     pub fn check(&self, seen: &Observed) -> Outcome {
+        self.check_in(seen, &serde_json::Map::new())
+    }
+
+    /// Grades the assertion against a run of a test with these `vars` (a `javascript`
+    /// assertion sees them as `context.vars`).
+    pub fn check_in(&self, seen: &Observed, vars: &serde_json::Map<String, Value>) -> Outcome {
         let out = seen.output;
+        let mut score = None;
         let (pass, why) = match self.kind {
             Kind::Similar | Kind::LlmRubric => {
                 return Outcome::Skipped(
@@ -317,6 +327,16 @@ impl Assertion {
                 let t = self.threshold.unwrap_or(0.0);
                 (seen.cost <= t, format!("${} is over ${t}", seen.cost))
             }
+            Kind::Javascript => {
+                let (pass, s, why) = javascript(
+                    &self.text_value().unwrap_or_default(),
+                    out,
+                    vars,
+                    self.threshold,
+                );
+                score = s;
+                (pass, why)
+            }
         };
         let pass = pass != self.negate;
         let why = if self.negate {
@@ -327,11 +347,12 @@ impl Assertion {
         } else {
             why
         };
-        Outcome::Checked {
-            pass,
-            score: if pass { 1.0 } else { 0.0 },
-            why,
-        }
+        let score = match score {
+            Some(s) if !self.negate => s,
+            _ if pass => 1.0,
+            _ => 0.0,
+        };
+        Outcome::Checked { pass, score, why }
     }
 
     fn schema_verdict(&self, v: &Value) -> (bool, String) {
@@ -351,6 +372,78 @@ impl Assertion {
                 ),
             },
         }
+    }
+}
+
+/// Limits of a `javascript` assertion: a grader may do more than a recipe, but not without end.
+pub const JS_LIMITS: crate::recipes::Limits = crate::recipes::Limits {
+    time_ms: 1000,
+    memory_mb: 64,
+};
+
+thread_local! {
+    static SANDBOX: std::cell::OnceCell<Result<crate::recipes::Sandbox, crate::recipes::Fault>> =
+        const { std::cell::OnceCell::new() };
+}
+
+/// promptfoo's `javascript` assertion: `value` is an expression, or a function body (when it
+/// spans lines) that returns; `output` is the parsed JSON when the output is a JSON object or
+/// array, else the text; `context.vars` is the test's vars. A boolean is the verdict; a number
+/// is a score that passes at `threshold` (or above 0 without one); `{pass, score, reason}` is
+/// taken as it says. Returns (pass, score, why).
+fn javascript(
+    value: &str,
+    out: &str,
+    vars: &serde_json::Map<String, Value>,
+    threshold: Option<f64>,
+) -> (bool, Option<f64>, String) {
+    let body = if value.contains('\n') {
+        value.to_string()
+    } else {
+        format!("return ({value});")
+    };
+    let source = format!("function __kolm_assert(output, context) {{\n{body}\n}}");
+    let output = match serde_json::from_str::<Value>(out.trim()) {
+        Ok(v @ (Value::Object(_) | Value::Array(_))) => v,
+        _ => Value::String(out.to_string()),
+    };
+    let context = serde_json::json!({ "vars": vars });
+    let got =
+        SANDBOX.with(
+            |cell| match cell.get_or_init(|| crate::recipes::Sandbox::new(JS_LIMITS)) {
+                Ok(sb) => sb.call(&source, "__kolm_assert", &[&output, &context], None),
+                Err(e) => Err(e.clone()),
+            },
+        );
+    let number = |s: f64| threshold.map_or(s > 0.0, |t| s >= t);
+    match got {
+        Err(f) => (false, None, format!("the assertion {f}")),
+        Ok(Value::Bool(b)) => (b, None, "returned false".into()),
+        Ok(Value::Number(n)) => {
+            let s = n.as_f64().unwrap_or(0.0);
+            (number(s), Some(s), format!("scored {s}, below the threshold"))
+        }
+        Ok(Value::Object(o)) if o.contains_key("pass") || o.contains_key("score") => {
+            let s = o.get("score").and_then(Value::as_f64);
+            let pass = match o.get("pass").and_then(Value::as_bool) {
+                Some(p) => p,
+                None => number(s.unwrap_or(0.0)),
+            };
+            let reason = o
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(crate::untrusted::shown)
+                .unwrap_or_else(|| "returned pass: false".into());
+            (pass, s, reason)
+        }
+        Ok(other) => (
+            false,
+            None,
+            format!(
+                "returned {}: a javascript assertion returns a boolean, a number or {{pass, score, reason}}",
+                clip(&other.to_string())
+            ),
+        ),
     }
 }
 
@@ -497,7 +590,7 @@ mod tests {
         assert!(e(json!({"type": "equal", "value": 1})).contains("did you mean `equals`"));
         assert!(e(json!({"type": "regex", "value": "("})).contains("bad `regex`"));
         assert!(e(json!({"type": "latency"})).contains("needs a `threshold`"));
-        assert!(e(json!({"type": "javascript", "value": "1"})).contains("not available yet"));
+        assert!(e(json!({"type": "javascript"})).contains("needs a string `value`"));
         assert!(e(json!({"type": "is-json", "value": {"type": 12}}))
             .contains("not a valid JSON schema"));
         assert!(
@@ -514,5 +607,53 @@ mod tests {
             cost: 0.0,
         };
         assert!(matches!(a.check(&seen), Outcome::Skipped(_)));
+    }
+
+    #[test]
+    fn javascript_assertions_run_in_the_sandbox() {
+        let vars: serde_json::Map<String, Value> =
+            serde_json::from_value(json!({"input": "charged twice", "want": "billing"})).unwrap();
+        let run = |a: Value, out: &str| {
+            let a = Assertion::parse(&a).unwrap();
+            let seen = Observed {
+                output: out,
+                latency_ms: 0.0,
+                cost: 0.0,
+            };
+            match a.check_in(&seen, &vars) {
+                Outcome::Checked { pass, score, why } => (pass, score, why),
+                Outcome::Skipped(w) => panic!("skipped: {w}"),
+            }
+        };
+        let out = r#"{"label":"billing","severity":"high"}"#;
+        // An expression; the JSON output arrives parsed; the test's vars are in context.
+        let js = |v: &str| json!({"type": "javascript", "value": v});
+        assert!(run(js("output.label === context.vars.want"), out).0);
+        assert!(!run(js("output.label === 'bug'"), out).0);
+        assert!(
+            run(
+                json!({"type": "not-javascript", "value": "output.label === 'bug'"}),
+                out
+            )
+            .0
+        );
+        assert!(run(js("output.startsWith('plain')"), "plain text").0);
+        // A body that returns; a number is a score against the threshold.
+        let body = "const s = output.severity;\nreturn s === 'high' ? 0.75 : 0;";
+        assert_eq!(run(js(body), out).1, 0.75);
+        let t = |th: f64| json!({"type": "javascript", "value": body, "threshold": th});
+        assert!(run(t(0.5), out).0);
+        assert!(!run(t(0.9), out).0);
+        // {pass, score, reason}.
+        let (pass, _, why) = run(js("({pass: false, score: 0.2, reason: 'too vague'})"), out);
+        assert!(!pass && why == "too vague");
+        // A throw, a hang, a wrong return type: a failed assertion with the reason, never a
+        // crash.
+        let (pass, _, why) = run(js("(() => { throw new Error('boom'); })()"), out);
+        assert!(!pass && why.contains("boom"), "{why}");
+        let (pass, _, why) = run(js("(() => { for (;;) {} })()"), out);
+        assert!(!pass && why.contains("time limit"), "{why}");
+        let (pass, _, why) = run(js("'yes'"), out);
+        assert!(!pass && why.contains("returns a boolean"), "{why}");
     }
 }

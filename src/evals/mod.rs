@@ -139,7 +139,7 @@ pub fn grade(test: &Test, seen: &Observed) -> Graded {
     let mut reasons = Vec::new();
     let mut skipped = 0;
     for a in &test.asserts {
-        match a.check(seen) {
+        match a.check_in(seen, &test.vars) {
             assert::Outcome::Skipped(why) => {
                 skipped += 1;
                 reasons.push(format!("skipped {}: {why}", a.label()));

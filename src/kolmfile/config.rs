@@ -136,6 +136,8 @@ pub struct DecomposeConfig {
     pub drafts: bool,
     pub time_limit_ms: u32,
     pub memory_limit_mb: u32,
+    /// A folder of the user's recipes (`*.js`), relative to the Kolmfile.
+    pub recipes_dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -128,6 +128,7 @@ pub struct RawDecompose {
     pub drafts: S<bool>,
     pub time_limit_ms: S<i64>,
     pub memory_limit_mb: S<i64>,
+    pub recipes_dir: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -230,7 +231,8 @@ overlay_fields!(RawDecompose {
     recipes,
     drafts,
     time_limit_ms,
-    memory_limit_mb
+    memory_limit_mb,
+    recipes_dir
 });
 overlay_fields!(RawScore {
     device,

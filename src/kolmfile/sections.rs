@@ -313,6 +313,7 @@ pub(super) fn decompose(cx: &Cx, d: RawDecompose) -> R<DecomposeConfig> {
             "decompose.memory_limit_mb",
             16,
         )?,
+        recipes_dir: d.recipes_dir.map(|v| relative_path(cx, v)).transpose()?,
     })
 }
 

@@ -95,6 +95,13 @@ pub struct Generation {
     /// Forward passes after the prompt's: one per generated token but the last, whose logits
     /// are needed only when generation goes on to end on an end-of-text token.
     pub decode_passes: u64,
+    /// Drafted tokens the model accepted (each saved a forward pass).
+    pub draft_tokens: u64,
+    /// Drafted tokens verified, accepted or not.
+    pub drafted_tokens: u64,
+    /// Tokens decoded by each pass that verified drafts (the chosen token and its drafts).
+    #[serde(skip)]
+    pub verify_rows: Vec<u64>,
     pub stop: Stop,
     /// Wall-clock time of this generation (never sealed anywhere).
     pub micros: u64,
@@ -295,8 +302,23 @@ pub struct Session<'a> {
 impl Session<'_> {
     /// Builds the prompt for (system, input) with the student's template and generates.
     pub fn generate(&mut self, system: &str, input: &str) -> Result<Generation> {
+        self.generate_with(system, input, None)
+    }
+
+    /// [`Session::generate`] with drafts to verify ([`Session::generate_drafted`]).
+    pub fn generate_with(
+        &mut self,
+        system: &str,
+        input: &str,
+        drafts: Option<&DraftFn<'_>>,
+    ) -> Result<Generation> {
         let prompt = self.template.render(self.model, system, input)?;
-        self.generate_raw(&prompt)
+        self.generate_drafted(&prompt, drafts)
+    }
+
+    /// How many tokens `text` is as output (what an exact recipe's answer would have cost).
+    pub fn count_tokens(&self, text: &str) -> u64 {
+        tokenize_bytes(self.model, text.as_bytes()).len() as u64
     }
 
     /// The logits at every position of `tokens` (no sampling, no grammar): for checking
@@ -327,6 +349,21 @@ impl Session<'_> {
 
     /// Generates from an already rendered prompt.
     pub fn generate_raw(&mut self, prompt: &str) -> Result<Generation> {
+        self.generate_drafted(prompt, None)
+    }
+
+    /// Generates from an already rendered prompt, verifying drafts as it goes (recipe
+    /// speculative decoding, runtime.md §5). `drafts` maps the output so far to a guess at
+    /// what follows. Each forward pass decodes the token just chosen together with up to
+    /// [`MAX_DRAFT`] drafted tokens; the drafted tokens the model would have chosen itself
+    /// (greedy, under the grammar) are accepted, the first it would not is replaced by its own
+    /// choice (the bonus token, from the same pass), and the cache forgets the rest. So the
+    /// output is the plain greedy output, in fewer passes when drafts are right.
+    pub fn generate_drafted(
+        &mut self,
+        prompt: &str,
+        drafts: Option<&DraftFn<'_>>,
+    ) -> Result<Generation> {
         let started = Instant::now();
         let vocab = self.model.vocab();
         let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
@@ -371,53 +408,144 @@ impl Session<'_> {
             ),
             None => None,
         };
-        let mut out: Vec<u8> = Vec::with_capacity(4096);
-        let mut produced = 0u64;
+        let max = self.opts.max_tokens as u64;
+        let mut out = Output::default();
         let mut pos = tokens.len() as i32;
         let mut stop = Stop::MaxTokens;
         let mut passes = 0u64;
-        while produced < self.opts.max_tokens as u64 {
-            let token = self.pick(sampler.as_mut())?;
+        // The batch row whose logits choose the next token.
+        let mut row = self.batch.n_tokens() - 1;
+        'generate: while out.produced < max {
+            let token = self.pick(sampler.as_mut(), row)?;
             if vocab.is_eog(token) {
                 stop = Stop::EndOfText;
                 break;
             }
-            if let Some(s) = sampler.as_mut() {
-                s.try_accept(token).map_err(|e| {
-                    Error::failed("the output grammar rejected a token it allowed", e)
-                })?;
-            }
-            let before = out.len();
-            vocab.token_to_piece_into(token, &mut out, false, None);
-            produced += 1;
-            if let Some(cut) = find_stop(&out, before, &self.opts.stop) {
-                out.truncate(cut);
+            if self.accept(sampler.as_mut(), &mut out, token)? {
                 stop = Stop::StopString;
                 break;
             }
             // No forward pass for logits nobody will read.
-            if produced >= self.opts.max_tokens as u64 {
+            if out.produced >= max {
                 break;
             }
+            let draft = match drafts {
+                Some(f) => self.draft(f, &out, (max - out.produced) as usize),
+                None => Vec::new(),
+            };
             self.batch.clear();
-            self.batch
-                .add(token, pos, &[0], true)
-                .map_err(|e| Error::failed("llama.cpp could not take a token batch", e))?;
-            pos += 1;
+            for (j, t) in std::iter::once(&token).chain(&draft).enumerate() {
+                self.batch
+                    .add(*t, pos + j as i32, &[0], true)
+                    .map_err(|e| Error::failed("llama.cpp could not take a token batch", e))?;
+            }
             self.cached.push(token);
+            self.cached.extend_from_slice(&draft);
             self.decode()?;
             passes += 1;
+            out.drafted += draft.len() as u64;
+            if !draft.is_empty() {
+                out.verify_rows.push(1 + draft.len() as u64);
+            }
+            // Row j holds the logits after `token` and the first j drafted tokens.
+            let mut k = 0;
+            while k < draft.len() {
+                let mine = self.pick(sampler.as_mut(), k as i32)?;
+                if mine != draft[k] {
+                    break;
+                }
+                out.accepted += 1;
+                k += 1;
+                if self.accept(sampler.as_mut(), &mut out, mine)? {
+                    stop = Stop::StopString;
+                    break 'generate;
+                }
+                if out.produced >= max {
+                    break 'generate;
+                }
+            }
+            let kept = pos + 1 + k as i32;
+            if k < draft.len() {
+                self.trim(kept as u32)?;
+            }
+            pos = kept;
+            row = k as i32;
         }
-        let text = String::from_utf8_lossy(&out).into_owned();
+        let text = String::from_utf8_lossy(&out.bytes).into_owned();
         Ok(Generation {
             text,
             prompt_tokens: tokens.len() as u64,
-            output_tokens: produced,
+            output_tokens: out.produced,
             decode_passes: passes,
+            draft_tokens: out.accepted,
+            drafted_tokens: out.drafted,
+            verify_rows: out.verify_rows,
             stop,
             micros: started.elapsed().as_micros() as u64,
             prefill_micros,
         })
+    }
+
+    /// Takes `token` into the output (and the grammar's state); true when a stop string now
+    /// ends the output (cut before it).
+    fn accept(
+        &self,
+        sampler: Option<&mut LlamaSampler>,
+        out: &mut Output,
+        token: LlamaToken,
+    ) -> Result<bool> {
+        if let Some(s) = sampler {
+            s.try_accept(token)
+                .map_err(|e| Error::failed("the output grammar rejected a token it allowed", e))?;
+        }
+        let before = out.bytes.len();
+        self.model
+            .vocab()
+            .token_to_piece_into(token, &mut out.bytes, false, None);
+        out.tokens.push(token);
+        out.produced += 1;
+        if let Some(cut) = find_stop(&out.bytes, before, &self.opts.stop) {
+            out.bytes.truncate(cut);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The drafted continuation of `out` as tokens, at most `room` of them. The output and the
+    /// draft are tokenised together, as the student saw such text in training, when that
+    /// tokenisation begins with the tokens already chosen; otherwise the draft alone.
+    fn draft(&self, f: &DraftFn<'_>, out: &Output, room: usize) -> Vec<LlamaToken> {
+        let Some(more) = f(&out.bytes).filter(|m| !m.is_empty()) else {
+            return Vec::new();
+        };
+        let vocab = self.model.vocab();
+        let mut whole = out.bytes.clone();
+        whole.extend_from_slice(&more);
+        let together = tokenize_bytes(self.model, &whole);
+        let mut draft = match together.strip_prefix(out.tokens.as_slice()) {
+            Some(rest) => rest.to_vec(),
+            None => tokenize_bytes(self.model, &more),
+        };
+        draft.retain(|t| !vocab.is_eog(*t));
+        draft.truncate(room.min(MAX_DRAFT));
+        draft
+    }
+
+    /// Drops the cache from position `from` on (drafted tokens the model did not accept).
+    fn trim(&mut self, from: u32) -> Result<()> {
+        let dropped = matches!(
+            self.ctx.clear_kv_cache_seq(Some(0), Some(from), None),
+            Ok(true)
+        );
+        self.cached.truncate(from as usize);
+        if !dropped {
+            self.forget();
+            return Err(Error::failed(
+                "llama.cpp could not drop rejected draft tokens from its cache",
+                "this model's cache cannot be trimmed",
+            ));
+        }
+        Ok(())
     }
 
     fn decode(&mut self) -> Result<()> {
@@ -462,8 +590,8 @@ impl Session<'_> {
     /// Greedy choice under the grammar. The argmax is tried alone first (the common case, and
     /// cheap); only if the grammar rejects it is the grammar applied to the whole vocabulary,
     /// which is what llama.cpp's own common sampler does.
-    fn pick(&self, sampler: Option<&mut LlamaSampler>) -> Result<LlamaToken> {
-        let logits = self.ctx.get_logits_ith(self.batch.n_tokens() - 1);
+    fn pick(&self, sampler: Option<&mut LlamaSampler>, row: i32) -> Result<LlamaToken> {
+        let logits = self.ctx.get_logits_ith(row);
         let best = argmax(logits);
         let Some(sampler) = sampler else {
             let vocab = self.model.vocab();
@@ -502,6 +630,29 @@ impl Session<'_> {
         best_allowed(sampler, logits, &ids)
             .ok_or_else(|| Error::Internal("the output grammar allows no token here".into()))
     }
+}
+
+/// A draft source: the output so far to a guess at its continuation.
+pub type DraftFn<'a> = dyn Fn(&[u8]) -> Option<Vec<u8>> + 'a;
+
+/// Most drafted tokens verified in one pass. On a CPU a pass is bound by reading the weights,
+/// so a few more rows cost little; a draft is rarely right for longer than this.
+pub const MAX_DRAFT: usize = 16;
+
+/// What a generation has produced so far.
+#[derive(Default)]
+struct Output {
+    bytes: Vec<u8>,
+    tokens: Vec<LlamaToken>,
+    produced: u64,
+    drafted: u64,
+    accepted: u64,
+    verify_rows: Vec<u64>,
+}
+
+/// Tokenises generated text (no BOS, no special tokens).
+fn tokenize_bytes(model: &LlamaModel, text: &[u8]) -> Vec<LlamaToken> {
+    model.vocab().tokenize(text, false, false)
 }
 
 /// How many of the likeliest tokens are checked against the grammar before the whole vocabulary.

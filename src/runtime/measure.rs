@@ -6,6 +6,7 @@
 
 use serde_json::{json, Value};
 
+use super::recipes::Recipes;
 use super::{prompt, GenOptions, Student};
 use crate::evals::{self, Observed, Test};
 use crate::kscore::{self, percentile, DeviceProfile, Measured, Work};
@@ -23,6 +24,8 @@ pub struct Subject<'a> {
     pub device: &'a DeviceProfile,
     /// The artifact's index, when it has chunks: every input is grounded in it, as at run time.
     pub grounding: Option<&'a Grounding>,
+    /// The recipe pack, as at run time.
+    pub recipes: &'a Recipes,
 }
 
 /// The outcome of running a suite.
@@ -41,8 +44,8 @@ impl Scored {
     pub fn summary(&self, task: &str, device: &DeviceProfile) -> String {
         let m = &self.measured;
         let mut s = format!(
-            "    score {task}: {}/{} tests passed (accuracy {:.3}); latency {:.1} ms estimated on `{}` (measured here: p50 {:.1} ms, p95 {:.1} ms)",
-            m.tests_passed, m.tests_total, m.accuracy, m.latency_ms, device.name, self.wall_p50_ms, self.wall_p95_ms
+            "    score {task}: {}/{} tests passed (accuracy {:.3}); coverage {:.3}; latency {:.1} ms estimated on `{}` (measured here: p50 {:.1} ms, p95 {:.1} ms)",
+            m.tests_passed, m.tests_total, m.accuracy, m.coverage, m.latency_ms, device.name, self.wall_p50_ms, self.wall_p95_ms
         );
         if self.skipped > 0 {
             s.push_str(&format!(
@@ -69,14 +72,49 @@ pub fn measure(
     let mut walls = Vec::with_capacity(tests.len());
     let mut rows = Vec::with_capacity(tests.len());
     let mut skipped = 0;
+    // Output tokens over the suite, and those a recipe or an accepted draft produced.
+    let (mut produced, mut covered) = (0u64, 0u64);
     for t in tests {
         crate::interrupt::check()?;
-        let grounded = ground(subject.grounding, &t.input())?;
-        let row = match session.generate(&system, &grounded.text) {
+        let input = t.input();
+        let consulted = subject.recipes.consult(&input);
+        if let Some((id, output)) = &consulted.exact {
+            // An exact recipe answers: no prompt, no pass; every output token is covered.
+            let text = serde_json::to_string(output).expect("serialises");
+            let n = session.count_tokens(&text);
+            covered += n;
+            produced += n;
+            estimates.push(0.0);
+            let graded = evals::grade(
+                t,
+                &Observed {
+                    output: &text,
+                    latency_ms: 0.0,
+                    cost: 0.0,
+                },
+            );
+            verdicts.push((t.weight, graded.pass));
+            skipped += graded.skipped;
+            rows.push(json!({
+                "line": t.line, "description": t.description, "pass": graded.pass,
+                "score": graded.score, "reasons": graded.reasons, "output": text,
+                "path": format!("recipe:{id}"), "prompt_tokens": 0, "output_tokens": n,
+                "draft_tokens": n, "decode_passes": 0, "latency_ms_estimated": 0.0,
+            }));
+            tick();
+            continue;
+        }
+        let grounded = ground(subject.grounding, &input)?;
+        let drafts = subject.recipes.drafts(&consulted);
+        let drafts = drafts.as_ref().map(|f| f as &super::engine::DraftFn<'_>);
+        let row = match session.generate_with(&system, &grounded.text, drafts) {
             Ok(g) => {
+                covered += g.draft_tokens;
+                produced += g.output_tokens;
                 let work = Work {
                     prompt_tokens: g.prompt_tokens,
                     decode_passes: g.decode_passes,
+                    verify_rows: g.verify_rows.clone(),
                 };
                 let est = kscore::estimate_latency_ms(
                     &work,
@@ -99,7 +137,9 @@ pub fn measure(
                 json!({
                     "line": t.line, "description": t.description, "pass": graded.pass,
                     "score": graded.score, "reasons": graded.reasons, "output": g.text,
-                    "stop": g.stop, "prompt_tokens": g.prompt_tokens, "output_tokens": g.output_tokens,
+                    "path": "model", "stop": g.stop, "prompt_tokens": g.prompt_tokens,
+                    "output_tokens": g.output_tokens, "draft_tokens": g.draft_tokens,
+                    "decode_passes": g.decode_passes,
                     "latency_ms_estimated": est, "chunk_ids": grounded.chunk_ids,
                 })
             }
@@ -125,7 +165,11 @@ pub fn measure(
         size_bytes: subject.size_bytes,
         latency_ms: kscore::median(&estimates),
         cost_per_1k: 0.0,
-        coverage: 0.0,
+        coverage: if produced == 0 {
+            0.0
+        } else {
+            covered as f64 / produced as f64
+        },
     };
     let wall_p50_ms = percentile(&walls, 0.50);
     let wall_p95_ms = percentile(&walls, 0.95);

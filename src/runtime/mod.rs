@@ -15,6 +15,7 @@ pub mod measure;
 pub mod model_copy;
 pub mod open;
 pub mod prompt;
+pub mod recipes;
 pub mod rescore;
 
 use std::path::Path;
@@ -38,6 +39,8 @@ pub struct Runner {
     rag: Option<(crate::rag::Sidecar, rusqlite::Connection)>,
     /// The artifact's own index, when it has chunks: every input is grounded in it.
     grounding: Option<Grounding>,
+    /// The recipe pack: exact answers, and drafts for the model.
+    pub recipes: recipes::Recipes,
 }
 
 /// The answer to one input.
@@ -69,6 +72,12 @@ impl Runner {
             Some(&artifact.manifest.task.output_schema),
         );
         let grounding = artifact.grounding(home, embedder)?;
+        let mut recipes = recipes::of_artifact(&artifact)?;
+        // An attached index is the one the user means recipes to query.
+        if let (Some((side, _)), false) = (&rag, recipes.pack().recipes.is_empty()) {
+            let (_, db) = crate::rag::open(home, &side.index)?;
+            recipes = recipes.with_rag(Some(recipes::rag_over(db)));
+        }
         Ok(Runner {
             artifact,
             student,
@@ -77,11 +86,12 @@ impl Runner {
             home: home.clone(),
             rag,
             grounding,
+            recipes,
         })
     }
 
     /// Searches the index attached to the artifact (`kolm rag attach`); `None` when there is
-    /// none. (Recipes reach it as `lib.rag.query` once the recipe sandbox exists.)
+    /// none. (Recipes reach it as `lib.rag.query`.)
     pub fn rag_query(&self, query: &str, k: usize) -> Result<Option<Vec<crate::recall::Hit>>> {
         match &self.rag {
             None => Ok(None),
@@ -100,34 +110,72 @@ impl Runner {
         // One input, one context: sized to what it needs rather than the model's whole trained
         // context, which for a large-context model would cost a cold start its KV cache.
         let prompt = self.student.render(&self.system, input)?;
+        let opts = self.context_for(&prompt, max_tokens);
+        self.student.session(&opts)?.generate_raw(&prompt)
+    }
+
+    /// The runner's options for one prompt: a context sized to what it needs.
+    fn context_for(&self, prompt: &str, max_tokens: u32) -> GenOptions {
         let mut opts = self.opts.clone();
         opts.max_tokens = max_tokens;
         if opts.n_ctx == 0 {
-            let need = self.student.tokenize(&prompt).len() as u32 + max_tokens;
+            let need = self.student.tokenize(prompt).len() as u32 + max_tokens;
             opts.n_ctx = need
                 .next_multiple_of(256)
                 .min(self.student.n_ctx_train().max(256));
         }
-        self.student.session(&opts)?.generate_raw(&prompt)
+        opts
     }
 
-    /// Runs one input and appends its receipt to `KOLM_HOME/logs/receipts.jsonl`.
+    /// Runs one input and appends its receipt to `KOLM_HOME/logs/receipts.jsonl`: an exact
+    /// recipe answers when one accepts the input; otherwise the model does, verifying drafts.
     pub fn run(&mut self, input: &str) -> Result<RunOutput> {
-        let grounded = self.ground(input)?;
-        let generation = self.generate(&grounded.text, self.opts.max_tokens)?;
-        let output = parse_output(&generation, self.opts.max_tokens)?;
+        let started = std::time::Instant::now();
+        let consulted = self.recipes.consult(input);
+        let (output, generation, path, chunk_ids) = match &consulted.exact {
+            Some((id, output)) => {
+                let text = serde_json::to_string(output).expect("serialises");
+                let n = self.student.tokenize_plain(&text).len() as u64;
+                let g = Generation {
+                    text,
+                    prompt_tokens: 0,
+                    output_tokens: n,
+                    decode_passes: 0,
+                    draft_tokens: n,
+                    drafted_tokens: n,
+                    verify_rows: Vec::new(),
+                    stop: Stop::EndOfText,
+                    micros: started.elapsed().as_micros() as u64,
+                    prefill_micros: 0,
+                };
+                (output.clone(), g, format!("recipe:{id}"), Vec::new())
+            }
+            None => {
+                let grounded = self.ground(input)?;
+                let prompt = self.student.render(&self.system, &grounded.text)?;
+                let opts = self.context_for(&prompt, self.opts.max_tokens);
+                let drafts = self.recipes.drafts(&consulted);
+                let drafts = drafts.as_ref().map(|f| f as &engine::DraftFn<'_>);
+                let g = self
+                    .student
+                    .session(&opts)?
+                    .generate_drafted(&prompt, drafts)?;
+                let output = parse_output(&g, self.opts.max_tokens)?;
+                (output, g, "model".to_string(), grounded.chunk_ids)
+            }
+        };
         let facts = RunFacts {
             artifact_sha256: self.artifact.sha256.clone(),
             manifest_sha256: self.artifact.manifest_sha256.clone(),
             task: self.artifact.manifest.task.name.clone(),
             input_sha256: crate::digest::sha256(input.as_bytes()),
             output_sha256: crate::digest::sha256(&crate::digest::canonical_json(&output)),
-            path: "model".into(),
+            path,
             latency_us: generation.micros,
             tokens_in: generation.prompt_tokens,
             tokens_out: generation.output_tokens,
-            draft_tokens_accepted: 0,
-            chunk_ids: grounded.chunk_ids,
+            draft_tokens_accepted: generation.draft_tokens,
+            chunk_ids,
         };
         let key = receipts::env_key()?;
         let receipt = receipts::append(&receipts::log_path(&self.home), facts, key.as_ref())?;

@@ -32,7 +32,11 @@ pub struct Rescored {
     pub wall_p95_ms: f64,
 }
 
-fn subject<'a>(a: &'a Opened, grounding: Option<&'a Grounding>) -> Subject<'a> {
+fn subject<'a>(
+    a: &'a Opened,
+    grounding: Option<&'a Grounding>,
+    recipes: &'a super::recipes::Recipes,
+) -> Subject<'a> {
     let m = &a.manifest;
     Subject {
         description: &m.task.description,
@@ -42,6 +46,7 @@ fn subject<'a>(a: &'a Opened, grounding: Option<&'a Grounding>) -> Subject<'a> {
         model_bytes: m.base_model.size,
         device: &m.device,
         grounding,
+        recipes,
     }
 }
 
@@ -50,6 +55,7 @@ pub struct Loaded {
     pub student: Student,
     pub tests: Vec<evals::Test>,
     pub grounding: Option<Grounding>,
+    pub recipes: super::recipes::Recipes,
 }
 
 /// Loads the artifact's student, tests and grounding (`embedder`: the folder of the index's
@@ -60,12 +66,13 @@ pub fn load(a: &Opened, home: &Home, embedder: Option<&Path>) -> Result<Loaded> 
         student: a.student()?,
         tests,
         grounding: a.grounding(home, embedder)?,
+        recipes: super::recipes::of_artifact(a)?,
     })
 }
 
 /// Recomputes K from the artifact's own tests.
 pub fn rescore(a: &Opened, l: &mut Loaded, opts: &GenOptions, tick: &dyn Fn()) -> Result<Rescored> {
-    let subject = subject(a, l.grounding.as_ref());
+    let subject = subject(a, l.grounding.as_ref(), &l.recipes);
     let scored = measure::measure(&mut l.student, &l.tests, &subject, opts, tick)?;
     let m = &a.manifest;
     let components = kscore::components(&scored.measured, &m.baseline.values);

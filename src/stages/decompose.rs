@@ -1,43 +1,198 @@
-//! The `decompose` stage: the recipe pack (`recipes.json`), RS-1 recipes and drafts.
+//! The `decompose` stage: the recipe pack (`recipes.json`): the user's recipes, each verified
+//! on the labelled pairs in the sandbox, and the drafts read off the schema and the pairs.
 //!
-//! With decompose off the pack is empty but well-formed. Proposing and verifying recipes in the
-//! QuickJS sandbox comes with the decompose issue.
+//! A recipe from `recipes_dir` was not written from the pairs, so every pair is held out for
+//! it. Recipes a teacher writes are not proposed yet: a build with a teacher gets the user's
+//! recipes and the drafts, and its report says so.
 
-use super::{unavailable, BuildOptions, Cx, DecomposeOut, Inputs, Stage, StageKind, StageOutput};
-use crate::kolmfile::TaskConfig;
-use crate::Result;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{BuildOptions, Cx, DecomposeOut, Inputs, Stage, StageKind, StageOutput};
+use crate::kolmfile::{Kolmfile, TaskConfig};
+use crate::recipes::verify::{self, Verdict};
+use crate::recipes::{Drafts, Limits, Pack, Recipe, Sandbox};
+use crate::{Error, Result};
 
 pub struct DecomposeStage;
-
-/// The registry version recipes are drawn from.
-pub const REGISTRY: &str = "rs-1@2026-05-06";
 
 impl Stage for DecomposeStage {
     fn kind(&self) -> StageKind {
         StageKind::Decompose
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
-    fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
-        serde_json::to_value(&task.decompose).expect("serialises")
+    fn config(&self, task: &TaskConfig, _: &BuildOptions) -> Value {
+        serde_json::json!({
+            "decompose": task.decompose,
+            "output_schema": task.output_schema,
+            // The engine decides what a recipe can do within its limits.
+            "sandbox": "rquickjs 0.14",
+        })
     }
-    fn run(&self, cx: &Cx, _: &Inputs) -> Result<StageOutput> {
-        if cx.task.decompose.enabled {
-            return Err(unavailable(
-                StageKind::Decompose,
-                cx.task,
-                "recipe extraction (QuickJS sandbox, drafts) is not built yet",
-                "set `[decompose] enabled = false` to build with an empty recipe pack",
-            ));
+    fn files(&self, k: &Kolmfile, task: &TaskConfig) -> Result<Vec<String>> {
+        let d = &task.decompose;
+        match &d.recipes_dir {
+            Some(dir) if d.enabled && d.recipes => recipe_files(&k.dir, dir),
+            _ => Ok(Vec::new()),
         }
-        let pack = serde_json::json!({ "spec": "rs-1-recipes", "registry": REGISTRY, "recipes": [], "drafts": [] });
-        let recipes = cx.store.put_blob(&crate::digest::canonical_json(&pack))?;
-        Ok(StageOutput::Decompose(DecomposeOut {
-            recipes,
-            recipe_count: 0,
-            draft_count: 0,
-            registry: REGISTRY.into(),
-        }))
+    }
+    fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {
+        let d = &cx.task.decompose;
+        if !d.enabled {
+            return out(cx, &Pack::empty(), Vec::new());
+        }
+        let label = inputs.label()?;
+        let pairs: Vec<(Value, Value)> =
+            crate::jsonl::parse("pairs.jsonl", &cx.store.blob(&label.pairs)?)?
+                .into_iter()
+                .filter_map(|(_, v)| Some((v.get("input")?.clone(), v.get("output")?.clone())))
+                .collect();
+        let mut pack = Pack::empty();
+        pack.limits = Limits {
+            time_ms: d.time_limit_ms,
+            memory_mb: d.memory_limit_mb,
+        };
+        if d.drafts {
+            let outputs: Vec<Value> = pairs.iter().map(|(_, o)| o.clone()).collect();
+            pack.drafts = Drafts::build(&cx.task.output_schema, &outputs);
+        }
+        let mut verdicts = Vec::new();
+        if d.recipes {
+            let sandbox = Sandbox::new(pack.limits)
+                .map_err(|e| Error::failed("the recipe sandbox could not start", e.to_string()))?;
+            let schema = jsonschema::validator_for(&cx.task.output_schema).map_err(|e| {
+                Error::invalid(
+                    format!(
+                        "the output schema of task `{}` does not compile: {e}",
+                        cx.task.name
+                    ),
+                    "fix output_schema",
+                )
+            })?;
+            let input_schema = input_schema(&pairs);
+            // Recipes query the index they will query at run time: the artifact's own.
+            let recall = inputs.recall()?;
+            let rag = if recall.chunks > 0 {
+                let index =
+                    crate::runtime::open::index_file(cx.home, &cx.store.blob(&recall.index)?)?;
+                Some(crate::runtime::recipes::rag_over(
+                    crate::recall::index::open(&index)?,
+                ))
+            } else {
+                None
+            };
+            for rel in cx.files.keys() {
+                let source =
+                    String::from_utf8(super::read_project_file(cx, rel)?).map_err(|_| {
+                        Error::invalid(
+                            format!("recipe `{rel}` is not UTF-8 text"),
+                            "save it as UTF-8 JavaScript",
+                        )
+                    })?;
+                let name = Path::new(rel)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| rel.clone());
+                let mut recipe = Recipe::new(
+                    &name,
+                    &format!("file:{rel}"),
+                    &source,
+                    &input_schema,
+                    &cx.task.output_schema,
+                );
+                crate::interrupt::check()?;
+                let measured = verify::measure(&sandbox, &recipe, &pairs, rag.as_ref(), &schema);
+                let verdict = verify::judge(&mut recipe, measured);
+                if verdict.kept != "dropped" {
+                    pack.recipes.push(recipe);
+                }
+                verdicts.push(verdict);
+            }
+            pack.recipes.sort_by(|a, b| {
+                b.exact
+                    .cmp(&a.exact)
+                    .then_with(|| a.name.cmp(&b.name))
+                    .then_with(|| a.id.cmp(&b.id))
+            });
+        }
+        if !cx.options.quiet {
+            cx.progress
+                .println(&summary(&cx.task.name, &pack, &verdicts));
+        }
+        out(cx, &pack, verdicts)
+    }
+}
+
+fn out(cx: &Cx, pack: &Pack, verdicts: Vec<Verdict>) -> Result<StageOutput> {
+    let recipes = cx.store.put_blob(&pack.to_bytes())?;
+    Ok(StageOutput::Decompose(DecomposeOut {
+        recipes,
+        recipe_count: pack.recipes.len() as u64,
+        draft_count: pack.drafts.count(),
+        registry: pack.registry.clone(),
+        verdicts,
+    }))
+}
+
+/// The lines the build prints: each candidate's fate and why.
+fn summary(task: &str, pack: &Pack, verdicts: &[Verdict]) -> String {
+    let exact = pack.recipes.iter().filter(|r| r.exact).count();
+    let mut s = format!(
+        "    decompose {task}: {} recipe(s) kept ({exact} exact), {} dropped; {} draft(s) ({} outputs, {} skeleton pieces)",
+        pack.recipes.len(),
+        verdicts.iter().filter(|v| v.kept == "dropped").count(),
+        pack.drafts.count(),
+        pack.drafts.table.len(),
+        pack.drafts.skeleton.len(),
+    );
+    for v in verdicts {
+        s.push_str(&format!(
+            "\n      {} ({}): {}: {}",
+            v.name, v.origin, v.kept, v.why
+        ));
+    }
+    s
+}
+
+/// The `*.js` files of the recipe folder, project-relative and sorted.
+fn recipe_files(project: &Path, dir: &str) -> Result<Vec<String>> {
+    let abs = project.join(dir);
+    let entries = std::fs::read_dir(&abs).map_err(|e| {
+        Error::invalid(
+            format!("decompose.recipes_dir `{dir}` cannot be read: {e}"),
+            "create the folder (its *.js files are the recipes), or remove recipes_dir",
+        )
+    })?;
+    let mut files = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| Error::io(&abs, "list", e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".js") && e.path().is_file() {
+            files.push(format!("{dir}/{name}"));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The input contract recipes are verified against: what every labelled input is.
+fn input_schema(pairs: &[(Value, Value)]) -> Value {
+    let ty = |v: &Value| match v {
+        Value::String(_) => "string",
+        Value::Object(_) => "object",
+        Value::Array(_) => "array",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "boolean",
+        Value::Null => "null",
+    };
+    let mut types: Vec<&str> = pairs.iter().map(|(i, _)| ty(i)).collect();
+    types.sort();
+    types.dedup();
+    match types.as_slice() {
+        [one] => serde_json::json!({ "type": one }),
+        _ => serde_json::json!({}),
     }
 }

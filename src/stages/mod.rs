@@ -76,7 +76,7 @@ impl StageKind {
             Base | Recall => &[],
             Label => &[Recall],
             Train => &[Base, Recall, Label],
-            Decompose => &[Label],
+            Decompose => &[Recall, Label],
             Baseline => &[Recall],
             Score => &[Base, Recall, Train, Decompose, Baseline],
             Seal => &[Base, Recall, Label, Train, Decompose, Score],
@@ -158,6 +158,9 @@ pub struct DecomposeOut {
     pub recipe_count: u64,
     pub draft_count: u64,
     pub registry: String,
+    /// Each candidate recipe's fate and why (the build report).
+    #[serde(default)]
+    pub verdicts: Vec<crate::recipes::verify::Verdict>,
 }
 
 /// What the artifact is normalised against (k-score.md §3).

@@ -25,7 +25,7 @@ impl Stage for ScoreStage {
         StageKind::Score
     }
     fn version(&self) -> u32 {
-        5
+        6
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         json!({
@@ -74,6 +74,17 @@ impl Stage for ScoreStage {
         let bar = cx
             .progress
             .count(tests.len() as u64, &format!("scoring {}", cx.task.name));
+        let recipes = crate::runtime::recipes::Recipes::load(
+            &cx.store.blob(&decompose.recipes)?,
+            &cx.task.output_schema,
+        )?;
+        let recipes = if recipes.pack().recipes.is_empty() || recall.chunks == 0 {
+            recipes
+        } else {
+            recipes.with_rag(Some(crate::runtime::recipes::rag_over(
+                crate::recall::index::open(&index_path)?,
+            )))
+        };
         let subject = Subject {
             description: &cx.task.description,
             schema: &cx.task.output_schema,
@@ -82,6 +93,7 @@ impl Stage for ScoreStage {
             model_bytes: base.size,
             device: &cx.task.score.device,
             grounding: grounding.as_ref(),
+            recipes: &recipes,
         };
         let scored = measure(
             &mut student,

@@ -232,3 +232,16 @@ pub fn ctrl_c(child: std::process::Child) -> std::process::Output {
     assert!(err.contains("interrupted"), "{err}");
     out
 }
+
+/// The two-field triage schema the runtime tests decode under.
+pub fn triage_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "label": { "type": "string", "enum": ["billing", "bug", "account"] },
+            "severity": { "type": "string", "enum": ["low", "high"] }
+        },
+        "required": ["label", "severity"],
+        "additionalProperties": false
+    })
+}

@@ -1,0 +1,295 @@
+//! Mechanical drafts: what the output will probably say next, read off the output schema and
+//! the labelled outputs, for the model to verify (recipe speculative decoding).
+//!
+//! Three parts, all computed at build time and sealed in `recipes.json`:
+//! - the **skeleton**: the constant text of a flat object schema, in the order the grammar
+//!   writes it (`{"label":"`, `","severity":"`, `"}`);
+//! - the **enums**: each property's allowed strings;
+//! - the **table**: every distinct labelled output (compact JSON, as the student was trained to
+//!   write it) with how often it occurs, most frequent first.
+//!
+//! At run time [`Drafts::propose`] maps the output so far to a continuation: the most frequent
+//! table entry that extends it (its exact prefix); failing that, what follows the longest suffix
+//! of the output so far inside a table entry or a skeleton piece (its shape: after a free-text
+//! value, the skeleton's next key). A wrong draft costs nothing but the verification it rides
+//! on; the model decides every token.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Most table entries kept (the most frequent): the lookup is linear in them.
+pub const MAX_TABLE: usize = 4096;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Drafts {
+    pub skeleton: Vec<String>,
+    pub enums: BTreeMap<String, Vec<String>>,
+    pub table: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub text: String,
+    pub count: u64,
+}
+
+impl Drafts {
+    /// Drafts for outputs of `schema`, from the labelled outputs.
+    pub fn build(schema: &Value, outputs: &[Value]) -> Drafts {
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for o in outputs {
+            *counts
+                .entry(serde_json::to_string(o).expect("serialises"))
+                .or_default() += 1;
+        }
+        let mut table: Vec<Entry> = counts
+            .into_iter()
+            .map(|(text, count)| Entry { text, count })
+            .collect();
+        // Most frequent first; the text breaks ties, so the order is a function of the pairs.
+        table.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.text.cmp(&b.text)));
+        table.truncate(MAX_TABLE);
+        Drafts {
+            skeleton: skeleton(schema),
+            enums: enums(schema),
+            table,
+        }
+    }
+
+    /// How many drafts the pack carries (the manifest's `recipes.drafts`).
+    pub fn count(&self) -> u64 {
+        (self.table.len() + self.skeleton.len()) as u64
+    }
+}
+
+/// [`Drafts`] prepared for lookups: each entry's shape computed once.
+pub struct Drafter {
+    /// (text, its shape, shape index → text index), table entries by frequency, then the
+    /// skeleton (its values the [`HOLE`] byte, never drafted).
+    entries: Vec<(Vec<u8>, Vec<u8>, Vec<usize>)>,
+    table: Vec<Vec<u8>>,
+}
+
+/// A value string's content in a shape (and the skeleton's unknown values).
+const HOLE: u8 = 0x01;
+
+impl Drafter {
+    pub fn new(d: &Drafts) -> Drafter {
+        let table: Vec<Vec<u8>> = d
+            .table
+            .iter()
+            .map(|e| e.text.clone().into_bytes())
+            .collect();
+        let mut texts = table.clone();
+        if !d.skeleton.is_empty() {
+            texts.push(d.skeleton.join("\u{1}").into_bytes());
+        }
+        let entries = texts
+            .into_iter()
+            .map(|t| {
+                let (s, map, _) = shape(&t);
+                (t, s, map)
+            })
+            .collect();
+        Drafter { entries, table }
+    }
+
+    /// The continuation to draft after `so_far`, if any.
+    pub fn propose(&self, so_far: &[u8]) -> Option<&[u8]> {
+        if let Some(t) = self
+            .table
+            .iter()
+            .find(|t| t.len() > so_far.len() && t.starts_with(so_far))
+        {
+            return Some(&t[so_far.len()..]);
+        }
+        let (s, _, inside_value) = shape(so_far);
+        if inside_value {
+            return None;
+        }
+        self.entries.iter().find_map(|(text, shape, map)| {
+            if shape.len() <= s.len() || !shape.starts_with(&s) {
+                return None;
+            }
+            let rest = &text[map[s.len()]..];
+            let rest = &rest[..rest.iter().position(|b| *b == HOLE).unwrap_or(rest.len())];
+            (!rest.is_empty()).then_some(rest)
+        })
+    }
+}
+
+/// The shape of compact JSON: each value string's content replaced by one [`HOLE`] (keys
+/// kept). Returns the shape, where each of its bytes (and its end) lies in `text`, and whether
+/// `text` ends inside a value string.
+fn shape(text: &[u8]) -> (Vec<u8>, Vec<usize>, bool) {
+    let mut out = Vec::with_capacity(text.len());
+    let mut map = Vec::with_capacity(text.len() + 1);
+    let mut stack: Vec<u8> = Vec::new();
+    let mut key_next = false;
+    // Inside a string: whether it is a key.
+    let mut in_string: Option<bool> = None;
+    let mut escaped = false;
+    for (i, &b) in text.iter().enumerate() {
+        match in_string {
+            Some(key) => {
+                let closes = !escaped && b == b'"';
+                escaped = !escaped && b == b'\\';
+                if closes {
+                    in_string = None;
+                    if !key {
+                        out.push(HOLE);
+                        map.push(i);
+                    }
+                } else if !key {
+                    continue;
+                }
+            }
+            None => match b {
+                b'"' => in_string = Some(key_next && stack.last() == Some(&b'{')),
+                b'{' | b'[' => {
+                    stack.push(b);
+                    key_next = b == b'{';
+                }
+                b'}' | b']' => {
+                    stack.pop();
+                }
+                b':' => key_next = false,
+                b',' => key_next = stack.last() == Some(&b'{'),
+                _ => {}
+            },
+        }
+        out.push(b);
+        map.push(i);
+    }
+    map.push(text.len());
+    (out, map, in_string == Some(false))
+}
+
+/// The constant pieces of a flat object schema's compact JSON, in property order (required
+/// properties only: optional ones may be absent). Empty for any other schema.
+fn skeleton(schema: &Value) -> Vec<String> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let mut pieces = Vec::new();
+    let mut piece = String::from("{");
+    let mut first = true;
+    for (name, p) in props {
+        if !required.contains(&name.as_str()) {
+            continue;
+        }
+        if !first {
+            piece.push(',');
+        }
+        first = false;
+        piece.push_str(&serde_json::to_string(name).expect("serialises"));
+        piece.push(':');
+        let string = p.get("type").and_then(Value::as_str) == Some("string")
+            || p.get("enum")
+                .and_then(Value::as_array)
+                .is_some_and(|e| !e.is_empty() && e.iter().all(Value::is_string));
+        if string {
+            piece.push('"');
+        }
+        pieces.push(std::mem::take(&mut piece));
+        if string {
+            piece.push('"');
+        }
+    }
+    if first {
+        return Vec::new();
+    }
+    piece.push('}');
+    pieces.push(piece);
+    pieces
+}
+
+/// Each property's allowed strings.
+fn enums(schema: &Value) -> BTreeMap<String, Vec<String>> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return BTreeMap::new();
+    };
+    props
+        .iter()
+        .filter_map(|(name, p)| {
+            let values: Vec<String> = p
+                .get("enum")?
+                .as_array()?
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<_>>()?;
+            Some((name.clone(), values))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Value {
+        json!({"type": "object", "properties": {
+            "label": {"type": "string", "enum": ["billing", "bug", "other"]},
+            "severity": {"type": "string", "enum": ["low", "high"]},
+            "note": {"type": "string"}},
+            "required": ["label", "severity"]})
+    }
+
+    #[test]
+    fn skeleton_enums_and_table_come_from_the_schema_and_the_pairs() {
+        let d = Drafts::build(
+            &schema(),
+            &[
+                json!({"label": "bug", "severity": "high"}),
+                json!({"label": "billing", "severity": "low"}),
+                json!({"label": "bug", "severity": "high"}),
+            ],
+        );
+        assert_eq!(d.skeleton, [r#"{"label":""#, r#"","severity":""#, r#""}"#]);
+        assert_eq!(d.enums["label"], ["billing", "bug", "other"]);
+        assert_eq!(d.table[0].text, r#"{"label":"bug","severity":"high"}"#);
+        assert_eq!((d.table[0].count, d.table[1].count), (2, 1));
+        assert_eq!(d.count(), 5);
+    }
+
+    #[test]
+    fn proposals_follow_the_exact_prefix_then_the_shape() {
+        let d = Drafts::build(
+            &schema(),
+            &[
+                json!({"label": "bug", "severity": "high"}),
+                json!({"label": "billing", "severity": "low"}),
+                json!({"label": "bug", "severity": "high"}),
+            ],
+        );
+        let d = Drafter::new(&d);
+        let p = |s: &str| {
+            d.propose(s.as_bytes())
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        assert_eq!(p("").unwrap(), r#"{"label":"bug","severity":"high"}"#);
+        assert_eq!(p(r#"{"label":"bi"#).unwrap(), r#"lling","severity":"low"}"#);
+        // `other` is in no pair: inside it nothing is drafted; after it, the shape knows what
+        // comes next, and the most frequent entry of that shape says how it goes on.
+        assert_eq!(p(r#"{"label":"oth"#), None);
+        assert_eq!(p(r#"{"label":"other""#).unwrap(), r#","severity":"high"}"#);
+        assert_eq!(p(r#"{"label":"bug","severity":"high"}"#), None);
+        // With no table, the skeleton alone drafts the constant text, never a value.
+        let bare = Drafter::new(&Drafts::build(&schema(), &[]));
+        let q = |s: &str| {
+            bare.propose(s.as_bytes())
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        assert_eq!(q("").unwrap(), r#"{"label":""#);
+        assert_eq!(q(r#"{"label":"x""#).unwrap(), r#","severity":""#);
+        assert_eq!(q(r#"{"label":"x","severity":"y""#).unwrap(), "}");
+    }
+}

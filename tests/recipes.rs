@@ -1,0 +1,194 @@
+//! Decompose end to end on real llama.cpp with tiny models: recipes verified and kept or
+//! dropped, exact answers with their receipts, and recipe speculative decoding that changes
+//! the number of passes but never the output.
+
+mod support;
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use kolm::gguf::tiny::{self, Quant};
+use kolm::runtime::{prompt, GenOptions, Student};
+use serde_json::{json, Value};
+use support::*;
+
+fn schema() -> Value {
+    triage_schema()
+}
+
+#[test]
+fn drafts_change_the_passes_never_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = prompt::system_prompt("Triage the message.", Some(&schema()));
+    // F32 only: on a random tiny model every logit is a near tie, and a quantised model's
+    // batched product (llama.cpp multiplies a batch of rows with other kernels than one row)
+    // rounds differently enough to flip them (seen on Q8_0: a different label). On the real
+    // student the example's 100 evals give the same outputs with and without drafts
+    // (runtime.md §5).
+    for (arch, quant) in [("llama", Quant::F32), ("qwen2", Quant::F32)] {
+        let path = dir.path().join(format!("{arch}-{quant:?}.gguf"));
+        std::fs::write(&path, tiny::model(arch, &tiny::Shape::TINY, 5, quant)).unwrap();
+        let mut student = Student::load(&path, None, Some(&schema())).unwrap();
+        for input in ["I was charged twice", "the app crashes on start", "hello"] {
+            for max_tokens in [64, 5] {
+                let opts = GenOptions {
+                    max_tokens,
+                    ..GenOptions::default()
+                };
+                let mut s = student.session(&opts).unwrap();
+                let plain = s.generate(&system, input).unwrap();
+                let right = plain.text.clone().into_bytes();
+                let perfect = |so_far: &[u8]| {
+                    right
+                        .strip_prefix(so_far)
+                        .filter(|r| !r.is_empty())
+                        .map(<[u8]>::to_vec)
+                };
+                let wrong = |_: &[u8]| Some(br#"{"label":"account","severity":"high"}zz"#.to_vec());
+                let drafted = s.generate_with(&system, input, Some(&perfect)).unwrap();
+                assert_eq!(drafted.text, plain.text, "{arch} {quant:?} {input}");
+                assert_eq!(drafted.output_tokens, plain.output_tokens);
+                assert_eq!(drafted.stop, plain.stop);
+                // The right draft is verified in a pass or two instead of a pass per token.
+                if plain.output_tokens > 4 {
+                    assert!(
+                        drafted.decode_passes < plain.decode_passes,
+                        "{} vs {} passes",
+                        drafted.decode_passes,
+                        plain.decode_passes
+                    );
+                    assert!(drafted.draft_tokens > 0);
+                }
+                let missed = s.generate_with(&system, input, Some(&wrong)).unwrap();
+                assert_eq!(
+                    missed.text, plain.text,
+                    "{arch} {quant:?} {input}: wrong drafts"
+                );
+                assert_eq!(missed.output_tokens, plain.output_tokens);
+                // And once more plain: the session's cache was left sound by the trimming.
+                assert_eq!(s.generate(&system, input).unwrap().text, plain.text);
+            }
+        }
+    }
+}
+
+fn kolm_cmd(home: &Path) -> Command {
+    let mut c = Command::cargo_bin("kolm").unwrap();
+    c.env("KOLM_HOME", home)
+        .env("NO_COLOR", "1")
+        .env("KOLM_SIGNING_KEY", KEY);
+    c
+}
+
+const DECOMPOSE: &str = "[decompose]\nenabled = true\nrecipes_dir = \"recipes\"\n";
+
+fn project() -> Project {
+    let p = Project::new(&kolmfile_text(DECOMPOSE));
+    let seeds: String = [
+        ("reset my password", "account"),
+        ("forgot my password again", "account"),
+        ("password does not work", "account"),
+        ("new password please", "account"),
+        ("my password expired", "account"),
+        ("app crashes", "bug"),
+        ("the page is blank", "bug"),
+        ("locked out", "account"),
+    ]
+    .iter()
+    .map(|(i, l)| format!("{}\n", json!({"input": i, "output": {"label": l}})))
+    .collect();
+    p.write("data/seeds.jsonl", &seeds);
+    p.write(
+        "data/evals.jsonl",
+        "{\"description\": \"a\", \"vars\": {\"input\": \"my password is wrong\"}, \"assert\": [{\"type\": \"equals\", \"value\": {\"label\": \"account\"}}, {\"type\": \"javascript\", \"value\": \"output.label === 'account'\"}]}\n{\"description\": \"b\", \"vars\": {\"input\": \"it crashed\"}, \"assert\": [{\"type\": \"is-json\"}]}\n",
+    );
+    // Exact: right on all five pairs it answers.
+    p.write(
+        "recipes/password.js",
+        "function recipe(input) { return /password/.test(input) ? {label: 'account'} : null; }",
+    );
+    // Right on some, wrong on others: kept only as a draft source.
+    p.write(
+        "recipes/guess.js",
+        "function recipe(input) { return input.length > 15 ? {label: 'account'} : {label: 'bug'}; }",
+    );
+    // Hangs on everything: dropped.
+    p.write("recipes/hang.js", "function recipe(input) { for (;;) {} }");
+    // Declines everything: dropped.
+    p.write("recipes/shy.js", "function recipe(input) { return null; }");
+    p.age_all();
+    p
+}
+
+#[test]
+fn decompose_keeps_verified_recipes_and_an_exact_one_answers() {
+    let p = project();
+    p.build();
+    let art = p.artifact();
+    let inspect = ok_json(
+        &kolm_cmd(p.home.path())
+            .args(["inspect", "--json"])
+            .arg(&art)
+            .output()
+            .unwrap(),
+    );
+    let m = &inspect["manifest"];
+    assert_eq!(m["recipes"]["count"], 2, "{inspect}");
+    // The eval the exact recipe answers is covered whole.
+    let coverage = m["k_measured"]["coverage"].as_f64().unwrap();
+    assert!(coverage > 0.0 && coverage <= 1.0, "{coverage}");
+
+    let out = kolm_cmd(p.home.path())
+        .arg("run")
+        .arg(&art)
+        .arg("what is my password")
+        .output()
+        .unwrap();
+    assert_eq!(ok_json(&out), json!({"label": "account"}));
+    let log = std::fs::read_to_string(p.home.path().join("logs/receipts.jsonl")).unwrap();
+    let receipt: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert!(
+        receipt["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("recipe:sha256:"),
+        "{receipt}"
+    );
+    assert_eq!(receipt["tokens_in"], 0);
+
+    // Input no exact recipe takes goes to the model.
+    let out = kolm_cmd(p.home.path())
+        .arg("run")
+        .arg(&art)
+        .arg("it crashed")
+        .output()
+        .unwrap();
+    ok_json(&out);
+    let log = std::fs::read_to_string(p.home.path().join("logs/receipts.jsonl")).unwrap();
+    let receipt: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(receipt["path"], "model");
+
+    // The rescored K equals the sealed one: the recipes and drafts run the same way.
+    let v = ok_json(
+        &kolm_cmd(p.home.path())
+            .args(["verify", "--rescore", "--json"])
+            .arg(&art)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(v["rescore"]["equal"], true, "{v}");
+}
+
+#[test]
+fn a_missing_recipe_folder_is_a_clear_error() {
+    let p = Project::new(&kolmfile_text(DECOMPOSE));
+    let err = p
+        .build_with(Default::default(), Default::default())
+        .map(|_| ())
+        .unwrap_err();
+    let msg = err.error.to_string();
+    assert!(
+        msg.contains("decompose.recipes_dir `recipes` cannot be read"),
+        "{msg}"
+    );
+}
