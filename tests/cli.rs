@@ -122,7 +122,7 @@ fn graph_as_dot_and_json() {
         .unwrap();
     let dot = String::from_utf8(dot.stdout).unwrap();
     assert!(dot.starts_with("digraph kolm {"), "{dot}");
-    assert_eq!(dot.matches(" -> ").count(), 17, "{dot}");
+    assert_eq!(dot.matches(" -> ").count(), 18, "{dot}");
     let json = kolm(home.path())
         .args(["graph", "--format", "json"])
         .current_dir(p.dir.path())
