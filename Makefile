@@ -1,7 +1,7 @@
 # The two quick-start commands, and what they need. Each target installs what is missing.
 #   make demo   build examples/support-triage end to end, inspect the artifact, run it
 #   make test   every test, plus fmt and clippy
-#   make bench  the benchmarks against the peers (figures go in the README)
+#   make bench  the benchmarks against the peers (figures go in the README; builds the demo first)
 
 CARGO ?= cargo
 EXAMPLE := examples/support-triage
@@ -57,5 +57,5 @@ test: deps embedder base pyenv
 	python3 examples/replay-triage/derive.py --check
 	$(CARGO) test --no-fail-fast
 
-bench: build embedder base
+bench: build embedder base demo
 	bash benches/run.sh

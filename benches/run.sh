@@ -20,3 +20,5 @@ cargo bench --bench runtime
 cargo bench --bench recall
 cargo bench --bench train
 cargo bench --bench teacher
+# The example built by `make demo` (its artifact, in the same KOLM_HOME).
+cargo bench --bench recipes

@@ -15,7 +15,7 @@
 //! | surfaces | `cli` | the `kolm` and `kolmbuild` commands |
 //! | the graph | `graph`, `executor`, `explain` | the build graph, running it, saying why |
 //! | stages | `stages` | one module per stage: base, recall, label, train, decompose, baseline, score, seal |
-//! | build engines | `label`, `train` | what the build drives the runtime with |
+//! | build engines | `label`, `train`, `propose` | what the build drives the runtime and the teacher with |
 //! | the runtime | `runtime`, `rag`, `receipts` | the product at run time; the build uses it, never the reverse |
 //! | containers and engines | `artifact`, `recall`, `teacher` | the `.kolm` container (it knows no inference engine), the index, the teacher wire |
 //! | the description | `kolmfile` | the checked configuration everything above reads |
@@ -53,6 +53,7 @@ pub mod kscore;
 pub mod label;
 pub mod process;
 pub mod progress;
+pub mod propose;
 pub mod rag;
 pub mod recall;
 pub mod receipts;

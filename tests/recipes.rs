@@ -192,3 +192,89 @@ fn a_missing_recipe_folder_is_a_clear_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn the_teacher_writes_recipes_verified_on_pairs_it_was_not_shown() {
+    use support::teacher_server::{system_text, user_text, Server};
+    let server = Server::start(Box::new(|body, _| {
+        if system_text(body).starts_with("You write recipes") {
+            return json!({"recipes": [
+                {"name": "Passwords", "source": "function recipe(i) { return /password/.test(i) ? {label: 'account'} : null; }"},
+                {"name": "always account", "source": "function recipe(i) { return {label: 'account'}; }"},
+                {"name": "hang", "source": "function recipe(i) { for (;;) {} }"},
+            ]})
+            .to_string();
+        }
+        let label = if user_text(body).contains("password") {
+            "account"
+        } else {
+            "bug"
+        };
+        json!({ "label": label }).to_string()
+    }));
+    let k = format!(
+        "[teacher]\nprovider = \"openai\"\nmodel = \"teach-1\"\nendpoint = \"{}\"\napi_key_env = \"{TEACHER_KEY_ENV}\"\n{}",
+        server.endpoint(),
+        kolmfile_text("[decompose]\nenabled = true\n")
+    );
+    let p = Project::new(&k);
+    // 20 pairs the teacher is shown, then 10 held out: 8 about passwords.
+    let seeds: String = (0..30)
+        .map(|i| {
+            let (input, label) = if i % 2 == 0 || i >= 24 {
+                (format!("password problem number {i}"), "account")
+            } else {
+                (format!("crash report number {i}"), "bug")
+            };
+            format!("{}\n", json!({"input": input, "output": {"label": label}}))
+        })
+        .collect();
+    p.edit("data/seeds.jsonl", &seeds);
+    let r = p
+        .build_with(
+            kolm::stages::BuildOptions {
+                gate: Some(0.0),
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .map_err(|f| f.error)
+        .expect("builds");
+    let n = r
+        .nodes
+        .iter()
+        .find(|n| n.stage.name() == "decompose")
+        .unwrap();
+    let store = kolm::cache::Store::new(p.home().cache());
+    let out: kolm::stages::StageOutput =
+        serde_json::from_value(store.get_action(n.key.as_deref().unwrap()).unwrap().output)
+            .unwrap();
+    let kolm::stages::StageOutput::Decompose(d) = out else {
+        panic!()
+    };
+    let fate: Vec<(String, String, u64)> = d
+        .verdicts
+        .iter()
+        .map(|v| (v.name.clone(), v.kept.clone(), v.measured.pairs))
+        .collect();
+    assert_eq!(
+        fate,
+        [
+            ("passwords".to_string(), "exact".to_string(), 10),
+            ("always-account".into(), "draft".into(), 10),
+            ("hang".into(), "dropped".into(), 10),
+        ],
+        "{:?}",
+        d.verdicts
+    );
+    assert_eq!(d.recipe_count, 2);
+    // The request showed the first 20 pairs and none of the held-out ones.
+    let asked: Vec<String> = server
+        .seen()
+        .iter()
+        .filter(|s| system_text(&s.body).starts_with("You write recipes"))
+        .map(|s| user_text(&s.body))
+        .collect();
+    assert_eq!(asked.len(), 1);
+    assert!(asked[0].contains("number 19") && !asked[0].contains("number 20"));
+}

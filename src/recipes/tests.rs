@@ -127,9 +127,22 @@ fn a_native_builtin_that_ignores_the_interrupt_is_still_a_time_fault() {
 fn nothing_leaks_from_one_call_to_the_next() {
     let sb = sandbox();
     let src = "function recipe(i) { globalThis.n = (globalThis.n || 0) + 1; Array.prototype.x = 1; return [globalThis.n, [].x === 1]; }";
-    for _ in 0..3 {
+    for i in 0..4 {
+        // A context prepared ahead is as fresh as one made in the call.
+        if i % 2 == 1 {
+            sb.prepare();
+        }
         assert_eq!(run(&sb, src, json!(null)).unwrap(), json!([1, true]));
     }
+    sb.prepare();
+    assert!(matches!(
+        run(
+            &sb,
+            "function recipe(i) { return Math.random(); }",
+            json!(null)
+        ),
+        Err(Fault::Threw(_))
+    ));
     let probe = "function recipe(i) { return [typeof n, [].x === undefined]; }";
     assert_eq!(
         run(&sb, probe, json!(null)).unwrap(),

@@ -78,6 +78,14 @@ impl Recipes {
         &self.pack
     }
 
+    /// Makes the next recipe call's sandbox context now ([`Sandbox::prepare`]): for callers
+    /// with idle time between inputs.
+    pub fn prepare(&self) {
+        if let Some(s) = &self.sandbox {
+            s.prepare();
+        }
+    }
+
     /// Runs the recipes on `input`: the first exact one that answers wins; the answers of the
     /// others are drafts.
     pub fn consult(&self, input: &str) -> Consulted {

@@ -2,8 +2,8 @@
 //! on the labelled pairs in the sandbox, and the drafts read off the schema and the pairs.
 //!
 //! A recipe from `recipes_dir` was not written from the pairs, so every pair is held out for
-//! it. Recipes a teacher writes are not proposed yet: a build with a teacher gets the user's
-//! recipes and the drafts, and its report says so.
+//! it. With a teacher, the teacher is shown the first [`propose::SHOWN`] pairs and asked for
+//! recipes, which are verified on the others.
 
 use std::path::Path;
 
@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::{BuildOptions, Cx, DecomposeOut, Inputs, Stage, StageKind, StageOutput};
 use crate::kolmfile::{Kolmfile, TaskConfig};
+use crate::propose;
 use crate::recipes::verify::{self, Verdict};
 use crate::recipes::{Drafts, Limits, Pack, Recipe, Sandbox};
 use crate::{Error, Result};
@@ -30,7 +31,16 @@ impl Stage for DecomposeStage {
             "output_schema": task.output_schema,
             // The engine decides what a recipe can do within its limits.
             "sandbox": "rquickjs 0.14",
+            // Who is asked for recipes, and how (only when one is).
+            "teacher": asks_teacher(task).then(|| serde_json::json!({
+                "teacher": task.teacher,
+                "description": task.description,
+                "request": crate::teacher::request::REQUEST_FORMAT,
+            })),
         })
+    }
+    fn deterministic(&self, task: &TaskConfig) -> bool {
+        !(asks_teacher(task) && task.teacher.provider.uses_network())
     }
     fn files(&self, k: &Kolmfile, task: &TaskConfig) -> Result<Vec<String>> {
         let d = &task.decompose;
@@ -111,6 +121,18 @@ impl Stage for DecomposeStage {
                 }
                 verdicts.push(verdict);
             }
+            if asks_teacher(cx.task) {
+                teacher_recipes(
+                    cx,
+                    &pairs,
+                    &input_schema,
+                    &sandbox,
+                    rag.as_ref(),
+                    &schema,
+                    &mut pack,
+                    &mut verdicts,
+                )?;
+            }
             pack.recipes.sort_by(|a, b| {
                 b.exact
                     .cmp(&a.exact)
@@ -124,6 +146,73 @@ impl Stage for DecomposeStage {
         }
         out(cx, &pack, verdicts)
     }
+}
+
+/// Whether the build asks the task's teacher for recipes.
+fn asks_teacher(task: &TaskConfig) -> bool {
+    let d = &task.decompose;
+    d.enabled && d.recipes && task.teacher.provider != crate::kolmfile::Provider::None
+}
+
+/// Asks the teacher for recipes, showing it the first pairs, and verifies each on the rest.
+#[allow(clippy::too_many_arguments)]
+fn teacher_recipes(
+    cx: &Cx,
+    pairs: &[(Value, Value)],
+    input_schema: &Value,
+    sandbox: &Sandbox,
+    rag: Option<&crate::recipes::RagQuery>,
+    schema: &jsonschema::Validator,
+    pack: &mut Pack,
+    verdicts: &mut Vec<Verdict>,
+) -> Result<()> {
+    let Some(t) = crate::teacher::Teacher::for_task(cx.kolmfile, &cx.task.teacher)? else {
+        return Ok(());
+    };
+    let shown = pairs.len().min(propose::SHOWN);
+    let (shown, held_out) = pairs.split_at(shown);
+    let request = propose::request(cx.task, &t.model, shown);
+    let answers = super::label::ask(cx, &t, &[request], "proposing recipes for")?;
+    t.finish()?;
+    let dropped = |why: String| Verdict {
+        name: "teacher".into(),
+        origin: "teacher".into(),
+        kept: "dropped".into(),
+        why,
+        measured: Default::default(),
+    };
+    let proposed = match answers.first().map(propose::parse) {
+        Some(Ok(p)) => p,
+        Some(Err(why)) => {
+            verdicts.push(dropped(why));
+            return Ok(());
+        }
+        None => return Ok(()),
+    };
+    if held_out.is_empty() {
+        verdicts.push(dropped(format!(
+            "{} recipe(s) proposed, but every pair was shown to the teacher: none is held out to verify them on",
+            proposed.len()
+        )));
+        return Ok(());
+    }
+    for p in proposed {
+        let mut recipe = Recipe::new(
+            &p.name,
+            "teacher",
+            &p.source,
+            input_schema,
+            &cx.task.output_schema,
+        );
+        crate::interrupt::check()?;
+        let measured = verify::measure(sandbox, &recipe, held_out, rag, schema);
+        let verdict = verify::judge(&mut recipe, measured);
+        if verdict.kept != "dropped" && !pack.recipes.iter().any(|r| r.id == recipe.id) {
+            pack.recipes.push(recipe);
+        }
+        verdicts.push(verdict);
+    }
+    Ok(())
 }
 
 fn out(cx: &Cx, pack: &Pack, verdicts: Vec<Verdict>) -> Result<StageOutput> {

@@ -1,0 +1,269 @@
+//! Recipe benchmarks on the support-triage example's artifact (figures in the README and
+//! `benches/results/recipes.md`), each side by side in one run:
+//!
+//! 1. **Recipe call latency**: the example's recipe (`recipes/charged-twice.js`) called on
+//!    every eval input as the runtime calls it (a fresh sandbox context per call, the output
+//!    checked against the schema), p50 and p99, against the model answering the same inputs.
+//! 2. **Decoding the example's structured outputs** with the real student (SmolLM2-135M and
+//!    the trained adapter), on the eval inputs no exact recipe takes, the three decoders taking
+//!    turns input by input on one session: plain greedy decoding; recipe speculative decoding
+//!    (the pack's drafts, runtime.md §5); and prompt-lookup decoding, the n-gram drafting of
+//!    llama.cpp's `lookup` example (drafts are what followed the longest recent n-gram of the
+//!    output in the prompt and the output so far; llama-cpp-sys-2 builds no `common/`
+//!    n-gram cache to call, so the lookup is reproduced here over the same linked library and
+//!    verified by the same engine). Reported: decode tokens/s, forward passes per output token,
+//!    draft acceptance, and outputs equal to plain decoding.
+//!
+//! `KOLM_BENCH_ONLY=calls` runs the first part alone (and writes no results). Needs the example
+//! built (`make demo`); `KOLM_BENCH_ARTIFACT` names another copy, and its
+//! signing key comes from `KOLM_SIGNING_KEY` (default: the demo's key).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use kolm::recall::ground::ground;
+use kolm::runtime::engine::DraftFn;
+use kolm::runtime::{prompt, recipes, GenOptions};
+
+const THREADS: u32 = 2;
+/// Recipe calls per input.
+const CALL_ROUNDS: usize = 20;
+/// Longest n-gram prompt lookup matches, and the shortest, in bytes of output (about four
+/// tokens and one, as llama.cpp's lookup matches 1- to 4-grams).
+const LOOKUP_MAX: usize = 16;
+const LOOKUP_MIN: usize = 4;
+/// Bytes prompt lookup drafts after a match: about five tokens, llama.cpp lookup's classic
+/// `--draft 5` (longer drafts only add rejected rows here).
+const LOOKUP_DRAFT: usize = 20;
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Prompt lookup: the longest suffix of the output (LOOKUP_MAX down to LOOKUP_MIN bytes) found
+/// earlier in the prompt followed by the output, latest occurrence first; the draft is what
+/// followed it.
+fn lookup<'a>(prompt: &'a [u8]) -> impl Fn(&[u8]) -> Option<Vec<u8>> + 'a {
+    move |out: &[u8]| {
+        let mut hay = prompt.to_vec();
+        hay.extend_from_slice(out);
+        let end = hay.len();
+        for n in (LOOKUP_MIN..=LOOKUP_MAX.min(out.len())).rev() {
+            let tail = &hay[end - n..];
+            if let Some(at) = hay[..end - 1].windows(n).rposition(|w| w == tail) {
+                let from = at + n;
+                if from < end {
+                    return Some(hay[from..(from + LOOKUP_DRAFT).min(end)].to_vec());
+                }
+            }
+        }
+        None
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    tokens: u64,
+    decode_us: u64,
+    passes: u64,
+    drafted: u64,
+    accepted: u64,
+    equal: u64,
+    runs: u64,
+}
+
+impl Tally {
+    fn add(&mut self, g: &kolm::runtime::Generation, plain: &str) {
+        self.tokens += g.output_tokens;
+        self.decode_us += g.micros - g.prefill_micros;
+        self.passes += g.decode_passes;
+        self.drafted += g.drafted_tokens;
+        self.accepted += g.draft_tokens;
+        self.equal += (g.text == plain) as u64;
+        self.runs += 1;
+    }
+    fn rate(&self) -> f64 {
+        self.tokens as f64 * 1e6 / self.decode_us.max(1) as f64
+    }
+    fn passes_per_token(&self) -> f64 {
+        self.passes as f64 / self.tokens.max(1) as f64
+    }
+    fn acceptance(&self) -> String {
+        if self.drafted == 0 {
+            "—".into()
+        } else {
+            format!(
+                "{:.0}% ({} of {})",
+                self.accepted as f64 * 100.0 / self.drafted as f64,
+                self.accepted,
+                self.drafted
+            )
+        }
+    }
+}
+
+fn main() {
+    if std::env::var_os("KOLM_SIGNING_KEY").is_none() {
+        std::env::set_var("KOLM_SIGNING_KEY", "demo-key-not-secret");
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let art = std::env::var_os("KOLM_BENCH_ARTIFACT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("examples/support-triage/dist/support-triage.kolm"));
+    assert!(
+        art.is_file(),
+        "no artifact at {} (run `make demo`, or set KOLM_BENCH_ARTIFACT)",
+        art.display()
+    );
+    let home = kolm::home::Home::from_env();
+    let opened = kolm::runtime::open::open(&art, &home, &Default::default(), true).unwrap();
+    let tests = kolm::evals::parse("tests.jsonl", &opened.tests).unwrap();
+    let inputs: Vec<String> = tests.iter().map(|t| t.input()).collect();
+    let mut pack = recipes::of_artifact(&opened).unwrap();
+    let grounding = opened.grounding(&home, None).unwrap();
+    let mut student = opened.student().unwrap();
+    let m = &opened.manifest;
+    let system = prompt::system_prompt(&m.task.description, Some(&m.task.output_schema));
+    let opts = GenOptions {
+        threads: THREADS,
+        ..GenOptions::default()
+    };
+    let mut session = student.session(&opts).unwrap();
+
+    // 1. Recipe calls, and the model on the same inputs.
+    let schema = jsonschema::validator_for(&m.task.output_schema).unwrap();
+    let sandbox = kolm::recipes::Sandbox::new(pack.pack().limits).unwrap();
+    let recipe = pack
+        .pack()
+        .recipes
+        .first()
+        .expect("the example has a recipe")
+        .clone();
+    // In turns: a call that makes its context, and one whose context was prepared (untimed)
+    // before it, as a caller with idle time between inputs does.
+    let (mut calls, mut prepared) = (Vec::new(), Vec::new());
+    let mut answered = 0;
+    for _ in 0..CALL_ROUNDS {
+        for input in &inputs {
+            let arg = serde_json::Value::String(input.clone());
+            let t = Instant::now();
+            let out = recipe.run(&sandbox, &arg, None, &schema).unwrap();
+            calls.push(t.elapsed().as_secs_f64() * 1e6);
+            answered += out.is_some() as usize;
+            sandbox.prepare();
+            let t = Instant::now();
+            recipe.run(&sandbox, &arg, None, &schema).unwrap();
+            prepared.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    let mut model = Vec::new();
+    for input in &inputs {
+        let g = ground(grounding.as_ref(), input).unwrap();
+        let t = Instant::now();
+        session.generate(&system, &g.text).unwrap();
+        model.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let (c50, c99) = (percentile(&calls, 0.5), percentile(&calls, 0.99));
+    let (p50, p99) = (percentile(&prepared, 0.5), percentile(&prepared, 0.99));
+    let (m50, m99) = (percentile(&model, 0.5), percentile(&model, 0.99));
+
+    // 2. Decoding: plain, RSD, prompt lookup, in turns (`KOLM_BENCH_ONLY=calls` skips it).
+    pack.speculate = true;
+    let calls_only = std::env::var("KOLM_BENCH_ONLY").is_ok_and(|v| v == "calls");
+    let (mut plain_t, mut rsd_t, mut pld_t) =
+        (Tally::default(), Tally::default(), Tally::default());
+    let mut exact = 0;
+    for input in inputs.iter().filter(|_| !calls_only) {
+        let consulted = pack.consult(input);
+        if consulted.exact.is_some() {
+            exact += 1;
+            continue;
+        }
+        let g = ground(grounding.as_ref(), input).unwrap();
+        let plain = session.generate(&system, &g.text).unwrap();
+        plain_t.add(&plain, &plain.text);
+        let drafts = pack.drafts(&consulted).unwrap();
+        let rsd = session
+            .generate_with(&system, &g.text, Some(&drafts as &DraftFn<'_>))
+            .unwrap();
+        rsd_t.add(&rsd, &plain.text);
+        let rendered = student_prompt(&system, &g.text);
+        let pld_fn = lookup(rendered.as_bytes());
+        let pld = session
+            .generate_with(&system, &g.text, Some(&pld_fn as &DraftFn<'_>))
+            .unwrap();
+        pld_t.add(&pld, &plain.text);
+        eprint!(".");
+    }
+    eprintln!();
+
+    let mut rows = vec![
+        format!(
+            "Machine: {} cores. Threads: {THREADS}. Artifact: the support-triage example (SmolLM2-135M-Instruct Q4_1 + its trained adapter, {} evals).",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            inputs.len()
+        ),
+        String::new(),
+        "| measure | recipe | model | ratio |".into(),
+        "|---|---|---|---|".into(),
+        format!(
+            "| answer latency p50, `{}` on every eval input ×{CALL_ROUNDS} (fresh context per call; {} of {} calls answered) | {c50:.1} µs | {:.1} ms | {:.5}× |",
+            recipe.name,
+            answered,
+            calls.len(),
+            m50 / 1e3,
+            c50 / m50
+        ),
+        format!(
+            "| answer latency p99 | {c99:.1} µs | {:.1} ms | {:.5}× |",
+            m99 / 1e3,
+            c99 / m99
+        ),
+        format!(
+            "| the same with the context prepared ahead (`Sandbox::prepare`), p50 / p99 | {p50:.1} / {p99:.1} µs | {:.1} / {:.1} ms | {:.5}× |",
+            m50 / 1e3,
+            m99 / 1e3,
+            p50 / m50
+        ),
+        String::new(),
+        format!(
+            "Decoding the {} eval inputs no exact recipe takes ({exact} are answered by `{}`), the decoders in turns on one session:",
+            plain_t.runs, recipe.name
+        ),
+        String::new(),
+        "| decoder | decode tokens/s | vs plain | passes per output token | draft acceptance | outputs equal to plain |".into(),
+        "|---|---|---|---|---|---|".into(),
+    ];
+    for (name, t) in [
+        ("plain greedy", &plain_t),
+        ("recipe speculative decoding", &rsd_t),
+        ("prompt lookup (n-gram)", &pld_t),
+    ] {
+        rows.push(format!(
+            "| {name} | {:.1} | {:.2}× | {:.3} | {} | {} of {} |",
+            t.rate(),
+            t.rate() / plain_t.rate(),
+            t.passes_per_token(),
+            t.acceptance(),
+            t.equal,
+            t.runs
+        ));
+    }
+    let text = rows.join("\n") + "\n";
+    print!("{text}");
+    if calls_only {
+        return;
+    }
+    let out = root.join("benches/results/recipes.md");
+    std::fs::write(&out, text).unwrap();
+    eprintln!("wrote {}", out.display());
+}
+
+/// The prompt as the session renders it, for prompt lookup to search.
+fn student_prompt(system: &str, input: &str) -> String {
+    // The lookup needs only the text the model saw; the chat template's markers add nothing
+    // a JSON answer could copy.
+    format!("{system}\n{input}")
+}
