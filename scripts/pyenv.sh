@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# A Python venv with the packages kolm's tests read its files with (the `gguf` reader llama.cpp's
-# project publishes): $KOLM_TEST_VENV (default ~/.cache/kolm-test/venv). Extra requirements given
-# as arguments are installed too (benches/run.sh makes its peers' venv this way). Does nothing
-# when every module is there. Safe to run again.
+# A Python venv with the packages kolm's tests use: the `gguf` reader llama.cpp's project
+# publishes, and the `mcp` SDK, a real client of `kolm serve --mcp`. $KOLM_TEST_VENV (default
+# ~/.cache/kolm-test/venv). Extra requirements given as arguments are installed too
+# (benches/run.sh makes its peers' venv this way). Does nothing when every module is there.
+# Safe to run again.
 #
 # Whether venvs work is decided by making one, not by a module's presence: Debian's python3
 # imports `venv` without python3-venv and then fails to make one (no ensurepip wheels).
 set -euo pipefail
 
 venv="${KOLM_TEST_VENV:-$HOME/.cache/kolm-test/venv}"
-reqs=('gguf>=0.10,<1' "$@")
+reqs=('gguf>=0.10,<1' 'mcp==2.3.0' "$@")
 # The import name of each requirement: the part before any version bound, `-` as `_`.
 modules=()
 for r in "${reqs[@]}"; do

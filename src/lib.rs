@@ -12,7 +12,7 @@
 //!
 //! | layer | modules | what it is |
 //! |---|---|---|
-//! | surfaces | `cli` | the `kolm` and `kolmbuild` commands |
+//! | surfaces | `cli`, `serve` | the `kolm` and `kolmbuild` commands; serving artifacts to agents and apps |
 //! | the graph | `graph`, `executor`, `explain` | the build graph, running it, saying why |
 //! | stages | `stages` | one module per stage: base, recall, label, train, decompose, baseline, score, seal |
 //! | build engines | `label`, `train`, `propose` | what the build drives the runtime and the teacher with |
@@ -60,6 +60,7 @@ pub mod receipts;
 pub mod recipes;
 pub mod rng;
 pub mod runtime;
+pub mod serve;
 pub mod stages;
 pub mod teacher;
 pub mod train;

@@ -293,7 +293,7 @@ fn tiny_k_quant_models_name_their_mix_and_need_the_256_wide_shape() {
 #[test]
 fn verbs_not_built_yet_say_so() {
     let home = tempfile::tempdir().unwrap();
-    for verb in ["serve", "tune", "watch"] {
+    for verb in ["tune", "watch"] {
         let out = kolm(home.path()).arg(verb).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{verb}");
         assert!(

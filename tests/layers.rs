@@ -44,7 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("build engines", &["label", "train", "propose"]),
     ("stages", &["stages"]),
     ("the graph", &["graph", "executor", "explain"]),
-    ("surfaces", &["cli"]),
+    ("surfaces", &["cli", "serve"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

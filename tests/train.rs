@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 #[path = "support/student.rs"]
 mod student;
 
+#[path = "support/python.rs"]
+mod python;
+
 const ALL: [&str; 7] = [
     "attn_q",
     "attn_k",
@@ -217,17 +220,7 @@ fn candle_reads_k_quant_bases_as_gguf_py_does_and_matches_llama_cpp() {
 
 /// The test venv's Python (`scripts/pyenv.sh`).
 fn test_python() -> PathBuf {
-    let venv = std::env::var_os("KOLM_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/kolm-test/venv")
-        });
-    let python = venv.join("bin/python");
-    assert!(
-        python.is_file(),
-        "run `bash scripts/pyenv.sh` (`make test` does)"
-    );
-    python
+    python::venv_python()
 }
 
 /// Every tensor of `model` dequantised by gguf-py, one little-endian f32 file per tensor in

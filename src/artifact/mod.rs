@@ -7,6 +7,7 @@
 
 pub mod container;
 pub mod inspect;
+pub mod installed;
 pub mod manifest;
 pub mod payload;
 pub mod sign;

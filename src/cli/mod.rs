@@ -7,8 +7,10 @@
 mod artifact;
 mod build;
 mod cache;
+mod install;
 mod rag;
 mod run;
+mod serve;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -83,11 +85,15 @@ pub enum Command {
     },
     /// Run an artifact on an input; prints the output JSON and writes a receipt.
     Run(run::RunArgs),
-    /// Serve installed artifacts over MCP or HTTP (not available yet).
-    Serve {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Verify an artifact and install it into KOLM_HOME/artifacts/ (replacing an older install
+    /// of the same task).
+    Install(install::InstallArgs),
+    /// The installed artifacts, with task, K and size.
+    List,
+    /// Remove an installed artifact.
+    Uninstall { name: String },
+    /// Serve installed artifacts to agents over MCP (stdio); HTTP is not available yet.
+    Serve(serve::ServeArgs),
     /// The improvement loop (not available yet).
     Tune {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -290,7 +296,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run(a) => run::run(&g, a),
-        Command::Serve { .. } => Err(not_yet("kolm serve", "the MCP and HTTP servers")),
+        Command::Install(a) => install::install(&g, a),
+        Command::List => install::list(&g),
+        Command::Uninstall { name } => install::uninstall(&g, &name),
+        Command::Serve(a) => serve::serve(&g, a),
         Command::Tune { .. } => Err(not_yet("kolm tune", "the tune loop")),
         Command::Rag { command } => rag::run(&g, command),
         Command::Receipts { command } => run::receipts(&g, command),
