@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A Python venv with the packages kolm's tests use: the `gguf` reader llama.cpp's project
-# publishes, and the `mcp` SDK, a real client of `kolm serve --mcp`. $KOLM_TEST_VENV (default
+# publishes, and the `mcp` and `openai` SDKs, real clients of `kolm serve`. $KOLM_TEST_VENV (default
 # ~/.cache/kolm-test/venv). Extra requirements given as arguments are installed too
 # (benches/run.sh makes its peers' venv this way). Does nothing when every module is there.
 # Safe to run again.
@@ -10,7 +10,7 @@
 set -euo pipefail
 
 venv="${KOLM_TEST_VENV:-$HOME/.cache/kolm-test/venv}"
-reqs=('gguf>=0.10,<1' 'mcp==2.3.0' "$@")
+reqs=('gguf>=0.10,<1' 'mcp==2.3.0' 'openai==3.57.0' "$@")
 # The import name of each requirement: the part before any version bound, `-` as `_`.
 modules=()
 for r in "${reqs[@]}"; do

@@ -10,29 +10,6 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use serde_json::{json, Value};
 use support::*;
 
-/// A built project with decompose on (so one input is answered by a recipe).
-fn built() -> Project {
-    let p = Project::new(&kolmfile_text(
-        "[decompose]\nenabled = true\nrecipes_dir = \"recipes\"\n",
-    ));
-    let seeds: String = (0..6)
-        .map(|i| {
-            format!(
-                "{}\n",
-                json!({"input": format!("password problem {i}"), "output": {"label": "account"}})
-            )
-        })
-        .collect();
-    p.write("data/seeds.jsonl", &seeds);
-    p.write(
-        "recipes/password.js",
-        "function recipe(input) { return /password/.test(input) ? {label: 'account'} : null; }",
-    );
-    p.age_all();
-    p.build();
-    p
-}
-
 struct Mcp {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -101,7 +78,7 @@ fn art(p: &Project) -> String {
 
 #[test]
 fn every_handshake_era_negotiates_lists_and_calls() {
-    let p = built();
+    let p = recipe_project();
     let home = tempfile::tempdir().unwrap();
     for (asked, answered) in [
         ("2024-11-05", "2024-11-05"),
@@ -161,7 +138,7 @@ fn every_handshake_era_negotiates_lists_and_calls() {
 
 #[test]
 fn the_stateless_era_discovers_and_calls_per_request() {
-    let p = built();
+    let p = recipe_project();
     let home = tempfile::tempdir().unwrap();
     let mut s = Mcp::start(home.path(), &["--artifact", &art(&p)]);
     let d = s.call(
@@ -208,7 +185,7 @@ fn the_stateless_era_discovers_and_calls_per_request() {
 
 #[test]
 fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
-    let p = built();
+    let p = recipe_project();
     let home = tempfile::tempdir().unwrap();
     // A tampered artifact is not served; the reason is on stderr.
     let bad = p.path("bad.kolm");
@@ -290,7 +267,7 @@ impl Mcp {
 
 #[test]
 fn installed_artifacts_are_served_and_a_vanished_client_ends_the_server() {
-    let p = built();
+    let p = recipe_project();
     let home = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kolm"))
         .arg("install")
@@ -328,18 +305,18 @@ fn serve_says_what_it_needs() {
             .output()
             .unwrap()
     };
-    let out = run(&["--http"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not available yet"));
     let out = run(&[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kolm serve --mcp"));
+    let out = run(&["--mcp", "--http"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
 
 /// The Python `mcp` SDK (2.x, from the test venv) in its three modes.
 #[test]
 fn the_python_mcp_sdk_lists_and_calls_in_every_mode() {
-    let p = built();
+    let p = recipe_project();
     let home = tempfile::tempdir().unwrap();
     let python = support::python::venv_python();
     let script: PathBuf = [

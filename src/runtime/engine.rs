@@ -25,6 +25,8 @@ use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
+pub use super::grammar::schema_grammar;
+use super::grammar::{argmax, best_allowed, FEW};
 use super::prompt::Template;
 use crate::{Error, Result};
 
@@ -364,6 +366,18 @@ impl Session<'_> {
         prompt: &str,
         drafts: Option<&DraftFn<'_>>,
     ) -> Result<Generation> {
+        let grammar = self.grammar;
+        self.generate_under(prompt, drafts, grammar)
+    }
+
+    /// [`Session::generate_drafted`] under `grammar` (llama.cpp GBNF) instead of the
+    /// student's: for a caller that asks for another schema (`None`: unconstrained).
+    pub fn generate_under(
+        &mut self,
+        prompt: &str,
+        drafts: Option<&DraftFn<'_>>,
+        grammar: Option<&str>,
+    ) -> Result<Generation> {
         let started = Instant::now();
         let vocab = self.model.vocab();
         let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
@@ -401,7 +415,7 @@ impl Session<'_> {
         self.decode()?;
         let prefill_micros = started.elapsed().as_micros() as u64;
 
-        let mut sampler = match self.grammar {
+        let mut sampler = match grammar {
             Some(g) => Some(
                 LlamaSampler::grammar(self.model, g, "root")
                     .map_err(|e| Error::failed("llama.cpp rejected the output grammar", e))?,
@@ -655,40 +669,6 @@ fn tokenize_bytes(model: &LlamaModel, text: &[u8]) -> Vec<LlamaToken> {
     model.vocab().tokenize(text, false, false)
 }
 
-/// How many of the likeliest tokens are checked against the grammar before the whole vocabulary.
-const FEW: usize = 64;
-
-/// Of the tokens `ids`, the one the grammar allows with the largest logit (the lowest id on a
-/// tie).
-fn best_allowed(sampler: &mut LlamaSampler, logits: &[f32], ids: &[usize]) -> Option<LlamaToken> {
-    let mut some = LlamaTokenDataArray::from_iter(
-        ids.iter()
-            .map(|&i| LlamaTokenData::new(LlamaToken(i as i32), logits[i], 0.0)),
-        false,
-    );
-    some.apply_sampler(sampler);
-    some.data
-        .iter()
-        .filter(|d| d.logit().is_finite())
-        .max_by(|a, b| {
-            a.logit()
-                .total_cmp(&b.logit())
-                .then(b.id().0.cmp(&a.id().0))
-        })
-        .map(|d| d.id())
-}
-
-/// Index of the largest logit; the lowest index wins a tie, so the choice is deterministic.
-fn argmax(logits: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, l) in logits.iter().enumerate() {
-        if *l > logits[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 /// Where the earliest stop string starts, looking only at matches that end in the bytes added
 /// since `fresh` (earlier ones were looked for already).
 fn find_stop(out: &[u8], fresh: usize, stops: &[String]) -> Option<usize> {
@@ -703,38 +683,6 @@ fn find_stop(out: &[u8], fresh: usize, stops: &[String]) -> Option<usize> {
                 .map(|i| from + i)
         })
         .min()
-}
-
-/// The llama.cpp grammar for a JSON schema, for compact JSON (runtime.md §3).
-///
-/// llama.cpp's converter lets up to 22 whitespace characters stand between any two JSON tokens
-/// (its `space` rule). The student was trained on compact JSON (`train::data`), and a greedy
-/// decoder that once picks a newline there keeps finding whitespace the likeliest allowed
-/// token: hundreds of tokens of it before the answer, for a ten-token answer. So `space`
-/// allows nothing, and the grammar admits exactly the form the student learned.
-pub fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
-    let grammar = llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
-        Error::invalid(
-            format!("llama.cpp cannot turn the task's output schema into a grammar: {e}"),
-            "simplify output_schema (see llama.cpp's json-schema-to-grammar for what it supports)",
-        )
-    })?;
-    Ok(compact(&grammar))
-}
-
-/// `grammar` with its `space` rule allowing no whitespace.
-fn compact(grammar: &str) -> String {
-    grammar
-        .lines()
-        .map(|l| {
-            if l.starts_with("space ::=") {
-                "space ::= \"\""
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Reads and checks a GGUF header and its extent, so llama.cpp only ever sees a sound file.

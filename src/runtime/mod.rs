@@ -2,7 +2,7 @@
 //! (`kolm run`, the library's [`Runner`]), through the same code so the two cannot disagree.
 //!
 //! - [`engine`]: llama.cpp. Loads the base and the LoRA adapter, decodes greedily under the
-//!   grammar llama.cpp derives from the task's JSON schema.
+//!   grammar llama.cpp derives from the task's JSON schema ([`grammar`]), verifying drafts.
 //! - [`prompt`]: how (task, input) becomes the prompt the student sees.
 //! - [`open`]: a `.kolm` made runnable: verified, and its model extracted once.
 //! - [`measure`]: the K components of a student on an eval suite (the score stage and
@@ -11,6 +11,7 @@
 //! [`Runner`] ties them together for one artifact and writes a receipt for every run.
 
 pub mod engine;
+pub mod grammar;
 pub mod measure;
 pub mod model_copy;
 pub mod open;
@@ -130,8 +131,26 @@ impl Runner {
     /// Runs one input and appends its receipt to `KOLM_HOME/logs/receipts.jsonl`: an exact
     /// recipe answers when one accepts the input; otherwise the model does, verifying drafts.
     pub fn run(&mut self, input: &str) -> Result<RunOutput> {
+        self.run_with(input, &Ask::default())
+    }
+
+    /// [`Runner::run`] with what a caller asks beyond its input. Under a schema other than the
+    /// task's, the model answers alone (recipes and drafts are made for the task's), under that
+    /// schema's grammar, and the output is checked against it.
+    pub fn run_with(&mut self, input: &str, ask: &Ask) -> Result<RunOutput> {
         let started = std::time::Instant::now();
-        let consulted = self.recipes.consult(input);
+        let max_tokens = ask
+            .max_tokens
+            .map_or(self.opts.max_tokens, |m| m.clamp(1, self.opts.max_tokens));
+        let custom = ask
+            .schema
+            .filter(|s| **s != self.artifact.manifest.task.output_schema);
+        let grammar = custom.map(engine::schema_grammar).transpose()?;
+        let consulted = if custom.is_some() {
+            recipes::Consulted::default()
+        } else {
+            self.recipes.consult(input)
+        };
         let (output, generation, path, chunk_ids) = match &consulted.exact {
             Some((id, output)) => {
                 let text = serde_json::to_string(output).expect("serialises");
@@ -153,14 +172,24 @@ impl Runner {
             None => {
                 let grounded = self.ground(input)?;
                 let prompt = self.student.render(&self.system, &grounded.text)?;
-                let opts = self.context_for(&prompt, self.opts.max_tokens);
-                let drafts = self.recipes.drafts(&consulted);
-                let drafts = drafts.as_ref().map(|f| f as &engine::DraftFn<'_>);
-                let g = self
-                    .student
-                    .session(&opts)?
-                    .generate_drafted(&prompt, drafts)?;
-                let output = parse_output(&g, self.opts.max_tokens)?;
+                let opts = self.context_for(&prompt, max_tokens);
+                let g = match (&grammar, self.recipes.drafts(&consulted)) {
+                    (Some(gr), _) => {
+                        self.student
+                            .session(&opts)?
+                            .generate_under(&prompt, None, Some(gr))?
+                    }
+                    (None, drafts) => {
+                        let drafts = drafts.as_ref().map(|f| f as &engine::DraftFn<'_>);
+                        self.student
+                            .session(&opts)?
+                            .generate_drafted(&prompt, drafts)?
+                    }
+                };
+                let output = parse_output(&g, max_tokens)?;
+                if let Some(schema) = custom {
+                    check_against(schema, &output)?;
+                }
                 (output, g, "model".to_string(), grounded.chunk_ids)
             }
         };
@@ -184,6 +213,37 @@ impl Runner {
             generation,
             receipt,
         })
+    }
+}
+
+/// What a caller asks of one run beyond its input ([`Runner::run_with`]).
+#[derive(Debug, Default, Clone)]
+pub struct Ask<'a> {
+    /// Answer under this JSON schema instead of the task's.
+    pub schema: Option<&'a serde_json::Value>,
+    /// Fewer output tokens than the runner's limit.
+    pub max_tokens: Option<u32>,
+}
+
+/// An output the caller's schema rejects (the grammar should make this impossible: llama.cpp's
+/// converter does not express every JSON-schema keyword).
+fn check_against(schema: &serde_json::Value, output: &serde_json::Value) -> Result<()> {
+    let v = jsonschema::validator_for(schema).map_err(|e| {
+        Error::invalid(
+            format!("the requested schema does not compile: {e}"),
+            "send a valid JSON schema",
+        )
+    })?;
+    let first = v
+        .iter_errors(output)
+        .next()
+        .map(|e| format!("at `{}`: {e}", e.instance_path()));
+    match first {
+        None => Ok(()),
+        Some(why) => Err(Error::invalid(
+            format!("the output does not match the requested schema {why}"),
+            "llama.cpp's grammar cannot express every JSON-schema keyword; simplify the schema",
+        )),
     }
 }
 

@@ -1,10 +1,12 @@
-//! Serving artifacts to agents and apps: `kolm serve --mcp` ([`mcp`]).
+//! Serving artifacts to agents and apps: `kolm serve --mcp` ([`mcp`]) and `kolm serve --http`
+//! ([`http`]).
 //!
 //! A [`Catalog`] is what a server serves: every installed artifact and every `--artifact PATH`,
 //! each verified when the server starts (one that fails is left out, with the reason on
 //! stderr), each one tool named for its task. A tool's runner (the model loaded, the recipe
 //! sandbox) is opened at its first call and kept: a model stays loaded between calls.
 
+pub mod http;
 pub mod mcp;
 
 use std::collections::BTreeMap;
@@ -14,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::artifact::verify::VerifyOptions;
 use crate::home::Home;
-use crate::runtime::{GenOptions, RunOutput, Runner};
+use crate::runtime::{Ask, GenOptions, RunOutput, Runner};
 use crate::{Error, Result};
 
 /// One artifact being served.
@@ -99,6 +101,11 @@ impl Catalog {
 
     /// Runs the tool `name` on `input`, opening its runner on the first call.
     pub fn call(&mut self, name: &str, input: &str) -> Result<RunOutput> {
+        self.call_with(name, input, &Ask::default())
+    }
+
+    /// [`Catalog::call`] with what the caller asks beyond the input ([`Runner::run_with`]).
+    pub fn call_with(&mut self, name: &str, input: &str, ask: &Ask) -> Result<RunOutput> {
         let Some(s) = self.tools.get_mut(name) else {
             return Err(Error::invalid(
                 format!("no tool named `{name}`"),
@@ -115,7 +122,7 @@ impl Catalog {
             )?);
         }
         let runner = s.runner.as_mut().expect("opened above");
-        let out = runner.run(input);
+        let out = runner.run_with(input, ask);
         // Between calls the next recipe context is made off the next call's path.
         runner.recipes.prepare();
         out

@@ -246,3 +246,27 @@ pub fn triage_schema() -> serde_json::Value {
         "additionalProperties": false
     })
 }
+
+/// A project built end to end with decompose on: six password seeds and a recipe that answers
+/// every input mentioning a password exactly, so a run can go either way.
+pub fn recipe_project() -> Project {
+    let p = Project::new(&kolmfile_text(
+        "[decompose]\nenabled = true\nrecipes_dir = \"recipes\"\n",
+    ));
+    let seeds: String = (0..6)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({"input": format!("password problem {i}"), "output": {"label": "account"}})
+            )
+        })
+        .collect();
+    p.write("data/seeds.jsonl", &seeds);
+    p.write(
+        "recipes/password.js",
+        "function recipe(input) { return /password/.test(input) ? {label: 'account'} : null; }",
+    );
+    p.age_all();
+    p.build();
+    p
+}

@@ -1,0 +1,79 @@
+//! Choosing tokens under a grammar: the task's JSON schema as llama.cpp GBNF that admits only
+//! compact JSON, and the greedy choice among the tokens it allows.
+
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::{Error, Result};
+
+/// How many of the likeliest tokens are checked against the grammar before the whole vocabulary.
+pub(super) const FEW: usize = 64;
+
+/// Of the tokens `ids`, the one the grammar allows with the largest logit (the lowest id on a
+/// tie).
+pub(super) fn best_allowed(
+    sampler: &mut LlamaSampler,
+    logits: &[f32],
+    ids: &[usize],
+) -> Option<LlamaToken> {
+    let mut some = LlamaTokenDataArray::from_iter(
+        ids.iter()
+            .map(|&i| LlamaTokenData::new(LlamaToken(i as i32), logits[i], 0.0)),
+        false,
+    );
+    some.apply_sampler(sampler);
+    some.data
+        .iter()
+        .filter(|d| d.logit().is_finite())
+        .max_by(|a, b| {
+            a.logit()
+                .total_cmp(&b.logit())
+                .then(b.id().0.cmp(&a.id().0))
+        })
+        .map(|d| d.id())
+}
+
+/// Index of the largest logit; the lowest index wins a tie, so the choice is deterministic.
+pub(super) fn argmax(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, l) in logits.iter().enumerate() {
+        if *l > logits[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// The llama.cpp grammar for a JSON schema, for compact JSON (runtime.md §3).
+///
+/// llama.cpp's converter lets up to 22 whitespace characters stand between any two JSON tokens
+/// (its `space` rule). The student was trained on compact JSON (`train::data`), and a greedy
+/// decoder that once picks a newline there keeps finding whitespace the likeliest allowed
+/// token: hundreds of tokens of it before the answer, for a ten-token answer. So `space`
+/// allows nothing, and the grammar admits exactly the form the student learned.
+pub fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
+    let grammar = llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
+        Error::invalid(
+            format!("llama.cpp cannot turn the task's output schema into a grammar: {e}"),
+            "simplify output_schema (see llama.cpp's json-schema-to-grammar for what it supports)",
+        )
+    })?;
+    Ok(compact(&grammar))
+}
+
+/// `grammar` with its `space` rule allowing no whitespace.
+fn compact(grammar: &str) -> String {
+    grammar
+        .lines()
+        .map(|l| {
+            if l.starts_with("space ::=") {
+                "space ::= \"\""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
