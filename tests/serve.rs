@@ -355,3 +355,34 @@ fn the_python_mcp_sdk_lists_and_calls_in_every_mode() {
         assert_eq!(v["is_error"], false);
     }
 }
+
+#[test]
+fn a_thousand_calls_in_a_row_keep_memory_flat() {
+    let p = recipe_project();
+    let home = tempfile::tempdir().unwrap();
+    let mut s = Mcp::start(home.path(), &["--artifact", &art(&p)]);
+    let pid = s.child.id();
+    s.call(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}));
+    let call = |s: &mut Mcp, i: u64| {
+        // Every tenth call goes to the model; a recipe answers the rest.
+        let input = if !i.is_multiple_of(10) {
+            format!("password {i}")
+        } else {
+            format!("crash {i}")
+        };
+        let r = s.call(json!({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+            "params": {"name": "demo", "arguments": {"input": input}}}));
+        assert_eq!(r["result"]["isError"], false, "{r}");
+    };
+    for i in 1..=100 {
+        call(&mut s, i);
+    }
+    let warm = rss_kib(pid);
+    for i in 101..=1000 {
+        call(&mut s, i);
+    }
+    let after = rss_kib(pid);
+    eprintln!("kolm serve --mcp RSS: {warm} KiB after 100 calls, {after} KiB after 1,000");
+    assert!(after < warm + 16 * 1024, "{warm} -> {after} KiB");
+    s.finish();
+}

@@ -307,3 +307,55 @@ fn the_python_openai_sdk_talks_to_it() {
     );
     s.stop();
 }
+
+#[test]
+fn sixty_four_clients_at_once_keep_memory_flat() {
+    let p = recipe_project();
+    let home = tempfile::tempdir().unwrap();
+    let s = Http::start(
+        home.path(),
+        &[
+            "--artifact",
+            p.artifact().to_str().unwrap(),
+            "--queue",
+            "64",
+        ],
+        None,
+    );
+    let url = s.url("/v1/chat/completions");
+    let round = |n: usize| {
+        let handles: Vec<_> = (0..64)
+            .map(|i| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    // One client in eight asks the model; a recipe answers the others.
+                    let input = if i % 8 == 0 {
+                        format!("crash {n}-{i}")
+                    } else {
+                        format!("password {n}-{i}")
+                    };
+                    reqwest::blocking::Client::new()
+                        .post(url)
+                        .json_body(&ask("demo", &input))
+                        .timeout(Duration::from_secs(300))
+                        .send()
+                        .unwrap()
+                        .status()
+                        .as_u16()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), 200);
+        }
+    };
+    round(0);
+    let warm = rss_kib(s.child.id());
+    for n in 1..=5 {
+        round(n);
+    }
+    let after = rss_kib(s.child.id());
+    eprintln!("kolm serve --http RSS: {warm} KiB after 64 requests, {after} KiB after 384");
+    assert!(after < warm + 16 * 1024, "{warm} -> {after} KiB");
+    s.stop();
+}
