@@ -22,3 +22,4 @@ cargo bench --bench train
 cargo bench --bench teacher
 # The example built by `make demo` (its artifact, in the same KOLM_HOME).
 cargo bench --bench recipes
+cargo bench --bench serve
