@@ -12,7 +12,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 DEMO_KEY := $${KOLM_SIGNING_KEY:-demo-key-not-secret}
 
-.PHONY: demo test bench deps embedder base student pyenv build
+.PHONY: demo test bench deps embedder base student pyenv inspector build
 
 deps:
 	@bash scripts/deps.sh
@@ -40,6 +40,10 @@ student: base
 pyenv:
 	@bash scripts/pyenv.sh
 
+# The MCP Inspector CLI and the Node it runs on, from the npm registry (see the script).
+inspector:
+	@bash scripts/inspector.sh >/dev/null
+
 build: deps
 	$(CARGO) build --release --bins
 
@@ -50,7 +54,7 @@ demo: build base
 	KOLM_SIGNING_KEY=$(DEMO_KEY) $(BIN)/kolm run $(EXAMPLE)/dist/support-triage.kolm \
 	  "Subject: Charged twice. I was billed twice for my Pro plan this month, please refund the extra charge."
 
-test: deps embedder base pyenv
+test: deps embedder base pyenv inspector
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	python3 $(EXAMPLE)/gen_data.py --check

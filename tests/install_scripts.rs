@@ -249,3 +249,16 @@ fn model_fetchers_install_pip_when_python_has_none() {
         );
     }
 }
+
+/// With no npm, the Inspector's installer asks apt for Debian's npm (to run `npm ci` with; the
+/// Inspector itself runs on the Node 22 the lock pins), and fails rather than pretend when that
+/// npm does not appear.
+#[test]
+fn inspector_installs_npm_when_there_is_none() {
+    let m = Machine::new();
+    let dir = m.dir.path().join("npm");
+    let out = m.run("scripts/inspector.sh", &[("KOLM_INSPECTOR_DIR", &dir)]);
+    assert_eq!(m.installed(), ["npm"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("npm is still not usable"));
+}

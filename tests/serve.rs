@@ -386,3 +386,67 @@ fn a_thousand_calls_in_a_row_keep_memory_flat() {
     assert!(after < warm + 16 * 1024, "{warm} -> {after} KiB");
     s.finish();
 }
+
+/// The MCP Inspector CLI (npm, pinned; `scripts/inspector.sh` installs it with its Node) in
+/// each of its protocol eras: lists the tools and calls one.
+#[test]
+fn the_mcp_inspector_cli_lists_and_calls_in_every_era() {
+    let p = recipe_project();
+    let home = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("KOLM_INSPECTOR_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/kolm-test/npm")
+        });
+    let node = dir.join("node_modules/.bin/node");
+    let inspector =
+        dir.join("node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js");
+    assert!(
+        node.is_file() && inspector.is_file(),
+        "run `bash scripts/inspector.sh` (`make test` does)"
+    );
+    let run = |era: &str, method: &[&str]| -> Value {
+        let out = Command::new(&node)
+            .arg(&inspector)
+            .args(["--cli", "-q", "--format", "json", "--protocol-era", era])
+            .args(method)
+            .arg("-e")
+            .arg(format!("KOLM_HOME={}", home.path().display()))
+            .arg("-e")
+            .arg(format!("KOLM_SIGNING_KEY={KEY}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_kolm"))
+            .args(["serve", "--mcp", "--artifact", &art(&p)])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{era} {method:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+        v["result"].clone()
+    };
+    for era in ["legacy", "auto", "modern"] {
+        let list = run(era, &["--method", "tools/list"]);
+        assert_eq!(list["tools"][0]["name"], "demo", "{era}: {list}");
+        let call = run(
+            era,
+            &[
+                "--method",
+                "tools/call",
+                "--tool-name",
+                "demo",
+                "--tool-args-json",
+                r#"{"input":"my password expired"}"#,
+            ],
+        );
+        assert_eq!(
+            call["structuredContent"],
+            json!({"label": "account"}),
+            "{era}: {call}"
+        );
+        assert!(call["_kolm"]["recipe_id"].is_string(), "{era}: {call}");
+    }
+}
