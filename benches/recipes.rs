@@ -18,12 +18,15 @@
 //! built (`make demo`); `KOLM_BENCH_ARTIFACT` names another copy, and its
 //! signing key comes from `KOLM_SIGNING_KEY` (default: the demo's key).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use kolm::recall::ground::ground;
 use kolm::runtime::engine::DraftFn;
 use kolm::runtime::{prompt, recipes, GenOptions};
+
+#[path = "support/example.rs"]
+mod example;
+use example::percentile;
 
 const THREADS: u32 = 2;
 /// Recipe calls per input.
@@ -35,12 +38,6 @@ const LOOKUP_MIN: usize = 4;
 /// Bytes prompt lookup drafts after a match: about five tokens, llama.cpp lookup's classic
 /// `--draft 5` (longer drafts only add rejected rows here).
 const LOOKUP_DRAFT: usize = 20;
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
 
 /// Prompt lookup: the longest suffix of the output (LOOKUP_MAX down to LOOKUP_MIN bytes) found
 /// earlier in the prompt followed by the output, latest occurrence first; the draft is what
@@ -105,21 +102,7 @@ impl Tally {
 }
 
 fn main() {
-    if std::env::var_os("KOLM_SIGNING_KEY").is_none() {
-        std::env::set_var("KOLM_SIGNING_KEY", "demo-key-not-secret");
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let art = std::env::var_os("KOLM_BENCH_ARTIFACT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("examples/support-triage/dist/support-triage.kolm"));
-    assert!(
-        art.is_file(),
-        "no artifact at {} (run `make demo`, or set KOLM_BENCH_ARTIFACT)",
-        art.display()
-    );
-    let home = kolm::home::Home::from_env();
-    let opened = kolm::runtime::open::open(&art, &home, &Default::default(), true).unwrap();
-    let tests = kolm::evals::parse("tests.jsonl", &opened.tests).unwrap();
+    let (_, root, home, opened, tests) = example::open();
     let inputs: Vec<String> = tests.iter().map(|t| t.input()).collect();
     let mut pack = recipes::of_artifact(&opened).unwrap();
     let grounding = opened.grounding(&home, None).unwrap();

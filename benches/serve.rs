@@ -7,37 +7,20 @@
 //! signing key comes from `KOLM_SIGNING_KEY` (default: the demo's key).
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
 /// Round trips of each kind.
+#[path = "support/example.rs"]
+mod example;
+use example::percentile;
+
 const CALLS: usize = 60;
 
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 fn main() {
-    if std::env::var_os("KOLM_SIGNING_KEY").is_none() {
-        std::env::set_var("KOLM_SIGNING_KEY", "demo-key-not-secret");
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let art = std::env::var_os("KOLM_BENCH_ARTIFACT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("examples/support-triage/dist/support-triage.kolm"));
-    assert!(
-        art.is_file(),
-        "no artifact at {} (run `make demo`, or set KOLM_BENCH_ARTIFACT)",
-        art.display()
-    );
-    let home = kolm::home::Home::from_env();
-    let opened = kolm::runtime::open::open(&art, &home, &Default::default(), true).unwrap();
-    let tests = kolm::evals::parse("tests.jsonl", &opened.tests).unwrap();
+    let (art, root, _, opened, tests) = example::open();
     let pack = kolm::runtime::recipes::of_artifact(&opened).unwrap();
     let (mut by_recipe, mut by_model) = (Vec::new(), Vec::new());
     for t in &tests {
