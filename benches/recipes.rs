@@ -106,7 +106,7 @@ fn main() {
     let inputs: Vec<String> = tests.iter().map(|t| t.input()).collect();
     let mut pack = recipes::of_artifact(&opened).unwrap();
     let grounding = opened.grounding(&home, None).unwrap();
-    let mut student = opened.student().unwrap();
+    let student = opened.student().unwrap();
     let m = &opened.manifest;
     let system = prompt::system_prompt(&m.task.description, Some(&m.task.output_schema));
     let opts = GenOptions {

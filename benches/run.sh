@@ -6,9 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 venv="$target/bench-venv"
-# DVC, the embedding peer (torch comes with it; large, installed once) and the training peer.
+# DVC, the embedding peer (torch comes with it; large, installed once), the training peer and
+# the serving peer (llama-cpp-python builds its llama.cpp from source: about 10 minutes here).
 KOLM_TEST_VENV="$venv" bash scripts/pyenv.sh 'dvc>=3,<4' 'sentence-transformers>=5,<7' \
-  'peft>=0.13,<1'
+  'peft>=0.13,<1' 'llama-cpp-python[server]==0.3.36'
+# The HTTP load generator (Debian).
+if ! command -v wrk >/dev/null; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk
+fi
 export DVC="$venv/bin/dvc"
 export KOLM_BENCH_PYTHON="$venv/bin/python"
 bash scripts/embedder.sh
@@ -23,3 +30,4 @@ cargo bench --bench teacher
 # The example built by `make demo` (its artifact, in the same KOLM_HOME).
 cargo bench --bench recipes
 cargo bench --bench serve
+cargo bench --bench serve_http

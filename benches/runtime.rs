@@ -74,7 +74,7 @@ fn adapter(model: &Path) -> PathBuf {
 /// llama.cpp's is llama-bench's tg test: after a warm-up token, one `llama_decode` per token on
 /// a one-token batch, `llama_synchronize`, the next token drawn at random (no sampling).
 fn decode_pair(model: &Path, adapter: Option<&Path>) -> (f64, f64) {
-    let mut student = Student::load(model, adapter, None).unwrap();
+    let student = Student::load(model, adapter, None).unwrap();
     let opts = GenOptions {
         threads: THREADS,
         max_tokens: GEN,

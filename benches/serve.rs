@@ -31,6 +31,10 @@ fn main() {
             by_model.push(input);
         }
     }
+    assert!(
+        !by_recipe.is_empty() && !by_model.is_empty(),
+        "the artifact must answer some tests with a recipe and some with the model: build the example with this kolm (make demo)"
+    );
     let task = opened.manifest.task.name.clone();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kolm"))
         .args(["serve", "--mcp", "--threads", "2", "--artifact"])

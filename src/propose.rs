@@ -4,8 +4,8 @@
 
 use serde_json::{json, Value};
 
+use crate::evals::verify::json_in;
 use crate::kolmfile::TaskConfig;
-use crate::teacher::request::json_in;
 use crate::teacher::{Answer, Request};
 
 /// Labelled pairs shown to the teacher; the rest are held out to verify its recipes on.

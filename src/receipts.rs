@@ -18,6 +18,8 @@ use crate::home::Home;
 use crate::{Error, Result};
 
 pub const SPEC: &str = "rs-1-run";
+/// The spec of a receipt for k samples put through the verifier (`/v1/wrap/verified`).
+pub const VERIFIED_SPEC: &str = "rs-1-verified";
 /// `prev` of the first receipt in a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -38,6 +40,30 @@ pub struct RunFacts {
     /// Recall chunks the prompt was grounded in.
     #[serde(default)]
     pub chunk_ids: Vec<String>,
+    /// What the verifier made of k samples; present exactly in `rs-1-verified` receipts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<VerifiedFacts>,
+}
+
+/// The verifier's part of an `rs-1-verified` receipt. `output_sha256` is then the winner's
+/// output (or the hash of `null` when the verifier failed the call).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifiedFacts {
+    /// Samples taken (1 when an exact recipe answered: it is deterministic).
+    pub k: u32,
+    /// Whether a strict majority of the k samples agreed on a schema-valid output.
+    pub pass: bool,
+    /// Index of the first sample that gave the winning output.
+    pub winner: Option<u32>,
+    /// Samples agreeing with the winner, over k (0 when none won).
+    pub agreement: f64,
+    /// Why the verifier failed the call, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The sampling seed and temperature (sample 0 is always the greedy answer).
+    pub seed: u64,
+    pub temperature: f64,
 }
 
 /// One line of the log.
@@ -105,8 +131,13 @@ pub fn append(path: &Path, facts: RunFacts, key: Option<&Key>) -> Result<Receipt
             (r.seq + 1, crate::digest::sha256(&line))
         }
     };
+    let spec = if facts.verified.is_some() {
+        VERIFIED_SPEC
+    } else {
+        SPEC
+    };
     let mut r = Receipt {
-        spec: SPEC.into(),
+        spec: spec.into(),
         seq,
         prev,
         time: crate::dates::now_rfc3339(),
@@ -189,8 +220,13 @@ pub fn verify(path: &Path, key: Option<&Key>) -> Result<ChainReport> {
                 break;
             }
         };
-        let problem = if r.spec != SPEC {
-            Some(format!("spec is `{}`, expected `{SPEC}`", r.spec))
+        let expected = if r.facts.verified.is_some() {
+            VERIFIED_SPEC
+        } else {
+            SPEC
+        };
+        let problem = if r.spec != expected {
+            Some(format!("spec is `{}`, expected `{expected}`", r.spec))
         } else if crate::digest::canonical_json(&r) != line {
             Some("the line is not in canonical form (it was edited)".into())
         } else if r.seq != count {
@@ -243,6 +279,7 @@ mod tests {
             tokens_out: 2,
             draft_tokens_accepted: 0,
             chunk_ids: vec![],
+            verified: None,
         }
     }
 
@@ -268,5 +305,36 @@ mod tests {
             "lines 1-2 are fine, line 4 no longer links"
         );
         assert_eq!(bad.broken.unwrap().line, 4);
+    }
+
+    #[test]
+    fn verified_receipts_chain_with_run_receipts_and_keep_their_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.jsonl");
+        append(&p, facts(0), None).unwrap();
+        let v = RunFacts {
+            verified: Some(VerifiedFacts {
+                k: 3,
+                pass: false,
+                winner: None,
+                agreement: 0.0,
+                reason: Some("no majority".into()),
+                seed: 7,
+                temperature: 0.8,
+            }),
+            ..facts(1)
+        };
+        let r = append(&p, v, None).unwrap();
+        assert_eq!(r.spec, VERIFIED_SPEC);
+        append(&p, facts(2), None).unwrap();
+        let ok = verify(&p, None).unwrap();
+        assert_eq!((ok.receipts, ok.broken.is_none()), (3, true));
+
+        // A verified receipt passed off as a plain run (its verdict dropped) breaks the chain.
+        let text = std::fs::read_to_string(&p).unwrap();
+        let forged = text.replace("\"spec\":\"rs-1-verified\"", "\"spec\":\"rs-1-run\"");
+        std::fs::write(&p, forged).unwrap();
+        let bad = verify(&p, None).unwrap();
+        assert_eq!(bad.broken.unwrap().line, 2);
     }
 }

@@ -28,7 +28,7 @@ fn drafts_change_the_passes_never_the_output() {
     for (arch, quant) in [("llama", Quant::F32), ("qwen2", Quant::F32)] {
         let path = dir.path().join(format!("{arch}-{quant:?}.gguf"));
         std::fs::write(&path, tiny::model(arch, &tiny::Shape::TINY, 5, quant)).unwrap();
-        let mut student = Student::load(&path, None, Some(&schema())).unwrap();
+        let student = Student::load(&path, None, Some(&schema())).unwrap();
         for input in ["I was charged twice", "the app crashes on start", "hello"] {
             for max_tokens in [64, 5] {
                 let opts = GenOptions {
@@ -70,6 +70,59 @@ fn drafts_change_the_passes_never_the_output() {
             }
         }
     }
+}
+
+#[test]
+fn sampling_is_seeded_and_drafts_do_not_change_a_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = prompt::system_prompt("Triage the message.", Some(&schema()));
+    let path = dir.path().join("llama.gguf");
+    std::fs::write(
+        &path,
+        tiny::model("llama", &tiny::Shape::TINY, 5, Quant::F32),
+    )
+    .unwrap();
+    let student = Student::load(&path, None, Some(&schema())).unwrap();
+    let sampled = |seed: u64| GenOptions {
+        max_tokens: 64,
+        sample: Some(kolm::runtime::engine::Sampling {
+            temperature: 1.5,
+            // The whole tiny vocabulary: a random model's top 40 often hold one allowed token.
+            top_k: 100_000,
+            seed,
+        }),
+        ..GenOptions::default()
+    };
+    let mut texts = std::collections::BTreeSet::new();
+    for seed in 0..8 {
+        let mut s = student.session(&sampled(seed)).unwrap();
+        let a = s.generate(&system, "I was charged twice").unwrap();
+        let b = s.generate(&system, "I was charged twice").unwrap();
+        assert_eq!(a.text, b.text, "seed {seed}: one seed, one sample");
+        // A draft of the sample itself, and a wrong one: one draw per token either way.
+        let right = a.text.clone().into_bytes();
+        let perfect = |so_far: &[u8]| {
+            right
+                .strip_prefix(so_far)
+                .filter(|r| !r.is_empty())
+                .map(<[u8]>::to_vec)
+        };
+        let wrong = |_: &[u8]| Some(br#"{"label":"account","severity":"high"}"#.to_vec());
+        let drafted = s
+            .generate_with(&system, "I was charged twice", Some(&perfect))
+            .unwrap();
+        assert_eq!(drafted.text, a.text, "seed {seed}: right drafts");
+        let missed = s
+            .generate_with(&system, "I was charged twice", Some(&wrong))
+            .unwrap();
+        assert_eq!(missed.text, a.text, "seed {seed}: wrong drafts");
+        // Under the grammar, always the schema's JSON.
+        let v: Value = serde_json::from_str(&a.text).unwrap();
+        assert!(v["label"].is_string(), "{v}");
+        texts.insert(a.text);
+    }
+    // A random model at temperature 1.5: eight seeds do not all draw the greedy answer.
+    assert!(texts.len() > 1, "every seed drew {texts:?}");
 }
 
 fn kolm_cmd(home: &Path) -> Command {

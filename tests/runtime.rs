@@ -93,7 +93,7 @@ fn every_tiny_model_answers_with_schema_valid_json() {
 fn greedy_decoding_is_deterministic_and_thread_count_free() {
     let dir = tempfile::tempdir().unwrap();
     let m = write_model(dir.path(), "llama", 9, Quant::F32);
-    let mut st = Student::load(&m, None, Some(&schema())).unwrap();
+    let st = Student::load(&m, None, Some(&schema())).unwrap();
     let system = prompt::system_prompt("Triage.", Some(&schema()));
     let mut outs = vec![];
     for threads in [1, 2, 1] {
@@ -115,7 +115,7 @@ fn a_session_reusing_the_shared_prefix_answers_as_a_fresh_one() {
     let dir = tempfile::tempdir().unwrap();
     let m = write_model(dir.path(), "qwen2", 4, Quant::F32);
     let a = strong_adapter(dir.path(), &m);
-    let mut st = Student::load(&m, Some(&a), Some(&schema())).unwrap();
+    let st = Student::load(&m, Some(&a), Some(&schema())).unwrap();
     let system = prompt::system_prompt("Triage the message.", Some(&schema()));
     let some_tokens = st.tokenize("a few tokens");
     let inputs = [
@@ -166,8 +166,8 @@ fn a_trained_adapter_is_applied() {
     let dir = tempfile::tempdir().unwrap();
     let m = write_model(dir.path(), "llama", 2, Quant::F32);
     let a = strong_adapter(dir.path(), &m);
-    let mut plain = Student::load(&m, None, None).unwrap();
-    let mut adapted = Student::load(&m, Some(&a), None).unwrap();
+    let plain = Student::load(&m, None, None).unwrap();
+    let adapted = Student::load(&m, Some(&a), None).unwrap();
     let opts = GenOptions {
         max_tokens: 12,
         ignore_eos: true,
@@ -188,7 +188,7 @@ fn a_trained_adapter_is_applied() {
 fn stop_strings_and_max_tokens_end_generation() {
     let dir = tempfile::tempdir().unwrap();
     let m = write_model(dir.path(), "llama", 4, Quant::F32);
-    let mut st = Student::load(&m, None, Some(&schema())).unwrap();
+    let st = Student::load(&m, None, Some(&schema())).unwrap();
     let system = prompt::system_prompt("Triage.", Some(&schema()));
     let opts = GenOptions {
         max_tokens: 3,

@@ -53,15 +53,23 @@ impl Http {
         format!("{}{path}", self.base)
     }
 
-    fn chat(&self, body: &Value) -> (u16, Value) {
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let r = reqwest::blocking::Client::new()
-            .post(self.url("/v1/chat/completions"))
+            .post(self.url(path))
             .json_body(body)
             .timeout(Duration::from_secs(120))
             .send()
             .unwrap();
         let status = r.status().as_u16();
         (status, json_of(r))
+    }
+
+    fn chat(&self, body: &Value) -> (u16, Value) {
+        self.post("/v1/chat/completions", body)
+    }
+
+    fn wrap(&self, body: &Value) -> (u16, Value) {
+        self.post("/v1/wrap/verified", body)
     }
 
     /// SIGTERM: the server finishes and exits 0.
@@ -92,8 +100,8 @@ fn ask(model: &str, input: &str) -> Value {
     json!({"model": model, "messages": [{"role": "system", "content": "ignored"}, {"role": "user", "content": input}]})
 }
 
-#[test]
-fn the_openai_api_answers_with_the_artifact() {
+/// The recipe project built, and a server for its artifact (no token) in a fresh home.
+fn serving() -> (Project, tempfile::TempDir, Http) {
     let p = recipe_project();
     let home = tempfile::tempdir().unwrap();
     let s = Http::start(
@@ -101,6 +109,12 @@ fn the_openai_api_answers_with_the_artifact() {
         &["--artifact", p.artifact().to_str().unwrap()],
         None,
     );
+    (p, home, s)
+}
+
+#[test]
+fn the_openai_api_answers_with_the_artifact() {
+    let (_p, _home, s) = serving();
     let get = |path: &str| reqwest::blocking::get(s.url(path)).unwrap();
     assert_eq!(json_of(get("/healthz"))["status"], "ok");
     let models = json_of(get("/v1/models"));
@@ -171,6 +185,126 @@ fn the_openai_api_answers_with_the_artifact() {
     );
     assert!(metrics.contains("kolm_recipe_answers_total 1"), "{metrics}");
     s.stop();
+}
+
+#[test]
+fn wrap_verified_puts_k_samples_through_the_verifier_and_signs_a_receipt() {
+    let (_p, home, s) = serving();
+    let wrap = |extra: Value| {
+        let mut body = json!({"model": "demo"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        s.wrap(&body)
+    };
+    let mut receipts = 0;
+
+    // An exact recipe is deterministic: one sample, and the receipt names it.
+    let (status, r) = wrap(json!({"input": "my password expired", "k": 5}));
+    assert_eq!(status, 200, "{r}");
+    receipts += 1;
+    assert_eq!(r["object"], "kolm.verified");
+    assert_eq!(r["output"], json!({"label": "account"}));
+    assert_eq!(r["verifier"]["k"], 1);
+    assert_eq!(r["verifier"]["pass"], true);
+    assert!(r["recipe_id"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(r["receipt"]["spec"], "rs-1-verified");
+    assert!(r["receipt"]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("recipe:"));
+    assert!(r["receipt"]["mac"].is_string(), "signed with the key");
+
+    // The model: sample 0 is the greedy answer, the chat endpoint's; near-greedy samples
+    // agree with it; the winner's hash is the receipt's output hash.
+    let (_, chat) = s.chat(&ask("demo", "the app crashes"));
+    receipts += 1;
+    let greedy: Value =
+        serde_json::from_str(chat["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    let (status, r) = wrap(
+        json!({"messages": [{"role": "user", "content": "the app crashes"}], "k": 3, "temperature": 0.01}),
+    );
+    assert_eq!(status, 200, "{r}");
+    receipts += 1;
+    assert_eq!(r["samples"][0]["output"], greedy);
+    assert_eq!(
+        r["verifier"],
+        json!({"k": 3, "pass": true, "winner": 0, "agreement": 1.0, "reason": null})
+    );
+    assert_eq!(r["output"], greedy);
+    assert_eq!(
+        r["receipt"]["output_sha256"],
+        json!(kolm::digest::sha256(&kolm::digest::canonical_json(&greedy)))
+    );
+    assert_eq!(r["receipt"]["verified"]["k"], 3);
+    assert!(r["recipe_id"].is_null());
+
+    // Samples that are not the schema's JSON (cut by max_tokens here) fail the verifier: the
+    // call says so (200, output null, the reason) with a receipt that records the failure.
+    let cut =
+        json!({"input": "hello there", "k": 3, "max_tokens": 3, "temperature": 1.5, "seed": 9});
+    let (status, r) = wrap(cut.clone());
+    assert_eq!(status, 200, "{r}");
+    receipts += 1;
+    assert!(r["output"].is_null());
+    assert_eq!(r["verifier"]["pass"], false);
+    assert_eq!(r["verifier"]["reason"], "not JSON");
+    assert_eq!(r["samples"].as_array().unwrap().len(), 3);
+    assert_eq!(r["receipt"]["verified"]["pass"], false);
+    assert_eq!(r["receipt"]["verified"]["seed"], 9);
+    assert_eq!(
+        r["receipt"]["output_sha256"],
+        json!(kolm::digest::sha256(b"null"))
+    );
+    // One seed, the same samples.
+    let (_, again) = wrap(cut);
+    receipts += 1;
+    assert_eq!(again["samples"], r["samples"]);
+
+    // Refusals name the field.
+    for (body, says) in [
+        (json!({"input": "x", "k": 0}), "`k` must be 1 to 16"),
+        (json!({"input": "x", "k": 17}), "`k` must be 1 to 16"),
+        (
+            json!({"input": "x", "temperature": 0}),
+            "`temperature` must be in (0, 2]",
+        ),
+        (
+            json!({"input": "x", "temperature": 2.5}),
+            "`temperature` must be in (0, 2]",
+        ),
+        (json!({"input": "x", "seed": -1}), "`seed`"),
+        (
+            json!({"input": "x", "top_k": 0}),
+            "`top_k` must be at least 1",
+        ),
+        (json!({"input": 3}), "`input` must be a string"),
+        (json!({"input": "x", "messages": []}), "not both"),
+        (json!({}), "`input` (a string) or `messages`"),
+    ] {
+        let (status, r) = wrap(body.clone());
+        assert_eq!(status, 400, "{body}: {r}");
+        let msg = r["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{body}: {msg}");
+    }
+    let (status, r) = s.wrap(&json!({"model": "ghost", "input": "x"}));
+    assert_eq!(
+        (status, r["error"]["code"].clone()),
+        (404, json!("model_not_found"))
+    );
+    s.stop();
+
+    // Every answered call is one link of the signed chain, run and verified receipts alike.
+    let v = ok_json(
+        &std::process::Command::new(env!("CARGO_BIN_EXE_kolm"))
+            .args(["--json", "receipts", "verify"])
+            .env("KOLM_HOME", home.path())
+            .env("KOLM_SIGNING_KEY", KEY)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(v["chain"]["receipts"], receipts);
+    assert_eq!(v["chain"]["macs_checked"], true);
 }
 
 #[test]

@@ -443,7 +443,7 @@ fn on_the_real_student_training_and_the_runtime_agree() {
 /// Exact-match accuracy of `model` + `adapter` on `pairs`, through the runtime.
 fn accuracy(model: &Path, adapter: &Path, pairs: &[Value]) -> f64 {
     let s = schema();
-    let mut st = Student::load(model, Some(adapter), Some(&s)).unwrap();
+    let st = Student::load(model, Some(adapter), Some(&s)).unwrap();
     let system = prompt::system_prompt(DESCRIPTION, Some(&s));
     let mut session = st
         .session(&GenOptions {
@@ -519,14 +519,14 @@ fn the_exported_adapter_loads_in_llama_cpp_and_python_gguf_reads_it() {
     std::fs::write(&adapter, &trained.adapter).unwrap();
     // llama.cpp takes it (kolm checks the shapes first, then llama.cpp loads it), and it is
     // not the identity.
-    let mut st = Student::load(&model, Some(&adapter), None).unwrap();
+    let st = Student::load(&model, Some(&adapter), None).unwrap();
     let ids = st.tokenize("a small red box");
     let with = st
         .session(&GenOptions::default())
         .unwrap()
         .logits(&ids)
         .unwrap();
-    let mut base = Student::load(&model, None, None).unwrap();
+    let base = Student::load(&model, None, None).unwrap();
     let without = base
         .session(&GenOptions::default())
         .unwrap()

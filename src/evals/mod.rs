@@ -7,6 +7,7 @@
 //! [`assert`]; the normative text is `kolmfile-spec/evals.md`.
 
 pub mod assert;
+pub mod verify;
 
 use serde_json::{Map, Value};
 

@@ -11,19 +11,18 @@
 //! input), so the teacher answers the question the student will be asked.
 
 pub mod synth;
-pub mod verify;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::evals::verify::{Verdict, Verifier};
 use crate::kolmfile::TaskConfig;
 use crate::recall::ground::{ground, Grounding};
 use crate::runtime::prompt::{input_text, system_prompt};
 use crate::teacher::{Answer, Request, Usage};
 use crate::{Error, Result};
-use verify::{Verdict, Verifier};
 
 /// One line of the seeds file.
 #[derive(Debug, Clone)]

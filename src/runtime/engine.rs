@@ -1,5 +1,5 @@
-//! llama.cpp: loading a student (base + adapter), and greedy decoding under the task's JSON
-//! schema.
+//! llama.cpp: loading a student (base + adapter) and opening decoding sessions on it
+//! ([`super::decode`] generates).
 //!
 //! Two things here exist because of how llama.cpp fails. It reports a bad file by returning
 //! null after logging, and aborts the process on some misuse; so everything it would trip on
@@ -9,24 +9,19 @@
 //! a candidate array and accept with `try_accept`, which turns a grammar exception into an
 //! error instead of an abort.
 
+use std::cell::RefCell;
 use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
-use llama_cpp_2::sampling::LlamaSampler;
-use llama_cpp_2::token::data::LlamaTokenData;
-use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
-pub use super::grammar::schema_grammar;
-use super::grammar::{argmax, best_allowed, FEW};
+pub use super::decode::{DraftFn, GenOptions, Generation, Session, Stop, MAX_DRAFT};
+pub use super::grammar::{schema_grammar, Sampling};
 use super::prompt::Template;
 use crate::{Error, Result};
 
@@ -46,75 +41,12 @@ pub fn backend() -> Result<&'static LlamaBackend> {
         .map_err(|e| Error::failed("llama.cpp could not start", e.clone()))
 }
 
-/// How a generation is run.
-#[derive(Debug, Clone)]
-pub struct GenOptions {
-    /// Decode threads; default: every core.
-    pub threads: u32,
-    /// Most tokens generated before stopping.
-    pub max_tokens: u32,
-    /// Generation stops before any of these strings; the string is not part of the output.
-    pub stop: Vec<String>,
-    /// Context size; 0 means the model's trained context.
-    pub n_ctx: u32,
-    /// Never end on an end-of-generation token when unconstrained (no schema): generate exactly
-    /// `max_tokens`, as `llama-bench` does. For benchmarks.
-    pub ignore_eos: bool,
-}
-
-impl Default for GenOptions {
-    fn default() -> Self {
-        GenOptions {
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(1),
-            max_tokens: 512,
-            stop: Vec::new(),
-            n_ctx: 0,
-            ignore_eos: false,
-        }
-    }
-}
-
-/// Why generation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stop {
-    /// The model ended the sequence (under a grammar: the JSON is complete).
-    EndOfText,
-    /// A stop string appeared.
-    StopString,
-    /// `max_tokens` was reached; the output may be cut short.
-    MaxTokens,
-}
-
-/// One generation: the text and the work counted to make it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Generation {
-    pub text: String,
-    pub prompt_tokens: u64,
-    pub output_tokens: u64,
-    /// Forward passes after the prompt's: one per generated token but the last, whose logits
-    /// are needed only when generation goes on to end on an end-of-text token.
-    pub decode_passes: u64,
-    /// Drafted tokens the model accepted (each saved a forward pass).
-    pub draft_tokens: u64,
-    /// Drafted tokens verified, accepted or not.
-    pub drafted_tokens: u64,
-    /// Tokens decoded by each pass that verified drafts (the chosen token and its drafts).
-    #[serde(skip)]
-    pub verify_rows: Vec<u64>,
-    pub stop: Stop,
-    /// Wall-clock time of this generation (never sealed anywhere).
-    pub micros: u64,
-    /// Wall-clock time of the prompt's forward pass.
-    pub prefill_micros: u64,
-}
-
 /// A loaded student: base weights, optional LoRA adapter, the output grammar, the template.
 pub struct Student {
     model: LlamaModel,
-    adapter: Option<LlamaLoraAdapter>,
+    /// In a cell so that sessions can be opened from a shared student (llama.cpp's setter takes
+    /// the adapter mutably; a session only attaches it to its context).
+    adapter: Option<RefCell<LlamaLoraAdapter>>,
     grammar: Option<String>,
     template: Template,
 }
@@ -174,12 +106,12 @@ impl Student {
             None => None,
             Some(a) => {
                 path_str(a)?;
-                Some(loaded.lora_adapter_init(a).map_err(|e| {
+                Some(RefCell::new(loaded.lora_adapter_init(a).map_err(|e| {
                     Error::invalid(
                         format!("llama.cpp could not load the adapter `{}`: {e}", a.display()),
                         "the adapter must be a GGUF LoRA adapter for this base (general.type = adapter)",
                     )
-                })?)
+                })?))
             }
         };
         let template = Template::of(&loaded);
@@ -242,7 +174,7 @@ impl Student {
     }
 
     /// Opens a decoding session (a context with its KV cache); reuse it for many inputs.
-    pub fn session(&mut self, opts: &GenOptions) -> Result<Session<'_>> {
+    pub fn session(&self, opts: &GenOptions) -> Result<Session<'_>> {
         let backend = backend()?;
         let n_ctx = if opts.n_ctx == 0 {
             self.model.n_ctx_train().clamp(256, 8192)
@@ -269,420 +201,19 @@ impl Student {
                 "a smaller --ctx needs less memory",
             )
         })?;
-        if let Some(a) = adapter.as_mut() {
-            ctx.lora_adapter_set(a, 1.0)
+        if let Some(a) = adapter {
+            ctx.lora_adapter_set(&mut a.borrow_mut(), 1.0)
                 .map_err(|e| Error::failed("llama.cpp could not apply the adapter", e))?;
         }
-        Ok(Session {
+        Ok(Session::new(
             model,
             ctx,
-            batch: LlamaBatch::new(n_ctx as usize, 1),
-            grammar: grammar.as_deref(),
+            grammar.as_deref(),
             template,
-            opts: opts.clone(),
+            opts.clone(),
             n_ctx,
-            cached: Vec::new(),
-        })
+        ))
     }
-}
-
-/// A context bound to a student, reused across generations.
-pub struct Session<'a> {
-    model: &'a LlamaModel,
-    ctx: LlamaContext<'a>,
-    batch: LlamaBatch<'a>,
-    grammar: Option<&'a str>,
-    template: &'a Template,
-    opts: GenOptions,
-    n_ctx: u32,
-    /// The tokens whose keys and values the context holds, at positions `0..len`. Prompts of
-    /// one task begin alike (the system message is most of a short prompt), so the next prompt
-    /// decodes only what follows the longest prefix it shares with these.
-    cached: Vec<LlamaToken>,
-}
-
-impl Session<'_> {
-    /// Builds the prompt for (system, input) with the student's template and generates.
-    pub fn generate(&mut self, system: &str, input: &str) -> Result<Generation> {
-        self.generate_with(system, input, None)
-    }
-
-    /// [`Session::generate`] with drafts to verify ([`Session::generate_drafted`]).
-    pub fn generate_with(
-        &mut self,
-        system: &str,
-        input: &str,
-        drafts: Option<&DraftFn<'_>>,
-    ) -> Result<Generation> {
-        let prompt = self.template.render(self.model, system, input)?;
-        self.generate_drafted(&prompt, drafts)
-    }
-
-    /// How many tokens `text` is as output (what an exact recipe's answer would have cost).
-    pub fn count_tokens(&self, text: &str) -> u64 {
-        tokenize_bytes(self.model, text.as_bytes()).len() as u64
-    }
-
-    /// The logits at every position of `tokens` (no sampling, no grammar): for checking
-    /// another implementation of the same forward pass against llama.cpp's.
-    pub fn logits(&mut self, tokens: &[LlamaToken]) -> Result<Vec<Vec<f32>>> {
-        if tokens.is_empty() || tokens.len() > self.n_ctx as usize {
-            return Err(Error::invalid(
-                format!(
-                    "{} tokens do not fit a context of {}",
-                    tokens.len(),
-                    self.n_ctx
-                ),
-                "pass fewer tokens",
-            ));
-        }
-        self.forget();
-        self.batch.clear();
-        for (i, t) in tokens.iter().enumerate() {
-            self.batch
-                .add(*t, i as i32, &[0], true)
-                .map_err(|e| Error::failed("llama.cpp could not take a token batch", e))?;
-        }
-        self.decode()?;
-        Ok((0..tokens.len())
-            .map(|i| self.ctx.get_logits_ith(i as i32).to_vec())
-            .collect())
-    }
-
-    /// Generates from an already rendered prompt.
-    pub fn generate_raw(&mut self, prompt: &str) -> Result<Generation> {
-        self.generate_drafted(prompt, None)
-    }
-
-    /// Generates from an already rendered prompt, verifying drafts as it goes (recipe
-    /// speculative decoding, runtime.md §5). `drafts` maps the output so far to a guess at
-    /// what follows. Each forward pass decodes the token just chosen together with up to
-    /// [`MAX_DRAFT`] drafted tokens; the drafted tokens the model would have chosen itself
-    /// (greedy, under the grammar) are accepted, the first it would not is replaced by its own
-    /// choice (the bonus token, from the same pass), and the cache forgets the rest. So the
-    /// output is the plain greedy output, in fewer passes when drafts are right.
-    pub fn generate_drafted(
-        &mut self,
-        prompt: &str,
-        drafts: Option<&DraftFn<'_>>,
-    ) -> Result<Generation> {
-        let grammar = self.grammar;
-        self.generate_under(prompt, drafts, grammar)
-    }
-
-    /// [`Session::generate_drafted`] under `grammar` (llama.cpp GBNF) instead of the
-    /// student's: for a caller that asks for another schema (`None`: unconstrained).
-    pub fn generate_under(
-        &mut self,
-        prompt: &str,
-        drafts: Option<&DraftFn<'_>>,
-        grammar: Option<&str>,
-    ) -> Result<Generation> {
-        let started = Instant::now();
-        let vocab = self.model.vocab();
-        let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
-        let room = self.n_ctx as usize;
-        let need = tokens.len() + self.opts.max_tokens as usize;
-        if tokens.is_empty() {
-            return Err(Error::invalid(
-                "the prompt is empty",
-                "give the artifact some input",
-            ));
-        }
-        if need > room {
-            return Err(Error::invalid(
-                format!(
-                    "the input is too long: its prompt is {} tokens, and with up to {} output tokens that exceeds the context of {room} tokens",
-                    tokens.len(),
-                    self.opts.max_tokens
-                ),
-                if tokens.len() < room {
-                    "shorten the input, or lower --max-tokens"
-                } else {
-                    "shorten the input: the prompt alone does not fit the model's context"
-                },
-            ));
-        }
-        let keep = self.keep_prefix(&tokens);
-        self.batch.clear();
-        let last = tokens.len() - 1;
-        for (i, t) in tokens.iter().enumerate().skip(keep) {
-            self.batch
-                .add(*t, i as i32, &[0], i == last)
-                .map_err(|e| Error::failed("llama.cpp could not take a token batch", e))?;
-        }
-        self.cached.extend_from_slice(&tokens[keep..]);
-        self.decode()?;
-        let prefill_micros = started.elapsed().as_micros() as u64;
-
-        let mut sampler = match grammar {
-            Some(g) => Some(
-                LlamaSampler::grammar(self.model, g, "root")
-                    .map_err(|e| Error::failed("llama.cpp rejected the output grammar", e))?,
-            ),
-            None => None,
-        };
-        let max = self.opts.max_tokens as u64;
-        let mut out = Output::default();
-        let mut pos = tokens.len() as i32;
-        let mut stop = Stop::MaxTokens;
-        let mut passes = 0u64;
-        // The batch row whose logits choose the next token.
-        let mut row = self.batch.n_tokens() - 1;
-        'generate: while out.produced < max {
-            let token = self.pick(sampler.as_mut(), row)?;
-            if vocab.is_eog(token) {
-                stop = Stop::EndOfText;
-                break;
-            }
-            if self.accept(sampler.as_mut(), &mut out, token)? {
-                stop = Stop::StopString;
-                break;
-            }
-            // No forward pass for logits nobody will read.
-            if out.produced >= max {
-                break;
-            }
-            let draft = match drafts {
-                Some(f) => self.draft(f, &out, (max - out.produced) as usize),
-                None => Vec::new(),
-            };
-            self.batch.clear();
-            for (j, t) in std::iter::once(&token).chain(&draft).enumerate() {
-                self.batch
-                    .add(*t, pos + j as i32, &[0], true)
-                    .map_err(|e| Error::failed("llama.cpp could not take a token batch", e))?;
-            }
-            self.cached.push(token);
-            self.cached.extend_from_slice(&draft);
-            self.decode()?;
-            passes += 1;
-            out.drafted += draft.len() as u64;
-            if !draft.is_empty() {
-                out.verify_rows.push(1 + draft.len() as u64);
-            }
-            // Row j holds the logits after `token` and the first j drafted tokens.
-            let mut k = 0;
-            while k < draft.len() {
-                let mine = self.pick(sampler.as_mut(), k as i32)?;
-                if mine != draft[k] {
-                    break;
-                }
-                out.accepted += 1;
-                k += 1;
-                if self.accept(sampler.as_mut(), &mut out, mine)? {
-                    stop = Stop::StopString;
-                    break 'generate;
-                }
-                if out.produced >= max {
-                    break 'generate;
-                }
-            }
-            let kept = pos + 1 + k as i32;
-            if k < draft.len() {
-                self.trim(kept as u32)?;
-            }
-            pos = kept;
-            row = k as i32;
-        }
-        let text = String::from_utf8_lossy(&out.bytes).into_owned();
-        Ok(Generation {
-            text,
-            prompt_tokens: tokens.len() as u64,
-            output_tokens: out.produced,
-            decode_passes: passes,
-            draft_tokens: out.accepted,
-            drafted_tokens: out.drafted,
-            verify_rows: out.verify_rows,
-            stop,
-            micros: started.elapsed().as_micros() as u64,
-            prefill_micros,
-        })
-    }
-
-    /// Takes `token` into the output (and the grammar's state); true when a stop string now
-    /// ends the output (cut before it).
-    fn accept(
-        &self,
-        sampler: Option<&mut LlamaSampler>,
-        out: &mut Output,
-        token: LlamaToken,
-    ) -> Result<bool> {
-        if let Some(s) = sampler {
-            s.try_accept(token)
-                .map_err(|e| Error::failed("the output grammar rejected a token it allowed", e))?;
-        }
-        let before = out.bytes.len();
-        self.model
-            .vocab()
-            .token_to_piece_into(token, &mut out.bytes, false, None);
-        out.tokens.push(token);
-        out.produced += 1;
-        if let Some(cut) = find_stop(&out.bytes, before, &self.opts.stop) {
-            out.bytes.truncate(cut);
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    /// The drafted continuation of `out` as tokens, at most `room` of them. The output and the
-    /// draft are tokenised together, as the student saw such text in training, when that
-    /// tokenisation begins with the tokens already chosen; otherwise the draft alone.
-    fn draft(&self, f: &DraftFn<'_>, out: &Output, room: usize) -> Vec<LlamaToken> {
-        let Some(more) = f(&out.bytes).filter(|m| !m.is_empty()) else {
-            return Vec::new();
-        };
-        let vocab = self.model.vocab();
-        let mut whole = out.bytes.clone();
-        whole.extend_from_slice(&more);
-        let together = tokenize_bytes(self.model, &whole);
-        let mut draft = match together.strip_prefix(out.tokens.as_slice()) {
-            Some(rest) => rest.to_vec(),
-            None => tokenize_bytes(self.model, &more),
-        };
-        draft.retain(|t| !vocab.is_eog(*t));
-        draft.truncate(room.min(MAX_DRAFT));
-        draft
-    }
-
-    /// Drops the cache from position `from` on (drafted tokens the model did not accept).
-    fn trim(&mut self, from: u32) -> Result<()> {
-        let dropped = matches!(
-            self.ctx.clear_kv_cache_seq(Some(0), Some(from), None),
-            Ok(true)
-        );
-        self.cached.truncate(from as usize);
-        if !dropped {
-            self.forget();
-            return Err(Error::failed(
-                "llama.cpp could not drop rejected draft tokens from its cache",
-                "this model's cache cannot be trimmed",
-            ));
-        }
-        Ok(())
-    }
-
-    fn decode(&mut self) -> Result<()> {
-        let done = self.ctx.decode(&mut self.batch);
-        if done.is_err() {
-            // What the cache holds after a failed decode is not known.
-            self.forget();
-        }
-        done.map_err(|e| Error::failed("llama.cpp could not decode", e))
-    }
-
-    /// Empties the context's cache.
-    fn forget(&mut self) {
-        self.ctx.clear_kv_cache();
-        self.cached.clear();
-    }
-
-    /// Keeps the cached keys and values of the longest prefix `tokens` shares with what the
-    /// cache holds (all but the last token at most: its logits must be computed), drops the
-    /// rest, and returns how many tokens were kept.
-    fn keep_prefix(&mut self, tokens: &[LlamaToken]) -> usize {
-        let keep = self
-            .cached
-            .iter()
-            .zip(&tokens[..tokens.len().saturating_sub(1)])
-            .take_while(|(a, b)| a == b)
-            .count();
-        let dropped = keep > 0
-            && matches!(
-                self.ctx
-                    .clear_kv_cache_seq(Some(0), Some(keep as u32), None),
-                Ok(true)
-            );
-        if !dropped {
-            self.forget();
-            return 0;
-        }
-        self.cached.truncate(keep);
-        keep
-    }
-
-    /// Greedy choice under the grammar. The argmax is tried alone first (the common case, and
-    /// cheap); only if the grammar rejects it is the grammar applied to the whole vocabulary,
-    /// which is what llama.cpp's own common sampler does.
-    fn pick(&self, sampler: Option<&mut LlamaSampler>, row: i32) -> Result<LlamaToken> {
-        let logits = self.ctx.get_logits_ith(row);
-        let best = argmax(logits);
-        let Some(sampler) = sampler else {
-            let vocab = self.model.vocab();
-            if self.opts.ignore_eos && vocab.is_eog(LlamaToken(best as i32)) {
-                let next = (0..logits.len())
-                    .filter(|i| !vocab.is_eog(LlamaToken(*i as i32)))
-                    .max_by(|a, b| logits[*a].total_cmp(&logits[*b]).then(b.cmp(a)));
-                return Ok(LlamaToken(next.unwrap_or(best) as i32));
-            }
-            return Ok(LlamaToken(best as i32));
-        };
-        let mut one = LlamaTokenDataArray::new(
-            vec![LlamaTokenData::new(
-                LlamaToken(best as i32),
-                logits[best],
-                0.0,
-            )],
-            false,
-        );
-        one.apply_sampler(sampler);
-        if one.data[0].logit().is_finite() {
-            return Ok(LlamaToken(best as i32));
-        }
-        // Then the best few, then everything: checking a candidate against the grammar costs
-        // about a microsecond, and a model that is not yet trained for the format misses with
-        // its argmax at nearly every token (over a 49k vocabulary that was 15 s an answer).
-        // Both orders are (logit, then lower id), so the choice is the full pass's.
-        let order = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
-        let mut ids: Vec<usize> = (0..logits.len()).collect();
-        if ids.len() > FEW {
-            ids.select_nth_unstable_by(FEW - 1, order);
-            if let Some(t) = best_allowed(sampler, logits, &ids[..FEW]) {
-                return Ok(t);
-            }
-        }
-        best_allowed(sampler, logits, &ids)
-            .ok_or_else(|| Error::Internal("the output grammar allows no token here".into()))
-    }
-}
-
-/// A draft source: the output so far to a guess at its continuation.
-pub type DraftFn<'a> = dyn Fn(&[u8]) -> Option<Vec<u8>> + 'a;
-
-/// Most drafted tokens verified in one pass. On a CPU a pass is bound by reading the weights,
-/// so a few more rows cost little; a draft is rarely right for longer than this.
-pub const MAX_DRAFT: usize = 16;
-
-/// What a generation has produced so far.
-#[derive(Default)]
-struct Output {
-    bytes: Vec<u8>,
-    tokens: Vec<LlamaToken>,
-    produced: u64,
-    drafted: u64,
-    accepted: u64,
-    verify_rows: Vec<u64>,
-}
-
-/// Tokenises generated text (no BOS, no special tokens).
-fn tokenize_bytes(model: &LlamaModel, text: &[u8]) -> Vec<LlamaToken> {
-    model.vocab().tokenize(text, false, false)
-}
-
-/// Where the earliest stop string starts, looking only at matches that end in the bytes added
-/// since `fresh` (earlier ones were looked for already).
-fn find_stop(out: &[u8], fresh: usize, stops: &[String]) -> Option<usize> {
-    stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| {
-            let from = fresh.saturating_sub(s.len() - 1);
-            out[from..]
-                .windows(s.len())
-                .position(|w| w == s.as_bytes())
-                .map(|i| from + i)
-        })
-        .min()
 }
 
 /// Reads and checks a GGUF header and its extent, so llama.cpp only ever sees a sound file.

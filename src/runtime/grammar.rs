@@ -1,11 +1,12 @@
 //! Choosing tokens under a grammar: the task's JSON schema as llama.cpp GBNF that admits only
-//! compact JSON, and the greedy choice among the tokens it allows.
+//! compact JSON, and the greedy or sampled choice among the tokens it allows.
 
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::rng::SplitMix64;
 use crate::{Error, Result};
 
 /// How many of the likeliest tokens are checked against the grammar before the whole vocabulary.
@@ -33,6 +34,66 @@ pub(super) fn best_allowed(
                 .then(b.id().0.cmp(&a.id().0))
         })
         .map(|d| d.id())
+}
+
+/// Sampling instead of the greedy choice: the k samples `/v1/wrap/verified` puts through the
+/// verifier. A pure function of the seed: the same seed gives the same output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// Softmax temperature over the allowed candidates (> 0).
+    pub temperature: f32,
+    /// Candidates drawn from: the likeliest tokens the grammar allows among this many.
+    pub top_k: usize,
+    pub seed: u64,
+}
+
+/// A draw from the softmax (at `s.temperature`) of the tokens the grammar allows among the
+/// `s.top_k` likeliest; one uniform per call, so the sequence of draws, and the output, does
+/// not depend on how many tokens a pass decodes. `None` when the grammar allows none of them
+/// (the caller falls back to the greedy choice over the whole vocabulary).
+pub(super) fn sample_allowed(
+    sampler: Option<&mut LlamaSampler>,
+    logits: &[f32],
+    s: &Sampling,
+    rng: &mut SplitMix64,
+) -> Option<LlamaToken> {
+    let u = rng.uniform();
+    let order = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+    let mut ids: Vec<usize> = (0..logits.len()).collect();
+    let top = s.top_k.clamp(1, ids.len());
+    if top < ids.len() {
+        ids.select_nth_unstable_by(top - 1, order);
+        ids.truncate(top);
+    }
+    ids.sort_by(order);
+    let mut some = LlamaTokenDataArray::from_iter(
+        ids.iter()
+            .map(|&i| LlamaTokenData::new(LlamaToken(i as i32), logits[i], 0.0)),
+        false,
+    );
+    if let Some(g) = sampler {
+        some.apply_sampler(g);
+    }
+    let allowed: Vec<(LlamaToken, f32)> = some
+        .data
+        .iter()
+        .filter(|d| d.logit().is_finite())
+        .map(|d| (d.id(), d.logit()))
+        .collect();
+    let max = allowed
+        .iter()
+        .map(|a| a.1)
+        .fold(f32::NEG_INFINITY, f32::max);
+    let t = s.temperature.max(1e-3);
+    let weights: Vec<f32> = allowed.iter().map(|a| ((a.1 - max) / t).exp()).collect();
+    let mut left = u * weights.iter().sum::<f32>();
+    for (a, w) in allowed.iter().zip(&weights) {
+        if left < *w {
+            return Some(a.0);
+        }
+        left -= w;
+    }
+    allowed.last().map(|a| a.0)
 }
 
 /// Index of the largest logit; the lowest index wins a tie, so the choice is deterministic.

@@ -1,23 +1,28 @@
 //! The student runtime: what runs a task, at build time (the `score` stage) and at run time
 //! (`kolm run`, the library's [`Runner`]), through the same code so the two cannot disagree.
 //!
-//! - [`engine`]: llama.cpp. Loads the base and the LoRA adapter, decodes greedily under the
-//!   grammar llama.cpp derives from the task's JSON schema ([`grammar`]), verifying drafts.
+//! - [`engine`]: llama.cpp. Loads the base and the LoRA adapter; [`decode`] generates under the
+//!   grammar llama.cpp derives from the task's JSON schema ([`grammar`]), greedy or sampled,
+//!   verifying drafts; [`kept`] keeps a session between runs.
 //! - [`prompt`]: how (task, input) becomes the prompt the student sees.
 //! - [`open`]: a `.kolm` made runnable: verified, and its model extracted once.
 //! - [`measure`]: the K components of a student on an eval suite (the score stage and
 //!   `--rescore` both measure with it).
+//! - [`verified`]: k samples of one answer through the verifier (`/v1/wrap/verified`).
 //!
 //! [`Runner`] ties them together for one artifact and writes a receipt for every run.
 
+pub mod decode;
 pub mod engine;
 pub mod grammar;
+pub mod kept;
 pub mod measure;
 pub mod model_copy;
 pub mod open;
 pub mod prompt;
 pub mod recipes;
 pub mod rescore;
+pub mod verified;
 
 use std::path::Path;
 
@@ -32,7 +37,9 @@ use crate::{Error, Result};
 /// An artifact, verified and loaded, ready to answer.
 pub struct Runner {
     pub artifact: open::Opened,
-    student: Student,
+    /// The student and the session it keeps between runs (the prompt's shared prefix is
+    /// decoded once, not per run).
+    kept: kept::Kept,
     system: String,
     opts: GenOptions,
     home: Home,
@@ -81,7 +88,7 @@ impl Runner {
         }
         Ok(Runner {
             artifact,
-            student,
+            kept: kept::Kept::of(student),
             system,
             opts,
             home: home.clone(),
@@ -110,20 +117,22 @@ impl Runner {
     pub fn generate(&mut self, input: &str, max_tokens: u32) -> Result<Generation> {
         // One input, one context: sized to what it needs rather than the model's whole trained
         // context, which for a large-context model would cost a cold start its KV cache.
-        let prompt = self.student.render(&self.system, input)?;
+        let prompt = self.kept.student().render(&self.system, input)?;
         let opts = self.context_for(&prompt, max_tokens);
-        self.student.session(&opts)?.generate_raw(&prompt)
+        self.kept.with_session(&opts, |s| s.generate_raw(&prompt))
     }
 
-    /// The runner's options for one prompt: a context sized to what it needs.
+    /// The runner's options for one prompt: a context sized to what it needs (the kept
+    /// session is reopened only when a prompt needs more than it has).
     fn context_for(&self, prompt: &str, max_tokens: u32) -> GenOptions {
         let mut opts = self.opts.clone();
         opts.max_tokens = max_tokens;
         if opts.n_ctx == 0 {
-            let need = self.student.tokenize(prompt).len() as u32 + max_tokens;
+            let student = self.kept.student();
+            let need = student.tokenize(prompt).len() as u32 + max_tokens;
             opts.n_ctx = need
                 .next_multiple_of(256)
-                .min(self.student.n_ctx_train().max(256));
+                .min(student.n_ctx_train().max(256));
         }
         opts
     }
@@ -139,6 +148,40 @@ impl Runner {
     /// schema's grammar, and the output is checked against it.
     pub fn run_with(&mut self, input: &str, ask: &Ask) -> Result<RunOutput> {
         let started = std::time::Instant::now();
+        let plan = self.plan(input, ask)?;
+        let (output, generation, path, chunk_ids) = match &plan.consulted.exact {
+            Some((id, output)) => {
+                let g = self.exact_generation(output, started);
+                (output.clone(), g, format!("recipe:{id}"), Vec::new())
+            }
+            None => {
+                let (prompt, chunk_ids) = self.prompt(input)?;
+                let g = self.decode(&plan, &prompt, None)?;
+                let output = parse_output(&g, plan.max_tokens)?;
+                if let Some(schema) = plan.custom {
+                    check_against(schema, &output)?;
+                }
+                (output, g, "model".to_string(), chunk_ids)
+            }
+        };
+        let facts = RunFacts {
+            latency_us: generation.micros,
+            tokens_in: generation.prompt_tokens,
+            tokens_out: generation.output_tokens,
+            draft_tokens_accepted: generation.draft_tokens,
+            ..self.facts(input, &output, path, chunk_ids)
+        };
+        let receipt = self.receipt(facts)?;
+        Ok(RunOutput {
+            output,
+            generation,
+            receipt,
+        })
+    }
+
+    /// What a run will do for `input`: its limits, the caller's schema and its grammar, and
+    /// what the recipe pack says.
+    fn plan<'s>(&mut self, input: &str, ask: &Ask<'s>) -> Result<Plan<'s>> {
         let max_tokens = ask
             .max_tokens
             .map_or(self.opts.max_tokens, |m| m.clamp(1, self.opts.max_tokens));
@@ -151,69 +194,101 @@ impl Runner {
         } else {
             self.recipes.consult(input)
         };
-        let (output, generation, path, chunk_ids) = match &consulted.exact {
-            Some((id, output)) => {
-                let text = serde_json::to_string(output).expect("serialises");
-                let n = self.student.tokenize_plain(&text).len() as u64;
-                let g = Generation {
-                    text,
-                    prompt_tokens: 0,
-                    output_tokens: n,
-                    decode_passes: 0,
-                    draft_tokens: n,
-                    drafted_tokens: n,
-                    verify_rows: Vec::new(),
-                    stop: Stop::EndOfText,
-                    micros: started.elapsed().as_micros() as u64,
-                    prefill_micros: 0,
-                };
-                (output.clone(), g, format!("recipe:{id}"), Vec::new())
-            }
+        Ok(Plan {
+            max_tokens,
+            custom,
+            grammar,
+            consulted,
+        })
+    }
+
+    /// The generation an exact recipe's answer stands for: its tokens, all drafted, no pass.
+    fn exact_generation(
+        &self,
+        output: &serde_json::Value,
+        started: std::time::Instant,
+    ) -> Generation {
+        let text = serde_json::to_string(output).expect("serialises");
+        let n = self.kept.student().tokenize_plain(&text).len() as u64;
+        Generation {
+            text,
+            prompt_tokens: 0,
+            output_tokens: n,
+            decode_passes: 0,
+            draft_tokens: n,
+            drafted_tokens: n,
+            verify_rows: Vec::new(),
+            stop: Stop::EndOfText,
+            micros: started.elapsed().as_micros() as u64,
+            prefill_micros: 0,
+        }
+    }
+
+    /// The student's prompt for `input` (grounded), and the chunks it was grounded in.
+    fn prompt(&self, input: &str) -> Result<(String, Vec<String>)> {
+        let grounded = self.ground(input)?;
+        let prompt = self.kept.student().render(&self.system, &grounded.text)?;
+        Ok((prompt, grounded.chunk_ids))
+    }
+
+    /// One generation for `prompt` under the plan, on the kept session: under the caller's
+    /// grammar, or the task's with the pack's drafts; greedy, or sampled with `sample`.
+    fn decode(
+        &mut self,
+        plan: &Plan,
+        prompt: &str,
+        sample: Option<engine::Sampling>,
+    ) -> Result<Generation> {
+        let mut opts = self.context_for(prompt, plan.max_tokens);
+        opts.sample = sample;
+        let drafts = self.recipes.drafts(&plan.consulted);
+        self.kept.with_session(&opts, |s| match &plan.grammar {
+            Some(gr) => s.generate_under(prompt, None, Some(gr)),
             None => {
-                let grounded = self.ground(input)?;
-                let prompt = self.student.render(&self.system, &grounded.text)?;
-                let opts = self.context_for(&prompt, max_tokens);
-                let g = match (&grammar, self.recipes.drafts(&consulted)) {
-                    (Some(gr), _) => {
-                        self.student
-                            .session(&opts)?
-                            .generate_under(&prompt, None, Some(gr))?
-                    }
-                    (None, drafts) => {
-                        let drafts = drafts.as_ref().map(|f| f as &engine::DraftFn<'_>);
-                        self.student
-                            .session(&opts)?
-                            .generate_drafted(&prompt, drafts)?
-                    }
-                };
-                let output = parse_output(&g, max_tokens)?;
-                if let Some(schema) = custom {
-                    check_against(schema, &output)?;
-                }
-                (output, g, "model".to_string(), grounded.chunk_ids)
+                let drafts = drafts.as_ref().map(|f| f as &engine::DraftFn<'_>);
+                s.generate_drafted(prompt, drafts)
             }
-        };
-        let facts = RunFacts {
+        })
+    }
+
+    /// A receipt's facts for `output` of `input`, the counted work left at zero.
+    fn facts(
+        &self,
+        input: &str,
+        output: &serde_json::Value,
+        path: String,
+        chunk_ids: Vec<String>,
+    ) -> RunFacts {
+        RunFacts {
             artifact_sha256: self.artifact.sha256.clone(),
             manifest_sha256: self.artifact.manifest_sha256.clone(),
             task: self.artifact.manifest.task.name.clone(),
             input_sha256: crate::digest::sha256(input.as_bytes()),
-            output_sha256: crate::digest::sha256(&crate::digest::canonical_json(&output)),
+            output_sha256: crate::digest::sha256(&crate::digest::canonical_json(output)),
             path,
-            latency_us: generation.micros,
-            tokens_in: generation.prompt_tokens,
-            tokens_out: generation.output_tokens,
-            draft_tokens_accepted: generation.draft_tokens,
+            latency_us: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            draft_tokens_accepted: 0,
             chunk_ids,
-        };
-        let key = receipts::env_key()?;
-        let receipt = receipts::append(&receipts::log_path(&self.home), facts, key.as_ref())?;
-        Ok(RunOutput {
-            output,
-            generation,
-            receipt,
-        })
+            verified: None,
+        }
     }
+
+    /// Appends the receipt for `facts` to `KOLM_HOME/logs/receipts.jsonl`.
+    fn receipt(&self, facts: RunFacts) -> Result<Receipt> {
+        let key = receipts::env_key()?;
+        receipts::append(&receipts::log_path(&self.home), facts, key.as_ref())
+    }
+}
+
+/// What a run will do ([`Runner::plan`]).
+struct Plan<'s> {
+    max_tokens: u32,
+    /// The caller's schema, when it is not the task's.
+    custom: Option<&'s serde_json::Value>,
+    grammar: Option<String>,
+    consulted: recipes::Consulted,
 }
 
 /// What a caller asks of one run beyond its input ([`Runner::run_with`]).

@@ -1,7 +1,8 @@
 //! `kolm serve --http`: an OpenAI-compatible HTTP server (kolmfile-spec/serve.md §3).
 //!
-//! `GET /healthz`, `GET /metrics` (Prometheus text), `GET /v1/models`, and
-//! `POST /v1/chat/completions`. Runs are CPU-bound, so one thread owns the artifacts (their
+//! `GET /healthz`, `GET /metrics` (Prometheus text), `GET /v1/models`,
+//! `POST /v1/chat/completions` and `POST /v1/wrap/verified` (k samples through the verifier,
+//! an `rs-1-verified` receipt; requests read by [`super::request`]). Runs are CPU-bound, so one thread owns the artifacts (their
 //! models stay loaded) and runs one request at a time; requests wait in a bounded queue, and
 //! past it get 503 with `Retry-After`. Every request
 //! has a size limit (413) and a time limit (504); with `KOLM_SERVE_TOKEN` set every request but
@@ -21,7 +22,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
+use super::request::{self, Request};
 use super::Catalog;
+use crate::runtime::verified::VerifiedOutput;
 use crate::runtime::{Ask, RunOutput};
 use crate::{Error, Result};
 
@@ -51,13 +54,25 @@ struct AppState {
 /// A served model: its name and K.
 pub type Model = (String, f64);
 
-/// One run for the runner thread.
+/// One request for the runner thread.
 struct Job {
-    model: String,
-    input: String,
-    schema: Option<Value>,
-    max_tokens: Option<u32>,
-    reply: tokio::sync::oneshot::Sender<Result<RunOutput>>,
+    req: Request,
+    reply: tokio::sync::oneshot::Sender<Result<Done>>,
+}
+
+/// What the runner thread answers.
+enum Done {
+    Run(RunOutput),
+    Verified(VerifiedOutput),
+}
+
+impl Done {
+    fn receipt(&self) -> &crate::receipts::Receipt {
+        match self {
+            Done::Run(o) => &o.receipt,
+            Done::Verified(o) => &o.receipt,
+        }
+    }
 }
 
 /// The runner thread: loads the catalog (its artifacts' engines are not `Send`, so they live
@@ -82,13 +97,20 @@ fn start_runner(
             .map(|s| (s.name.clone(), s.k_score))
             .collect();
         let _ = ready_tx.send(Ok(models));
-        for job in rx {
+        for Job { req, reply } in rx {
             let ask = Ask {
-                schema: job.schema.as_ref(),
-                max_tokens: job.max_tokens,
+                schema: req.schema.as_ref(),
+                max_tokens: req.max_tokens,
             };
-            let out = catalog.call_with(&job.model, &job.input, &ask);
-            let _ = job.reply.send(out);
+            let out = match &req.verify {
+                None => catalog
+                    .call_with(&req.model, &req.input, &ask)
+                    .map(Done::Run),
+                Some(v) => catalog
+                    .call_verified(&req.model, &req.input, &ask, v)
+                    .map(Done::Verified),
+            };
+            let _ = reply.send(out);
         }
     });
     let models = ready_rx
@@ -156,6 +178,7 @@ pub fn serve(
             .route("/metrics", get(metrics))
             .route("/v1/models", get(list_models))
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/wrap/verified", post(wrap_verified))
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(opts.max_body))
             .with_state(state);
@@ -229,7 +252,7 @@ async fn not_found(State(st): State<Arc<AppState>>) -> Response {
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         "not_found",
-        "no such endpoint: kolm serves /v1/models, /v1/chat/completions, /healthz and /metrics",
+        "no such endpoint: kolm serves /v1/models, /v1/chat/completions, /v1/wrap/verified, /healthz and /metrics",
     )
 }
 
@@ -284,207 +307,179 @@ async fn metrics(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Respons
 
 async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let ep = "/v1/chat/completions";
-    if let Some(r) = st.unauthorized(&headers) {
-        st.count(ep, StatusCode::UNAUTHORIZED);
-        return r;
-    }
-    let started = Instant::now();
-    let req = match parse_chat(&body) {
-        Ok(r) => r,
-        Err(msg) => {
-            st.count(ep, StatusCode::BAD_REQUEST);
-            return oai_error(
+    let (model, out) = match st.run(ep, &headers, request::chat(&body)).await {
+        Ok((model, Done::Run(out))) => (model, out),
+        Ok((_, Done::Verified(_))) => unreachable!("a chat request is a plain run"),
+        Err(r) => return r,
+    };
+    let g = &out.generation;
+    let finish = match g.stop {
+        crate::runtime::Stop::MaxTokens => "length",
+        _ => "stop",
+    };
+    axum::Json(json!({
+        "id": format!("chatcmpl-{}", &out.receipt.facts.output_sha256[..24.min(out.receipt.facts.output_sha256.len())]),
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": serde_json::to_string(&out.output).expect("serialises")},
+            "finish_reason": finish,
+            "logprobs": null,
+        }],
+        "usage": {
+            "prompt_tokens": g.prompt_tokens,
+            "completion_tokens": g.output_tokens,
+            "total_tokens": g.prompt_tokens + g.output_tokens,
+        },
+        "_kolm": super::kolm_block(&out),
+    }))
+    .into_response()
+}
+
+/// `POST /v1/wrap/verified`: 200 with the verifier's verdict whether it passed or not (the
+/// receipt records both); `output` is null when it did not.
+async fn wrap_verified(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ep = "/v1/wrap/verified";
+    let (model, out) = match st.run(ep, &headers, request::wrap(&body)).await {
+        Ok((model, Done::Verified(out))) => (model, out),
+        Ok((_, Done::Run(_))) => unreachable!("a wrap request is verified"),
+        Err(r) => return r,
+    };
+    let f = out.facts();
+    let recipe = out.receipt.facts.path.strip_prefix("recipe:");
+    axum::Json(json!({
+        "object": "kolm.verified",
+        "created": unix_now(),
+        "model": model,
+        "output": out.output,
+        "verifier": {
+            "k": f.k,
+            "pass": f.pass,
+            "winner": f.winner,
+            "agreement": f.agreement,
+            "reason": f.reason,
+        },
+        "samples": out.samples,
+        "recipe_id": recipe,
+        "receipt": out.receipt,
+    }))
+    .into_response()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl AppState {
+    /// Checks, queues and awaits one request: every refusal (401, 400, 404, 503, 504, a failed
+    /// run) is the response to send, counted under `ep`; an answer comes back with the model
+    /// it was asked of.
+    async fn run(
+        &self,
+        ep: &str,
+        headers: &HeaderMap,
+        parsed: std::result::Result<Request, String>,
+    ) -> std::result::Result<(String, Done), Response> {
+        let refuse = |status: StatusCode, kind: &str, code: &str, msg: String| {
+            self.count(ep, status);
+            oai_error(status, kind, code, msg)
+        };
+        if let Some(r) = self.unauthorized(headers) {
+            self.count(ep, StatusCode::UNAUTHORIZED);
+            return Err(r);
+        }
+        let started = Instant::now();
+        let req = parsed.map_err(|msg| {
+            refuse(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_request",
                 msg,
-            );
+            )
+        })?;
+        if !self.models.iter().any(|(n, _)| *n == req.model) {
+            return Err(refuse(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                format!("no model `{}`: GET /v1/models lists them", req.model),
+            ));
         }
-    };
-    if !st.models.iter().any(|(n, _)| *n == req.model) {
-        st.count(ep, StatusCode::NOT_FOUND);
-        return oai_error(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "model_not_found",
-            format!("no model `{}`: GET /v1/models lists them", req.model),
-        );
-    }
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let model = req.model.clone();
-    let job = Job {
-        model: req.model,
-        input: req.input,
-        schema: req.schema,
-        max_tokens: req.max_tokens,
-        reply,
-    };
-    // A bounded queue: past it, come back later.
-    if st.jobs.try_send(job).is_err() {
-        st.count(ep, StatusCode::SERVICE_UNAVAILABLE);
-        let mut r = oai_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "overloaded",
-            format!(
-                "{} requests are already waiting; retry shortly",
-                st.opts.queue
-            ),
-        );
-        r.headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
-        return r;
-    }
-    let left = st.opts.timeout.saturating_sub(started.elapsed());
-    let out = match tokio::time::timeout(left, answer).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(_)) => {
-            st.count(ep, StatusCode::INTERNAL_SERVER_ERROR);
-            return oai_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let model = req.model.clone();
+        // A bounded queue: past it, come back later.
+        if self.jobs.try_send(Job { req, reply }).is_err() {
+            let mut r = refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
-                "internal",
-                "the runner stopped",
-            );
-        }
-        Err(_) => {
-            st.count(ep, StatusCode::GATEWAY_TIMEOUT);
-            return oai_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "server_error",
-                "timeout",
+                "overloaded",
                 format!(
-                    "no answer within the time limit of {} s",
-                    st.opts.timeout.as_secs()
+                    "{} requests are already waiting; retry shortly",
+                    self.opts.queue
                 ),
             );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            return Err(r);
         }
-    };
-    st.metrics
-        .run_micros
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    match out {
-        Ok(out) => {
-            st.metrics.runs.fetch_add(1, Ordering::Relaxed);
-            if out.receipt.facts.path.starts_with("recipe:") {
-                st.metrics.recipe_answers.fetch_add(1, Ordering::Relaxed);
-            }
-            st.count(ep, StatusCode::OK);
-            let g = &out.generation;
-            let finish = match g.stop {
-                crate::runtime::Stop::MaxTokens => "length",
-                _ => "stop",
-            };
-            axum::Json(json!({
-                "id": format!("chatcmpl-{}", &out.receipt.facts.output_sha256[..24.min(out.receipt.facts.output_sha256.len())]),
-                "object": "chat.completion",
-                "created": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                "model": model,
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": serde_json::to_string(&out.output).expect("serialises")},
-                    "finish_reason": finish,
-                    "logprobs": null,
-                }],
-                "usage": {
-                    "prompt_tokens": g.prompt_tokens,
-                    "completion_tokens": g.output_tokens,
-                    "total_tokens": g.prompt_tokens + g.output_tokens,
-                },
-                "_kolm": super::kolm_block(&out),
-            }))
-            .into_response()
-        }
-        Err(e) => {
-            let status = match e {
-                Error::Invalid { .. } => StatusCode::BAD_REQUEST,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            st.count(ep, status);
-            oai_error(
-                status,
-                if status == StatusCode::BAD_REQUEST {
-                    "invalid_request_error"
-                } else {
-                    "server_error"
-                },
-                "run_failed",
-                crate::untrusted::shown(&e.to_string()),
-            )
-        }
-    }
-}
-
-/// What a chat request asks.
-struct ChatRequest {
-    model: String,
-    input: String,
-    schema: Option<Value>,
-    max_tokens: Option<u32>,
-}
-
-/// Reads a chat request: the input is the last user message's text. `response_format` of type
-/// `json_schema` is taken with its schema where OpenAI puts it (`json_schema.schema`) and one
-/// level up (`schema`), as some clients send it.
-fn parse_chat(body: &[u8]) -> std::result::Result<ChatRequest, String> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
-    let model = v
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or("`model` (a string) is required")?
-        .to_string();
-    if v.get("stream").and_then(Value::as_bool) == Some(true) {
-        return Err("`stream: true` is not supported: kolm answers with one JSON object".into());
-    }
-    let messages = v
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or("`messages` (an array) is required")?;
-    let last_user = messages
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .ok_or("`messages` needs a message with role `user`: its text is the input")?;
-    let input = match last_user.get("content") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .filter(|p| p.get("type").and_then(Value::as_str) == Some("text"))
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => return Err("the user message's `content` must be a string or text parts".into()),
-    };
-    let schema = match v.get("response_format") {
-        None | Some(Value::Null) => None,
-        Some(rf) => match rf.get("type").and_then(Value::as_str) {
-            Some("json_schema") => Some(
-                rf.get("json_schema")
-                    .and_then(|j| j.get("schema"))
-                    .or_else(|| rf.get("schema"))
-                    .cloned()
-                    .ok_or(
-                        "`response_format` of type `json_schema` needs a `json_schema.schema`",
-                    )?,
-            ),
-            Some("json_object") | Some("text") => None,
-            other => {
-                return Err(format!(
-                    "`response_format.type` {other:?} is not one of json_schema, json_object, text"
+        let left = self.opts.timeout.saturating_sub(started.elapsed());
+        let out = match tokio::time::timeout(left, answer).await {
+            Ok(Ok(out)) => out,
+            Ok(Err(_)) => {
+                return Err(refuse(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "internal",
+                    "the runner stopped".into(),
                 ))
             }
-        },
-    };
-    let max_tokens = v
-        .get("max_completion_tokens")
-        .or_else(|| v.get("max_tokens"))
-        .and_then(Value::as_u64)
-        .map(|n| n.clamp(1, u32::MAX as u64) as u32);
-    Ok(ChatRequest {
-        model,
-        input,
-        schema,
-        max_tokens,
-    })
+            Err(_) => {
+                return Err(refuse(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "server_error",
+                    "timeout",
+                    format!(
+                        "no answer within the time limit of {} s",
+                        self.opts.timeout.as_secs()
+                    ),
+                ))
+            }
+        };
+        self.metrics
+            .run_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match out {
+            Ok(done) => {
+                self.metrics.runs.fetch_add(1, Ordering::Relaxed);
+                if done.receipt().facts.path.starts_with("recipe:") {
+                    self.metrics.recipe_answers.fetch_add(1, Ordering::Relaxed);
+                }
+                self.count(ep, StatusCode::OK);
+                Ok((model, done))
+            }
+            Err(e) => {
+                let bad = matches!(e, Error::Invalid { .. });
+                let (status, kind) = if bad {
+                    (StatusCode::BAD_REQUEST, "invalid_request_error")
+                } else {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+                };
+                Err(refuse(
+                    status,
+                    kind,
+                    "run_failed",
+                    crate::untrusted::shown(&e.to_string()),
+                ))
+            }
+        }
+    }
 }

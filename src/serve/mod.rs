@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod mcp;
+pub mod request;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::artifact::verify::VerifyOptions;
 use crate::home::Home;
+use crate::runtime::verified::{VerifiedOutput, Verify};
 use crate::runtime::{Ask, GenOptions, RunOutput, Runner};
 use crate::{Error, Result};
 
@@ -106,6 +108,26 @@ impl Catalog {
 
     /// [`Catalog::call`] with what the caller asks beyond the input ([`Runner::run_with`]).
     pub fn call_with(&mut self, name: &str, input: &str, ask: &Ask) -> Result<RunOutput> {
+        self.with_runner(name, |r| r.run_with(input, ask))
+    }
+
+    /// Runs the tool `name` on `input` k times through the verifier ([`Runner::run_verified`]).
+    pub fn call_verified(
+        &mut self,
+        name: &str,
+        input: &str,
+        ask: &Ask,
+        v: &Verify,
+    ) -> Result<VerifiedOutput> {
+        self.with_runner(name, |r| r.run_verified(input, ask, v))
+    }
+
+    /// `f` on the runner of tool `name`, opened on its first call.
+    fn with_runner<R>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Runner) -> Result<R>,
+    ) -> Result<R> {
         let Some(s) = self.tools.get_mut(name) else {
             return Err(Error::invalid(
                 format!("no tool named `{name}`"),
@@ -122,7 +144,7 @@ impl Catalog {
             )?);
         }
         let runner = s.runner.as_mut().expect("opened above");
-        let out = runner.run_with(input, ask);
+        let out = f(runner);
         // Between calls the next recipe context is made off the next call's path.
         runner.recipes.prepare();
         out

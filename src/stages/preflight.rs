@@ -11,9 +11,9 @@
 
 use crate::cache::Fingerprints;
 use crate::diagnostic::KolmfileError;
+use crate::evals::verify::Verifier;
 use crate::home::Home;
 use crate::kolmfile::{BaseSource, Kolmfile, TaskConfig};
-use crate::label::verify::Verifier;
 use crate::{Error, Result};
 
 /// Bumped when the checks change, so inputs passed by older checks are checked again.

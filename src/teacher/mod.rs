@@ -31,7 +31,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-pub use request::{json_in, Answer, Request, Usage};
+pub use crate::evals::verify::json_in;
+pub use request::{Answer, Request, Usage};
 
 use crate::cache::{AnswerLog, Store};
 use crate::kolmfile::{Kolmfile, Price, Provider, TeacherConfig};

@@ -158,27 +158,6 @@ impl Answer {
     }
 }
 
-/// The JSON value in an answer's text: the whole text, or the body of a fenced block, or the
-/// first object or array in it (models wrap JSON in prose more often than they should).
-pub fn json_in(text: &str) -> Option<Value> {
-    let t = text.trim();
-    if let Ok(v) = serde_json::from_str(t) {
-        return Some(v);
-    }
-    let fenced = t
-        .strip_prefix("```json")
-        .or_else(|| t.strip_prefix("```"))
-        .and_then(|r| r.trim_end().strip_suffix("```"));
-    if let Some(v) = fenced.and_then(|f| serde_json::from_str(f.trim()).ok()) {
-        return Some(v);
-    }
-    let start = t.find(['{', '['])?;
-    serde_json::Deserializer::from_str(&t[start..])
-        .into_iter::<Value>()
-        .next()?
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,20 +244,5 @@ mod tests {
         );
         assert_eq!(read(r#"{"prompt_tokens": null}"#), usage(0, 0));
         assert_eq!(read("null"), usage(0, 0));
-    }
-
-    #[test]
-    fn finds_json_in_prose_and_fences() {
-        assert_eq!(json_in(" {\"a\":1} "), Some(serde_json::json!({"a": 1})));
-        assert_eq!(
-            json_in("```json\n{\"a\":1}\n```"),
-            Some(serde_json::json!({"a": 1}))
-        );
-        assert_eq!(
-            json_in("Sure! {\"a\":1} hope it helps"),
-            Some(serde_json::json!({"a": 1}))
-        );
-        assert_eq!(json_in("no json here"), None);
-        assert_eq!(json_in("{\"a\":"), None);
     }
 }

@@ -1,4 +1,5 @@
-//! The verifier: which of a teacher's k samples, if any, becomes a training pair.
+//! The verifier: which of k samples of an answer, if any, is the answer: a teacher's samples
+//! of a training pair's label, or a student's samples of a `/v1/wrap/verified` call.
 //!
 //! Each sample must be JSON, match the task's output schema, and pass the task's own
 //! assertions (`[[task]] assert`). Among the samples that do, the answer is the one most of
@@ -11,9 +12,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::evals::assert::Outcome;
-use crate::evals::{Assertion, Observed};
-use crate::teacher::json_in;
+use super::assert::Outcome;
+use super::{Assertion, Observed};
 use crate::{Error, Result};
 
 /// Why an input was dropped; the keys of `LabelOut::dropped`.
@@ -151,6 +151,27 @@ impl Verifier {
     }
 }
 
+/// The JSON value in an answer's text: the whole text, or the body of a fenced block, or the
+/// first object or array in it (models wrap JSON in prose more often than they should).
+pub fn json_in(text: &str) -> Option<Value> {
+    let t = text.trim();
+    if let Ok(v) = serde_json::from_str(t) {
+        return Some(v);
+    }
+    let fenced = t
+        .strip_prefix("```json")
+        .or_else(|| t.strip_prefix("```"))
+        .and_then(|r| r.trim_end().strip_suffix("```"));
+    if let Some(v) = fenced.and_then(|f| serde_json::from_str(f.trim()).ok()) {
+        return Some(v);
+    }
+    let start = t.find(['{', '['])?;
+    serde_json::Deserializer::from_str(&t[start..])
+        .into_iter::<Value>()
+        .next()?
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +226,20 @@ mod tests {
             v().judge(&t(&[r#"{"label":"a"}"#, "x", "y"])),
             Verdict::Drop(NO_MAJORITY)
         );
+    }
+
+    #[test]
+    fn finds_json_in_prose_and_fences() {
+        assert_eq!(json_in(" {\"a\":1} "), Some(serde_json::json!({"a": 1})));
+        assert_eq!(
+            json_in("```json\n{\"a\":1}\n```"),
+            Some(serde_json::json!({"a": 1}))
+        );
+        assert_eq!(
+            json_in("Sure! {\"a\":1} hope it helps"),
+            Some(serde_json::json!({"a": 1}))
+        );
+        assert_eq!(json_in("no json here"), None);
+        assert_eq!(json_in("{\"a\":"), None);
     }
 }
