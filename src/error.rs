@@ -49,6 +49,20 @@ pub enum Error {
         components: serde_json::Value,
     },
 
+    #[error("tune promotion of `{candidate}` refused: {reason}; HEAD stays {head}")]
+    #[diagnostic(
+        code(K_GATE),
+        help("capture more runs and `kolm tune step` again, or lower the gate with `--gate`")
+    )]
+    PromotionBlocked {
+        candidate: String,
+        k: f64,
+        gate: f64,
+        head: String,
+        head_k: f64,
+        reason: String,
+    },
+
     #[error("artifact `{}` failed verification: {reason}", path.display())]
     #[diagnostic(code(kolm::verify), help("{help}"))]
     Verify {
@@ -171,7 +185,7 @@ impl Error {
     /// The process exit code for this error: 2 for the gate, 130 for Ctrl-C, else 1.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Gate { .. } => 2,
+            Error::Gate { .. } | Error::PromotionBlocked { .. } => 2,
             Error::Interrupted => 130,
             _ => 1,
         }
@@ -185,7 +199,7 @@ impl Error {
             Error::Refused { .. } => "REFUSED",
             Error::Invalid { .. } => "INVALID_INPUT",
             Error::StageUnavailable { .. } => "STAGE_UNAVAILABLE",
-            Error::Gate { .. } => "K_GATE",
+            Error::Gate { .. } | Error::PromotionBlocked { .. } => "K_GATE",
             Error::Verify { .. } => "VERIFY",
             Error::Locked { .. } => "LOCKED",
             Error::NoSigningKey => "NO_SIGNING_KEY",
@@ -209,6 +223,17 @@ impl Error {
                 components,
             } => serde_json::json!({
                 "task": task, "k_score": k, "gate": gate, "k_components": components,
+            }),
+            Error::PromotionBlocked {
+                candidate,
+                k,
+                gate,
+                head,
+                head_k,
+                reason,
+            } => serde_json::json!({
+                "candidate": candidate, "k_score": k, "gate": gate, "head": head,
+                "head_k_score": head_k, "reason": reason,
             }),
             _ => serde_json::json!({}),
         };

@@ -15,7 +15,7 @@
 //! | surfaces | `cli`, `serve` | the `kolm` and `kolmbuild` commands; serving artifacts to agents and apps |
 //! | the graph | `graph`, `executor`, `explain` | the build graph, running it, saying why |
 //! | stages | `stages` | one module per stage: base, recall, label, train, decompose, baseline, score, seal |
-//! | build engines | `label`, `train`, `propose` | what the build drives the runtime and the teacher with |
+//! | build engines | `label`, `train`, `propose`, `tune` | what the build drives the runtime and the teacher with; the evolve loop that trains beside an artifact |
 //! | the runtime | `runtime`, `rag`, `receipts` | the product at run time; the build uses it, never the reverse |
 //! | containers and engines | `artifact`, `recall`, `teacher` | the `.kolm` container (it knows no inference engine), the index, the teacher wire |
 //! | the description | `kolmfile` | the checked configuration everything above reads |
@@ -64,6 +64,7 @@ pub mod serve;
 pub mod stages;
 pub mod teacher;
 pub mod train;
+pub mod tune;
 pub mod untrusted;
 pub mod versions;
 

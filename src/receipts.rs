@@ -40,6 +40,10 @@ pub struct RunFacts {
     /// Recall chunks the prompt was grounded in.
     #[serde(default)]
     pub chunk_ids: Vec<String>,
+    /// The tune revision whose adapter answered (kolmfile-spec/tune.md); absent when the
+    /// artifact's own adapter did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// What the verifier made of k samples; present exactly in `rs-1-verified` receipts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<VerifiedFacts>,
@@ -279,6 +283,7 @@ mod tests {
             tokens_out: 2,
             draft_tokens_accepted: 0,
             chunk_ids: vec![],
+            revision: None,
             verified: None,
         }
     }

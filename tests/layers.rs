@@ -41,7 +41,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the description", &["kolmfile"]),
     ("containers and engines", &["artifact", "recall", "teacher"]),
     ("the runtime", &["runtime", "rag", "receipts"]),
-    ("build engines", &["label", "train", "propose"]),
+    ("build engines", &["label", "train", "propose", "tune"]),
     ("stages", &["stages"]),
     ("the graph", &["graph", "executor", "explain"]),
     ("surfaces", &["cli", "serve"]),

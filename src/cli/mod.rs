@@ -11,6 +11,7 @@ mod install;
 mod rag;
 mod run;
 mod serve;
+mod tune;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -92,12 +93,13 @@ pub enum Command {
     List,
     /// Remove an installed artifact.
     Uninstall { name: String },
-    /// Serve installed artifacts to agents over MCP (stdio); HTTP is not available yet.
+    /// Serve installed artifacts to agents over MCP (stdio, --mcp) or HTTP (--http).
     Serve(serve::ServeArgs),
-    /// The improvement loop (not available yet).
+    /// The evolve loop: revisions of the adapter trained on captured runs, promoted through
+    /// the K gate, beside the unchanged signed artifact.
     Tune {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[command(subcommand)]
+        command: tune::TuneCommand,
     },
     /// Named BM25 indexes, attached to artifacts by a sidecar.
     Rag {
@@ -300,7 +302,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::List => install::list(&g),
         Command::Uninstall { name } => install::uninstall(&g, &name),
         Command::Serve(a) => serve::serve(&g, a),
-        Command::Tune { .. } => Err(not_yet("kolm tune", "the tune loop")),
+        Command::Tune { command } => tune::run(&g, command),
         Command::Rag { command } => rag::run(&g, command),
         Command::Receipts { command } => run::receipts(&g, command),
         Command::Watch { .. } => Err(not_yet("kolm watch", "watch mode")),

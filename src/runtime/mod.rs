@@ -22,6 +22,7 @@ pub mod open;
 pub mod prompt;
 pub mod recipes;
 pub mod rescore;
+pub mod tuned;
 pub mod verified;
 
 use std::path::Path;
@@ -49,6 +50,9 @@ pub struct Runner {
     grounding: Option<Grounding>,
     /// The recipe pack: exact answers, and drafts for the model.
     pub recipes: recipes::Recipes,
+    /// The artifact's tune state, and the revision whose adapter the student runs with.
+    tune: tuned::TuneDir,
+    revision: Option<String>,
 }
 
 /// The answer to one input.
@@ -74,7 +78,19 @@ impl Runner {
         let artifact = open::open(path, home, verify, true)?;
         // A sidecar that no longer matches its index fails here, before any model loads.
         let rag = crate::rag::attached(home, path)?;
-        let student = artifact.student()?;
+        // A tuned artifact runs with its HEAD revision's adapter; the `.kolm` is unchanged.
+        let tune = tuned::TuneDir::of(home, &artifact.manifest.task.name, &artifact.sha256);
+        let (revision, student) = match tune.head_adapter()? {
+            None => (None, artifact.student()?),
+            Some((rev, adapter)) => (
+                Some(rev),
+                Student::load(
+                    &artifact.model_path,
+                    Some(&adapter),
+                    Some(&artifact.manifest.task.output_schema),
+                )?,
+            ),
+        };
         let system = prompt::system_prompt(
             &artifact.manifest.task.description,
             Some(&artifact.manifest.task.output_schema),
@@ -95,7 +111,14 @@ impl Runner {
             rag,
             grounding,
             recipes,
+            tune,
+            revision,
         })
+    }
+
+    /// The tune revision the student runs with (`None`: the artifact's own adapter).
+    pub fn revision(&self) -> Option<&str> {
+        self.revision.as_deref()
     }
 
     /// Searches the index attached to the artifact (`kolm rag attach`); `None` when there is
@@ -172,11 +195,35 @@ impl Runner {
             ..self.facts(input, &output, path, chunk_ids)
         };
         let receipt = self.receipt(facts)?;
+        self.capture(input, &output, &receipt);
         Ok(RunOutput {
             output,
             generation,
             receipt,
         })
+    }
+
+    /// Appends a successful run to the tune captures when capture is on (`kolm tune
+    /// capture-on`). A capture that cannot be written is reported on stderr, not failed: the
+    /// run itself succeeded and its receipt is written.
+    fn capture(&self, input: &str, output: &serde_json::Value, receipt: &Receipt) {
+        if !self.tune.capturing() {
+            return;
+        }
+        let row = tuned::Capture {
+            input: input.to_string(),
+            output: output.clone(),
+            recipe: receipt
+                .facts
+                .path
+                .strip_prefix("recipe:")
+                .map(str::to_owned),
+            latency_us: receipt.facts.latency_us,
+            revision: self.revision.clone(),
+        };
+        if let Err(e) = self.tune.capture(&row) {
+            eprintln!("kolm: this run was not captured for tune: {e}");
+        }
     }
 
     /// What a run will do for `input`: its limits, the caller's schema and its grammar, and
@@ -271,6 +318,7 @@ impl Runner {
             tokens_out: 0,
             draft_tokens_accepted: 0,
             chunk_ids,
+            revision: self.revision.clone(),
             verified: None,
         }
     }

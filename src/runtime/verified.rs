@@ -181,6 +181,9 @@ impl Runner {
         facts.latency_us = started.elapsed().as_micros() as u64;
         facts.verified = Some(verdict);
         let receipt = self.receipt(facts)?;
+        if let Some(out) = &output {
+            self.capture(input, out, &receipt);
+        }
         Ok(VerifiedOutput {
             output,
             samples,

@@ -68,14 +68,9 @@ impl Stage for TrainStage {
             let name = &cx.task.name;
             let bar = cx.progress.measured(0, &format!("training {name}"));
             let pace = crate::progress::Pace::default();
+            let what = format!("training {name}");
             let trained = train::train(&path, &examples, d, Some(&checkpoint), &|s| {
-                bar.set_length(s.total);
-                bar.set_position(s.step);
-                let pace = pace.after(s.step, s.total, s.tokens, "tok");
-                bar.set_message(format!(
-                    "training {name}: step {}/{}, loss {:.3}, {pace}",
-                    s.step, s.total, s.loss
-                ));
+                s.show(&bar, &pace, &what)
             })?;
             bar.finish_and_clear();
             if !cx.options.quiet {

@@ -55,6 +55,20 @@ pub struct Step {
     pub tokens: u64,
 }
 
+impl Step {
+    /// Shows this step on `bar` as "<what> step n/N, loss, pace" (the train stage and
+    /// `kolm tune step` report alike).
+    pub fn show(&self, bar: &indicatif::ProgressBar, pace: &crate::progress::Pace, what: &str) {
+        bar.set_length(self.total);
+        bar.set_position(self.step);
+        let pace = pace.after(self.step, self.total, self.tokens, "tok");
+        bar.set_message(format!(
+            "{what}: step {}/{}, loss {:.3}, {pace}",
+            self.step, self.total, self.loss
+        ));
+    }
+}
+
 /// The zero-init adapter for `base` as trainable tensors: the very values
 /// [`crate::gguf::tiny::zero_lora`] writes.
 pub fn init_lora(header: &Header, s: &DistillConfig) -> Result<Lora> {
@@ -185,11 +199,24 @@ pub fn train(
     checkpoint: Option<&Path>,
     on_step: &(dyn Fn(&Step) + Sync),
 ) -> Result<Trained> {
+    train_from(base_path, examples, s, None, checkpoint, on_step)
+}
+
+/// [`train`] starting from the adapter `start` (a GGUF LoRA of `s`'s rank and targets for this
+/// base) instead of the zero-init one: `kolm tune step` goes on from HEAD's adapter.
+pub fn train_from(
+    base_path: &Path,
+    examples: &[Example],
+    s: &DistillConfig,
+    start: Option<Vec<u8>>,
+    checkpoint: Option<&Path>,
+    on_step: &(dyn Fn(&Step) + Sync),
+) -> Result<Trained> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(s.threads.max(1) as usize)
         .build()
         .map_err(|e| Error::failed("training could not start its threads", e))?;
-    pool.install(|| train_here(base_path, examples, s, checkpoint, on_step))
+    pool.install(|| train_here(base_path, examples, s, start, checkpoint, on_step))
 }
 
 /// [`train`], on the current rayon pool.
@@ -197,6 +224,7 @@ fn train_here(
     base_path: &Path,
     examples: &[Example],
     s: &DistillConfig,
+    start: Option<Vec<u8>>,
     checkpoint: Option<&Path>,
     on_step: &(dyn Fn(&Step) + Sync),
 ) -> Result<Trained> {
@@ -213,7 +241,10 @@ fn train_here(
         )
     })?;
     let base = Base::load(base_path)?;
-    let lora = init_lora(&header, s)?;
+    let lora = match start {
+        None => init_lora(&header, s)?,
+        Some(bytes) => lora_from_adapter(bytes, &header, &s.targets, s.rank, s.alpha)?,
+    };
     let vars: Vec<Var> = lora.vars().into_iter().cloned().collect();
     let var_refs: Vec<&Var> = vars.iter().collect();
     let mut opt = optim::AdamW::new(&var_refs)?;

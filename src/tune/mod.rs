@@ -1,0 +1,361 @@
+//! `kolm tune`: the evolve loop beside an unchanged signed artifact (kolmfile-spec/tune.md).
+//!
+//! Revisions are complete adapters for the artifact's base, in `revisions/vN/`. `v0` is the
+//! artifact's own adapter, so a tuned artifact starts out answering exactly as it did; `step`
+//! trains `v(n+1)` from HEAD's adapter on the captures (and the pairs given to `init`) with the
+//! train stage's code; `eval` is K on the artifact's own tests with the compile's code; `promote`
+//! moves HEAD only through the gate; `rollback` swaps HEAD and `head.prev`. What the runtime
+//! reads (HEAD, the capture log) is [`crate::runtime::tuned`]; every state change is one JSON
+//! line in `KOLM_HOME/logs/tune.jsonl` ([`log`]).
+
+pub mod log;
+pub mod step;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::artifact::verify::VerifyOptions;
+use crate::home::Home;
+use crate::runtime::open::{self, Opened};
+use crate::runtime::tuned::{Head, TuneDir};
+use crate::{Error, Result};
+
+pub use step::{eval, step, StepOptions};
+
+/// What `revisions/vN/revision.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revision {
+    pub name: String,
+    /// The revision it was trained from (`None` for v0, the artifact's adapter).
+    pub parent: Option<String>,
+    /// K on the artifact's tests, once evaluated.
+    pub k_score: Option<f64>,
+    /// Capture lines it was trained on (the first `captures` lines of `captures.jsonl`).
+    pub captures: u64,
+    /// Pairs from `init --pairs` it was trained on.
+    pub pairs: u64,
+    pub steps: u64,
+    pub tokens: u64,
+    pub final_loss: Option<f64>,
+}
+
+/// An artifact being tuned: the verified artifact and its state folder.
+pub struct Tuned {
+    pub opened: Opened,
+    pub dir: TuneDir,
+    pub home: Home,
+}
+
+impl Tuned {
+    /// `artifact` is a `.kolm` path or an installed artifact's name.
+    pub fn open(home: &Home, artifact: &str, verify: &VerifyOptions) -> Result<Tuned> {
+        let path = resolve(home, artifact)?;
+        let opened = open::open(&path, home, verify, true)?;
+        let dir = TuneDir::of(home, &opened.manifest.task.name, &opened.sha256);
+        Ok(Tuned {
+            opened,
+            dir,
+            home: home.clone(),
+        })
+    }
+
+    /// HEAD, or the error that says the artifact is not tuned yet.
+    pub fn head(&self) -> Result<Head> {
+        self.dir.head()?.ok_or_else(|| {
+            Error::invalid(
+                format!(
+                    "`{}` is not being tuned (no `{}`)",
+                    self.opened.path.display(),
+                    self.dir.head_file().display()
+                ),
+                "start with `kolm tune init ART`",
+            )
+        })
+    }
+
+    pub fn revision(&self, name: &str) -> Result<Revision> {
+        let path = self.dir.revision(name).join("revision.json");
+        let bytes = std::fs::read(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::invalid(
+                    format!("there is no revision `{name}`"),
+                    "`kolm tune status` lists the revisions",
+                )
+            } else {
+                Error::io(&path, "read", e)
+            }
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Error::invalid(
+                format!("`{}` is damaged: {e}", path.display()),
+                "remove that revision's folder; it can be trained again with `kolm tune step`",
+            )
+        })
+    }
+
+    fn write_revision_json(&self, r: &Revision) -> Result<()> {
+        let path = self.dir.revision(&r.name).join("revision.json");
+        crate::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(r).expect("serialises"))
+    }
+
+    /// Revision names, oldest first (`v0`, `v1`, …).
+    pub fn revisions(&self) -> Result<Vec<String>> {
+        let dir = self.dir.revisions();
+        let mut numbered: Vec<(u64, String)> = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let n = name.strip_prefix('v')?.parse().ok()?;
+                    e.path()
+                        .join("revision.json")
+                        .is_file()
+                        .then_some((n, name))
+                })
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io(&dir, "list", e)),
+        };
+        numbered.sort();
+        Ok(numbered.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// Moves HEAD (and `head.prev`) in one atomic write, and logs it.
+    fn set_head(&self, head: &Head, event: &str, extra: serde_json::Value) -> Result<()> {
+        crate::fsutil::write_atomic(
+            &self.dir.head_file(),
+            &serde_json::to_vec(head).expect("serialises"),
+        )?;
+        self.log(event, json!({"head": head.head, "prev": head.prev}), extra)
+    }
+
+    fn log(&self, event: &str, a: serde_json::Value, b: serde_json::Value) -> Result<()> {
+        let mut fields = serde_json::Map::new();
+        for v in [a, b] {
+            if let serde_json::Value::Object(m) = v {
+                fields.extend(m);
+            }
+        }
+        log::append(&self.home, event, &self.slug(), fields)
+    }
+
+    pub fn slug(&self) -> String {
+        crate::runtime::tuned::slug(&self.opened.manifest.task.name, &self.opened.sha256)
+    }
+}
+
+/// A `.kolm` path, or the name of an installed artifact.
+fn resolve(home: &Home, artifact: &str) -> Result<PathBuf> {
+    let p = Path::new(artifact);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    let installed = home.artifacts().join(format!("{artifact}.kolm"));
+    if !artifact.contains(['/', '\\']) && installed.is_file() {
+        return Ok(installed);
+    }
+    Err(Error::invalid(
+        format!("`{artifact}` is neither a .kolm file nor an installed artifact"),
+        "pass the artifact's path, or a name `kolm list` shows",
+    ))
+}
+
+/// `kolm tune init`: revision v0 (the artifact's own adapter) as HEAD; `pairs`, a JSONL of
+/// `{"input", "output"}` (the seeds the artifact was compiled from), joins every step so that
+/// training on captures does not forget them.
+pub fn init(t: &Tuned, pairs: Option<&Path>) -> Result<Head> {
+    if let Some(h) = t.dir.head()? {
+        return Err(Error::invalid(
+            format!(
+                "`{}` is already being tuned (HEAD {})",
+                t.opened.path.display(),
+                h.head
+            ),
+            "`kolm tune status` shows its state; remove the tune folder to start over",
+        ));
+    }
+    let pairs_n = match pairs {
+        None => 0,
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| Error::io(p, "read", e))?;
+            let rows = step::read_pairs(&p.display().to_string(), &bytes)?;
+            crate::fsutil::write_atomic(&t.dir.root.join("pairs.jsonl"), &bytes)?;
+            rows.len() as u64
+        }
+    };
+    let adapter = std::fs::read(&t.opened.adapter_path)
+        .map_err(|e| Error::io(&t.opened.adapter_path, "read", e))?;
+    crate::fsutil::write_atomic(&t.dir.adapter("v0"), &adapter)?;
+    let v0 = Revision {
+        name: "v0".into(),
+        parent: None,
+        // v0 is the artifact's adapter: its K is the sealed one.
+        k_score: Some(t.opened.manifest.k_score),
+        captures: 0,
+        pairs: 0,
+        steps: 0,
+        tokens: 0,
+        final_loss: None,
+    };
+    t.write_revision_json(&v0)?;
+    let head = Head {
+        head: "v0".into(),
+        prev: None,
+    };
+    t.set_head(
+        &head,
+        "init",
+        json!({"artifact_sha256": t.opened.sha256, "pairs": pairs_n}),
+    )?;
+    Ok(head)
+}
+
+/// `kolm tune capture-on` / `capture-off`.
+pub fn capture(t: &Tuned, on: bool) -> Result<()> {
+    t.head()?;
+    let flag = t.dir.capture_flag();
+    if on {
+        crate::fsutil::write_atomic(&flag, b"")?;
+    } else if let Err(e) = std::fs::remove_file(&flag) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(Error::io(&flag, "remove", e));
+        }
+    }
+    t.log(
+        if on { "capture_on" } else { "capture_off" },
+        json!({}),
+        json!({}),
+    )
+}
+
+/// The promotion gate.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate {
+    pub k: f64,
+    pub require_improvement: bool,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            k: 0.85,
+            require_improvement: true,
+        }
+    }
+}
+
+/// `kolm tune promote`: HEAD moves to `candidate` (default: the newest revision) only if its K
+/// clears the gate and, with `require_improvement`, is at least HEAD's; each K is evaluated
+/// first if it has not been. Refused: `gate_blocked` is logged and the error is exit 2, K_GATE.
+pub fn promote(t: &Tuned, candidate: Option<&str>, gate: Gate) -> Result<Head> {
+    let head = t.head()?;
+    let name = match candidate {
+        Some(c) => c.to_string(),
+        None => t.revisions()?.pop().unwrap_or_else(|| head.head.clone()),
+    };
+    if name == head.head {
+        return Err(Error::invalid(
+            format!("`{name}` is HEAD already"),
+            "train a candidate with `kolm tune step`",
+        ));
+    }
+    let k = eval(t, &name)?;
+    let k_head = eval(t, &head.head)?;
+    let why = if k < gate.k {
+        Some(format!(
+            "K {k:.4} is below the promotion gate {:.2}",
+            gate.k
+        ))
+    } else if gate.require_improvement && k < k_head {
+        Some(format!(
+            "K {k:.4} is below HEAD {}'s {k_head:.4} (require_improvement)",
+            head.head
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        t.log(
+            "gate_blocked",
+            json!({"candidate": name, "k_score": k, "head": head.head, "head_k_score": k_head}),
+            json!({"gate": gate.k, "require_improvement": gate.require_improvement, "reason": why}),
+        )?;
+        return Err(Error::PromotionBlocked {
+            candidate: name,
+            k,
+            gate: gate.k,
+            head: head.head,
+            head_k: k_head,
+            reason: why,
+        });
+    }
+    let new = Head {
+        head: name.clone(),
+        prev: Some(head.head.clone()),
+    };
+    t.set_head(
+        &new,
+        "promote",
+        json!({"k_score": k, "head_k_score_before": k_head, "gate": gate.k}),
+    )?;
+    Ok(new)
+}
+
+/// `kolm tune rollback`: HEAD and `head.prev` swap; nothing is retrained.
+pub fn rollback(t: &Tuned) -> Result<Head> {
+    let head = t.head()?;
+    let Some(prev) = head.prev.clone() else {
+        return Err(Error::invalid(
+            format!(
+                "HEAD {} has no previous revision to roll back to",
+                head.head
+            ),
+            "nothing has been promoted yet",
+        ));
+    };
+    t.revision(&prev)?;
+    let new = Head {
+        head: prev,
+        prev: Some(head.head),
+    };
+    t.set_head(&new, "rollback", json!({}))?;
+    Ok(new)
+}
+
+/// `kolm tune status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub artifact: String,
+    pub slug: String,
+    pub head: String,
+    pub prev: Option<String>,
+    pub capturing: bool,
+    pub captures: u64,
+    /// Captures after the ones the newest revision was trained on.
+    pub captures_since_step: u64,
+    pub revisions: Vec<Revision>,
+}
+
+pub fn status(t: &Tuned) -> Result<Status> {
+    let head = t.head()?;
+    let revisions = t
+        .revisions()?
+        .iter()
+        .map(|n| t.revision(n))
+        .collect::<Result<Vec<_>>>()?;
+    let captures = step::read_captures(&t.dir)?.len() as u64;
+    let trained_on = revisions.iter().map(|r| r.captures).max().unwrap_or(0);
+    Ok(Status {
+        artifact: t.opened.path.display().to_string(),
+        slug: t.slug(),
+        head: head.head,
+        prev: head.prev,
+        capturing: t.dir.capturing(),
+        captures,
+        captures_since_step: captures.saturating_sub(trained_on),
+        revisions,
+    })
+}

@@ -1,0 +1,224 @@
+//! `kolm tune` end to end on a tiny model: init changes nothing, captures come from real runs,
+//! a step trained on them raises K, the gate refuses what it must (exit 2, K_GATE), HEAD's
+//! adapter answers with its revision in the receipt, and rollback restores the outputs exactly;
+//! the signed artifact never changes.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::{json, Value};
+use support::*;
+
+/// Account questions without the word the recipe answers: the base gets them wrong, and a step
+/// trained on the recipe's captured answers learns them.
+const EVALS: [&str; 6] = [
+    "locked out of my login",
+    "cannot sign in at all",
+    "my 2fa code never arrives",
+    "change the email on my profile",
+    "my username is wrong",
+    "someone else is in my account",
+];
+
+fn project() -> Project {
+    let p = Project::new(
+        &kolmfile_text("[decompose]\nenabled = true\nrecipes_dir = \"recipes\"\n")
+            .replace("min_k = 0.5", "min_k = 0.0"),
+    );
+    let seeds: String = (0..6)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"input": format!("password problem {i}"), "output": {"label": "account"}})
+            )
+        })
+        .collect();
+    p.write("data/seeds.jsonl", &seeds);
+    let evals: String = EVALS
+        .iter()
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"description": i, "vars": {"input": i}, "assert": [{"type": "equals", "value": {"label": "account"}}]})
+            )
+        })
+        .collect();
+    p.write("data/evals.jsonl", &evals);
+    p.write(
+        "recipes/password.js",
+        "function recipe(input) { return /password/.test(input) ? {label: 'account'} : null; }",
+    );
+    p.age_all();
+    p.build();
+    p
+}
+
+fn kolm(home: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kolm"))
+        .args(args)
+        .env("KOLM_HOME", home)
+        .env("KOLM_SIGNING_KEY", KEY)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn tune(home: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["--json", "tune"];
+    all.extend_from_slice(args);
+    ok_json(&kolm(home, &all))["tune"].clone()
+}
+
+/// `kolm --json run`: the output and the receipt.
+fn run(home: &Path, art: &str, input: &str) -> (Value, Value) {
+    let v = ok_json(&kolm(home, &["--json", "run", art, input]));
+    (v["output"].clone(), v["receipt"].clone())
+}
+
+fn outputs(home: &Path, art: &str) -> Vec<Value> {
+    EVALS.iter().map(|i| run(home, art, i).0).collect()
+}
+
+fn events(home: &Path) -> Vec<String> {
+    std::fs::read_to_string(home.join("logs/tune.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn captures_step_promote_and_rollback_beside_an_unchanged_artifact() {
+    let p = project();
+    let home = p.home.path();
+    let art_path = p.artifact();
+    let art = art_path.to_str().unwrap();
+    let sealed = std::fs::read(&art_path).unwrap();
+    let before = outputs(home, art);
+
+    // init: v0 is the artifact's adapter, so nothing changes.
+    let head = tune(home, &["init", art]);
+    assert_eq!(head, json!({"head": "v0", "prev": null}));
+    assert_eq!(
+        outputs(home, art),
+        before,
+        "v0 answers exactly as the artifact"
+    );
+    let again = kolm(home, &["tune", "init", art]);
+    assert_eq!(again.status.code(), Some(1), "a second init is refused");
+
+    // Captures: successful runs while capture is on, and only those.
+    tune(home, &["capture-on", art]);
+    for i in 0..24 {
+        run(home, art, &format!("my password {i} expired"));
+    }
+    let cut = kolm(home, &["run", art, "--max-tokens", "1", "hello"]);
+    assert!(!cut.status.success(), "a run cut at one token fails");
+    tune(home, &["capture-off", art]);
+    run(home, art, "password once more");
+    let status = tune(home, &["status", art]);
+    assert_eq!(status["captures"], 24, "{status}");
+    assert_eq!(status["captures_since_step"], 24);
+    assert_eq!(status["capturing"], false);
+    let slug = status["slug"].as_str().unwrap();
+    let captured =
+        std::fs::read_to_string(home.join("tune").join(slug).join("captures.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(captured.lines().next().unwrap()).unwrap();
+    assert_eq!(first["input"], "my password 0 expired");
+    assert_eq!(first["output"], json!({"label": "account"}));
+    assert!(first["recipe"].as_str().unwrap().starts_with("sha256:"));
+    assert!(first["latency_us"].is_u64());
+
+    // A step trained on what the recipe answered raises K on the account questions.
+    let v1 = tune(
+        home,
+        &[
+            "step",
+            art,
+            "--learning-rate",
+            "0.05",
+            "--epochs",
+            "4",
+            "--threads",
+            "2",
+        ],
+    );
+    assert_eq!(v1["name"], "v1");
+    assert_eq!(v1["parent"], "v0");
+    assert_eq!(v1["captures"], 24);
+    let k1 = tune(home, &["eval", art, "v1"])["k_score"]
+        .as_f64()
+        .unwrap();
+    let k0 = tune(home, &["eval", art, "v0"])["k_score"]
+        .as_f64()
+        .unwrap();
+    assert!(k1 > k0, "K {k1} after the step, {k0} before");
+
+    // The gate refuses: exit 2, K_GATE, logged, HEAD unchanged.
+    let blocked = kolm(home, &["--json", "tune", "promote", art, "--gate", "0.999"]);
+    assert_eq!(blocked.status.code(), Some(2));
+    let err: Value = serde_json::from_slice(&blocked.stdout).unwrap();
+    assert_eq!(err["code"], "K_GATE", "{err}");
+    assert_eq!(err["candidate"], "v1");
+    assert_eq!(tune(home, &["status", art])["head"], "v0");
+
+    let head = tune(home, &["promote", art, "--gate", "0"]);
+    assert_eq!(head, json!({"head": "v1", "prev": "v0"}));
+    let (out, receipt) = run(home, art, EVALS[0]);
+    assert_eq!(out, json!({"label": "account"}));
+    assert_eq!(receipt["revision"], "v1", "the receipt names the revision");
+
+    // A worse candidate (v0, below HEAD) is refused even under a zero gate.
+    let worse = kolm(home, &["tune", "promote", art, "v0", "--gate", "0"]);
+    assert_eq!(worse.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&worse.stderr).contains("require_improvement"));
+
+    // Rollback: the previous outputs, exactly.
+    let head = tune(home, &["rollback", art]);
+    assert_eq!(head, json!({"head": "v0", "prev": "v1"}));
+    assert_eq!(outputs(home, art), before);
+
+    // The signed artifact never changed, and still verifies.
+    assert_eq!(std::fs::read(&art_path).unwrap(), sealed);
+    ok_json(&kolm(home, &["--json", "verify", art]));
+    let ev = events(home);
+    for e in [
+        "init",
+        "capture_on",
+        "capture_off",
+        "step",
+        "eval",
+        "gate_blocked",
+        "promote",
+        "rollback",
+    ] {
+        assert!(ev.iter().any(|x| x == e), "no {e} in {ev:?}");
+    }
+}
+
+#[test]
+fn tune_errors_say_what_to_do() {
+    let p = project();
+    let home = p.home.path();
+    let art = p.artifact();
+    let art = art.to_str().unwrap();
+    let out = kolm(home, &["tune", "status", art]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kolm tune init"));
+    let out = kolm(home, &["tune", "status", "no-such-artifact"]);
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("neither a .kolm file nor an installed artifact"));
+    tune(home, &["init", art]);
+    let out = kolm(home, &["tune", "step", art]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to train on"));
+    let out = kolm(home, &["tune", "rollback", art]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no previous revision"));
+}
