@@ -31,3 +31,4 @@ cargo bench --bench teacher
 cargo bench --bench recipes
 cargo bench --bench serve
 cargo bench --bench serve_http
+cargo bench --bench tune

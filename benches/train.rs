@@ -17,8 +17,6 @@
 //! timed steps (4 by default; more steady the figure, for comparing two builds). Run with `make bench` or
 //! `cargo bench --bench train`.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
 use kolm::kolmfile::{DistillConfig, Kolmfile};
@@ -26,6 +24,9 @@ use kolm::train::{self, data, model::Forward, weights::Base};
 
 #[path = "../tests/support/student.rs"]
 mod student;
+
+#[path = "support/peft.rs"]
+mod peft;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -128,32 +129,18 @@ fn main() {
         return;
     }
 
-    let dir = PathBuf::from(std::env::var("KOLM_BENCH_DIR").unwrap_or("/var/tmp".into()))
-        .join("kolm-bench-train");
-    std::fs::create_dir_all(&dir).unwrap();
-    let job = dir.join("batches.json");
-    let json = serde_json::json!({
-        "model": model,
-        "rank": s.rank, "alpha": s.alpha, "targets": s.targets,
-        "learning_rate": s.learning_rate,
-        "batches": batches.iter().map(|b| b.iter().map(|e| serde_json::json!({
-            "tokens": e.tokens, "prompt_len": e.prompt_len,
-        })).collect::<Vec<_>>()).collect::<Vec<_>>(),
-    });
-    std::fs::write(&job, json.to_string()).unwrap();
-    let python = std::env::var("KOLM_BENCH_PYTHON").unwrap_or("python3".into());
-    eprintln!("peer: PyTorch + peft");
-    let out = Command::new(&python)
-        .arg(root.join("benches/peers/peft_train.py"))
-        .arg(&job)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let peer = peft::train(
+        root,
+        "kolm-bench-train",
+        &peft::Job {
+            model: &model,
+            rank: s.rank,
+            alpha: s.alpha,
+            targets: &s.targets,
+            learning_rate: s.learning_rate,
+            batches: batches.clone(),
+        },
     );
-    let peer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let theirs = peer["tokens_per_s"].as_f64().unwrap();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let gib = |b: f64| b / (1u64 << 30) as f64;

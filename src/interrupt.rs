@@ -31,3 +31,19 @@ pub fn check() -> crate::Result<()> {
         Ok(())
     }
 }
+
+/// Resolves at SIGTERM or Ctrl-C: what a server or daemon stops on.
+pub async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

@@ -55,14 +55,26 @@ fn project() -> Project {
     p
 }
 
-fn kolm(home: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_kolm"))
-        .args(args)
-        .env("KOLM_HOME", home)
+/// `kolm` with this home and the signing key.
+fn kolm_cmd(home: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kolm"));
+    c.env("KOLM_HOME", home)
         .env("KOLM_SIGNING_KEY", KEY)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+        .env("NO_COLOR", "1");
+    c
+}
+
+fn kolm(home: &Path, args: &[&str]) -> Output {
+    kolm_cmd(home).args(args).output().unwrap()
+}
+
+/// The project built, tuned (`init`) and capturing: the project and the artifact's path.
+fn capturing() -> (Project, String) {
+    let p = project();
+    let art = p.artifact().to_str().unwrap().to_string();
+    tune(p.home.path(), &["init", &art]);
+    tune(p.home.path(), &["capture-on", &art]);
+    (p, art)
 }
 
 fn tune(home: &Path, args: &[&str]) -> Value {
@@ -221,4 +233,228 @@ fn tune_errors_say_what_to_do() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to train on"));
     let out = kolm(home, &["tune", "rollback", art]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no previous revision"));
+}
+
+/// Waits (up to two minutes) until `tune.jsonl` has `n` lines with `event`.
+fn wait_for(home: &Path, event: &str, n: usize) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::time::Instant::now() < until {
+        if home.join("logs/tune.jsonl").is_file()
+            && events(home).iter().filter(|e| *e == event).count() >= n
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("no {n} × {event} in {:?}", events(home));
+}
+
+#[test]
+fn the_daemon_cycles_on_captures_survives_a_failed_step_and_stops_on_sigterm() {
+    let (p, art) = capturing();
+    let (home, art) = (p.home.path(), art.as_str());
+    let mut daemon = kolm_cmd(home)
+        .args([
+            "tune",
+            "daemon",
+            art,
+            "--threshold-rows",
+            "8",
+            "--gate",
+            "0",
+            "--allow-regression",
+        ])
+        .args(["--learning-rate", "0.05", "--epochs", "4", "--threads", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(home, "daemon_start", 1);
+    // Below the threshold nothing happens; at it, a cycle promotes.
+    for i in 0..7 {
+        run(home, art, &format!("password {i} expired"));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        !events(home).iter().any(|e| e == "step"),
+        "{:?}",
+        events(home)
+    );
+    run(home, art, "password 7 expired");
+    wait_for(home, "promote", 1);
+    assert_eq!(tune(home, &["status", art])["head"], "v1");
+
+    // A step that fails (the pairs file is damaged) is logged and the daemon keeps watching.
+    let slug = tune(home, &["status", art])["slug"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pairs = home.join("tune").join(&slug).join("pairs.jsonl");
+    std::fs::write(&pairs, "not json\n").unwrap();
+    for i in 0..8 {
+        run(home, art, &format!("password {i} reset"));
+    }
+    wait_for(home, "daemon_error", 1);
+    std::fs::remove_file(&pairs).unwrap();
+    run(home, art, "password again");
+    wait_for(home, "step", 2);
+    wait_for(home, "eval", 2);
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon is still running"
+    );
+
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let out = daemon.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(home, "daemon_stop", 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("training: step"), "progress lines: {err}");
+}
+
+#[test]
+fn the_loop_runs_airgapped_in_a_network_namespace() {
+    let p = project();
+    let home = p.home.path();
+    let art = p.artifact();
+    let art = art.to_str().unwrap();
+    // `unshare -n`: a network namespace with nothing but a down loopback.
+    let netns = |args: &[&str]| -> Output {
+        std::process::Command::new("unshare")
+            .arg("-n")
+            .arg(env!("CARGO_BIN_EXE_kolm"))
+            .args(args)
+            .env("KOLM_HOME", home)
+            .env("KOLM_SIGNING_KEY", KEY)
+            .output()
+            .expect(
+                "unshare (util-linux) must run here: the airgap is tested in a network namespace",
+            )
+    };
+    let probe = std::process::Command::new("unshare")
+        .args(["-n", "cat", "/proc/net/dev"])
+        .output()
+        .unwrap();
+    assert!(
+        probe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    let devices: Vec<String> = String::from_utf8_lossy(&probe.stdout)
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next().map(|d| d.trim().to_string()))
+        .collect();
+    assert_eq!(devices, ["lo"], "the namespace has only loopback");
+    let ok = |args: &[&str]| ok_json(&netns(args));
+    ok(&["--json", "tune", "init", art]);
+    ok(&["--json", "tune", "capture-on", art]);
+    for i in 0..12 {
+        ok(&["--json", "run", art, &format!("password {i} expired")]);
+    }
+    let v1 = ok(&[
+        "--json",
+        "tune",
+        "step",
+        art,
+        "--airgap",
+        "--learning-rate",
+        "0.05",
+        "--epochs",
+        "4",
+    ]);
+    assert_eq!(v1["tune"]["name"], "v1");
+    ok(&["--json", "tune", "eval", art]);
+    let head = ok(&["--json", "tune", "promote", art, "--gate", "0"]);
+    assert_eq!(head["tune"]["head"], "v1");
+    let out = ok(&["--json", "run", art, EVALS[0]]);
+    assert_eq!(out["receipt"]["revision"], "v1");
+    ok(&["--json", "tune", "rollback", art]);
+}
+
+/// The state as the crash tests compare it: HEAD, the revisions, the captures' bytes.
+fn snapshot(home: &Path, art: &str) -> (Value, Vec<String>, Vec<u8>) {
+    let s = tune(home, &["status", art]);
+    let slug = s["slug"].as_str().unwrap();
+    let head = json!({"head": s["head"], "prev": s["prev"]});
+    let revs = s["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    let captures = std::fs::read(home.join("tune").join(slug).join("captures.jsonl")).unwrap();
+    (head, revs, captures)
+}
+
+#[test]
+fn a_kill_at_any_point_of_step_promote_or_rollback_leaves_a_whole_state() {
+    let (p, art) = capturing();
+    let (home, art) = (p.home.path(), art.as_str());
+    for i in 0..8 {
+        run(home, art, &format!("password {i} expired"));
+    }
+    let crash = |point: &str, args: &[&str]| {
+        let out = kolm_cmd(home)
+            .arg("tune")
+            .args(args)
+            .env("KOLM_TUNE_CRASH_AT", point)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.code().is_none(),
+            "{point}: the process was to be killed, it exited {:?}",
+            out.status
+        );
+    };
+    let step = ["step", art, "--learning-rate", "0.05", "--epochs", "2"];
+
+    // A step killed before its revision is renamed into place leaves no revision; one killed
+    // after leaves the whole revision. HEAD and the captures never change.
+    for (point, revs) in [
+        ("step-trained", vec!["v0"]),
+        ("step-staged", vec!["v0"]),
+        ("step-renamed", vec!["v0", "v1"]),
+    ] {
+        let before = snapshot(home, art);
+        crash(point, &step);
+        let after = snapshot(home, art);
+        assert_eq!(after.0, before.0, "{point}: HEAD");
+        assert_eq!(after.1, revs, "{point}: revisions");
+        assert_eq!(after.2, before.2, "{point}: captures");
+    }
+    // The next step sweeps the leftovers and numbers on.
+    let v2 = tune(home, &step);
+    assert_eq!(v2["name"], "v2");
+    let slug = tune(home, &["status", art])["slug"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let leftovers: Vec<_> = std::fs::read_dir(home.join("tune").join(&slug).join("revisions"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // HEAD moves whole or not at all.
+    let v0 = json!({"head": "v0", "prev": null});
+    let v2_head = json!({"head": "v2", "prev": "v0"});
+    let promote = ["promote", art, "v2", "--gate", "0", "--allow-regression"];
+    crash("promote-head-staged", &promote);
+    assert_eq!(snapshot(home, art).0, v0);
+    crash("promote-head-moved", &promote);
+    assert_eq!(snapshot(home, art).0, v2_head);
+    crash("rollback-head-staged", &["rollback", art]);
+    assert_eq!(snapshot(home, art).0, v2_head);
+    crash("rollback-head-moved", &["rollback", art]);
+    assert_eq!(snapshot(home, art).0, json!({"head": "v0", "prev": "v2"}));
+    // And the state goes on working.
+    assert_eq!(tune(home, &["rollback", art]), v2_head);
+    run(home, art, "after the crashes");
 }

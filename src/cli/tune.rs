@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::Global;
 use crate::artifact::verify::VerifyOptions;
 use crate::home::Home;
-use crate::tune::{self, Gate, StepOptions, Tuned};
+use crate::tune::{self, DaemonOptions, Gate, StepOptions, Tuned};
 use crate::Result;
 
 #[derive(Subcommand, Debug)]
@@ -36,17 +36,8 @@ pub enum TuneCommand {
     Step {
         #[command(flatten)]
         target: Target,
-        #[arg(long, default_value_t = StepOptions::default().epochs)]
-        epochs: u32,
-        #[arg(long, default_value_t = StepOptions::default().learning_rate)]
-        learning_rate: f64,
-        #[arg(long, default_value_t = StepOptions::default().batch_size)]
-        batch_size: u32,
-        #[arg(long, default_value_t = 0)]
-        seed: i64,
-        /// Training threads (default: every core).
-        #[arg(long)]
-        threads: Option<u32>,
+        #[command(flatten)]
+        train: TrainArgs,
     },
     /// K of a revision (default: the newest) on the artifact's own tests.
     Eval {
@@ -59,12 +50,8 @@ pub enum TuneCommand {
         #[command(flatten)]
         target: Target,
         revision: Option<String>,
-        /// The promotion gate on K.
-        #[arg(long, default_value_t = Gate::default().k)]
-        gate: f64,
-        /// Promote even when the candidate's K is below HEAD's.
-        #[arg(long)]
-        allow_regression: bool,
+        #[command(flatten)]
+        gate: GateArgs,
     },
     /// Swap HEAD and the previous HEAD (no retraining).
     Rollback {
@@ -76,12 +63,79 @@ pub enum TuneCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Watch the captures and run step, eval and a gated promote past a threshold (not
-    /// available yet).
+    /// Watch the captures; past `--threshold-rows` new ones, step, eval and promote through
+    /// the gate. Stops on SIGTERM or Ctrl-C.
     Daemon {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = DaemonOptions::default().threshold_rows)]
+        threshold_rows: u64,
+        #[command(flatten)]
+        gate: GateArgs,
+        #[command(flatten)]
+        train: TrainArgs,
     },
+}
+
+/// How a step trains.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[arg(long, default_value_t = StepOptions::default().epochs)]
+    epochs: u32,
+    #[arg(long, default_value_t = StepOptions::default().learning_rate)]
+    learning_rate: f64,
+    #[arg(long, default_value_t = StepOptions::default().batch_size)]
+    batch_size: u32,
+    #[arg(long, default_value_t = 0)]
+    seed: i64,
+    /// Training threads (default: every core).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Offline: set TRANSFORMERS_OFFLINE, HF_HUB_OFFLINE, HF_DATASETS_OFFLINE and KOLM_AIRGAP
+    /// for anything the loop starts, and refuse a base that is not a local file (also
+    /// KOLM_AIRGAP=1).
+    #[arg(long)]
+    airgap: bool,
+}
+
+impl TrainArgs {
+    fn options(&self) -> StepOptions {
+        StepOptions {
+            epochs: self.epochs,
+            learning_rate: self.learning_rate,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            threads: self.threads.unwrap_or(StepOptions::default().threads),
+            ..StepOptions::default()
+        }
+    }
+
+    fn airgap(&self, t: &Tuned) -> Result<()> {
+        if self.airgap || tune::airgap_from_env() {
+            tune::airgap(t)?;
+        }
+        Ok(())
+    }
+}
+
+/// The promotion gate.
+#[derive(Args, Debug)]
+pub struct GateArgs {
+    /// The promotion gate on K.
+    #[arg(long, default_value_t = Gate::default().k)]
+    gate: f64,
+    /// Promote even when the candidate's K is below HEAD's.
+    #[arg(long)]
+    allow_regression: bool,
+}
+
+impl GateArgs {
+    fn gate(&self) -> Gate {
+        Gate {
+            k: self.gate,
+            require_improvement: !self.allow_regression,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -161,23 +215,10 @@ pub fn run(g: &Global, c: TuneCommand) -> Result<()> {
                 serde_json::json!({"capturing": false}),
             );
         }
-        TuneCommand::Step {
-            target,
-            epochs,
-            learning_rate,
-            batch_size,
-            seed,
-            threads,
-        } => {
+        TuneCommand::Step { target, train } => {
             let t = target.open()?;
-            let o = StepOptions {
-                epochs,
-                learning_rate,
-                batch_size,
-                seed,
-                threads: threads.unwrap_or(StepOptions::default().threads),
-                ..StepOptions::default()
-            };
+            train.airgap(&t)?;
+            let o = train.options();
             let progress = crate::progress::Progress::for_cli(g.json, g.quiet);
             let bar = progress.measured(0, "tune step");
             let pace = crate::progress::Pace::default();
@@ -207,24 +248,35 @@ pub fn run(g: &Global, c: TuneCommand) -> Result<()> {
             target,
             revision,
             gate,
-            allow_regression,
         } => {
             let t = target.open()?;
-            let g2 = Gate {
-                k: gate,
-                require_improvement: !allow_regression,
-            };
+            let g2 = gate.gate();
             say_head(&tune::promote(&t, revision.as_deref(), g2)?);
         }
         TuneCommand::Rollback { target } => {
             let t = target.open()?;
             say_head(&tune::rollback(&t)?);
         }
-        TuneCommand::Daemon { .. } => {
-            return Err(super::not_yet(
-                "kolm tune daemon",
-                "the capture-watching daemon",
-            ));
+        TuneCommand::Daemon {
+            target,
+            threshold_rows,
+            gate,
+            train,
+        } => {
+            let t = target.open()?;
+            train.airgap(&t)?;
+            let o = DaemonOptions {
+                threshold_rows,
+                gate: gate.gate(),
+                step: train.options(),
+            };
+            stop_on_signals();
+            let quiet = g.quiet;
+            tune::daemon(&t, &o, &|line| {
+                if !quiet {
+                    eprintln!("kolm tune daemon: {line}");
+                }
+            })?;
         }
         TuneCommand::Status { target } => {
             let t = target.open()?;
@@ -251,4 +303,20 @@ pub fn run(g: &Global, c: TuneCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// SIGTERM and Ctrl-C raise the interrupt flag the daemon and training check.
+fn stop_on_signals() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            crate::interrupt::terminated().await;
+            crate::interrupt::request();
+        });
+    });
 }

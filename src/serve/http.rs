@@ -190,18 +190,7 @@ pub fn serve(
 }
 
 async fn shutdown() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
+    crate::interrupt::terminated().await;
     eprintln!("kolm serve: stopping: finishing the requests in flight");
 }
 

@@ -8,6 +8,7 @@
 //! reads (HEAD, the capture log) is [`crate::runtime::tuned`]; every state change is one JSON
 //! line in `KOLM_HOME/logs/tune.jsonl` ([`log`]).
 
+pub mod daemon;
 pub mod log;
 pub mod step;
 
@@ -22,7 +23,41 @@ use crate::runtime::open::{self, Opened};
 use crate::runtime::tuned::{Head, TuneDir};
 use crate::{Error, Result};
 
+pub use daemon::{daemon, DaemonOptions};
 pub use step::{eval, step, StepOptions};
+
+/// What `--airgap` sets for anything the loop starts (tune.md §3.2).
+pub const AIRGAP_ENV: [(&str, &str); 4] = [
+    ("KOLM_AIRGAP", "1"),
+    ("TRANSFORMERS_OFFLINE", "1"),
+    ("HF_HUB_OFFLINE", "1"),
+    ("HF_DATASETS_OFFLINE", "1"),
+];
+
+/// `--airgap` (also `KOLM_AIRGAP=1`): the offline environment for this process and anything
+/// it starts, and a base that must be a local file that exists: never a URL, never fetched.
+/// (The loop trains in process and opens no connection; this makes the promise checkable.)
+pub fn airgap(t: &Tuned) -> Result<()> {
+    for (k, v) in AIRGAP_ENV {
+        std::env::set_var(k, v);
+    }
+    let base = &t.opened.model_path;
+    if base.to_string_lossy().contains("://") || !base.is_file() {
+        return Err(Error::invalid(
+            format!(
+                "--airgap: the base `{}` is not a local file",
+                base.display()
+            ),
+            "an airgapped loop trains only on a base already on this machine",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the environment asks for `--airgap`.
+pub fn airgap_from_env() -> bool {
+    std::env::var("KOLM_AIRGAP").is_ok_and(|v| v == "1")
+}
 
 /// What `revisions/vN/revision.json` records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,11 +160,31 @@ impl Tuned {
 
     /// Moves HEAD (and `head.prev`) in one atomic write, and logs it.
     fn set_head(&self, head: &Head, event: &str, extra: serde_json::Value) -> Result<()> {
-        crate::fsutil::write_atomic(
-            &self.dir.head_file(),
-            &serde_json::to_vec(head).expect("serialises"),
-        )?;
+        use std::io::Write;
+        let path = self.dir.head_file();
+        let mut tmp = crate::fsutil::temp_beside(&path)?;
+        tmp.write_all(&serde_json::to_vec(head).expect("serialises"))
+            .map_err(|e| Error::io(&path, "write", e))?;
+        crash_point(&format!("{event}-head-staged"));
+        crate::fsutil::persist(tmp, &path)?;
+        crash_point(&format!("{event}-head-moved"));
         self.log(event, json!({"head": head.head, "prev": head.prev}), extra)
+    }
+
+    /// Takes the state's exclusive lock (`tune.lock`) for one state-changing verb, so that two
+    /// tuners (a daemon and a person) never interleave a step or a HEAD change.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        std::fs::create_dir_all(&self.dir.root)
+            .map_err(|e| Error::io(&self.dir.root, "create", e))?;
+        let path = self.dir.root.join("tune.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "open", e))?;
+        f.lock().map_err(|e| Error::io(&path, "lock", e))?;
+        Ok(f)
     }
 
     fn log(&self, event: &str, a: serde_json::Value, b: serde_json::Value) -> Result<()> {
@@ -144,6 +199,14 @@ impl Tuned {
 
     pub fn slug(&self) -> String {
         crate::runtime::tuned::slug(&self.opened.manifest.task.name, &self.opened.sha256)
+    }
+}
+
+/// The crash-safety tests' hook (tests/tune.rs): with `KOLM_TUNE_CRASH_AT=<point>` the process
+/// aborts at that point, as a kill would stop it (no destructor, no cleanup runs).
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var_os("KOLM_TUNE_CRASH_AT").is_some_and(|p| p == point) {
+        std::process::abort();
     }
 }
 
@@ -167,6 +230,7 @@ fn resolve(home: &Home, artifact: &str) -> Result<PathBuf> {
 /// `{"input", "output"}` (the seeds the artifact was compiled from), joins every step so that
 /// training on captures does not forget them.
 pub fn init(t: &Tuned, pairs: Option<&Path>) -> Result<Head> {
+    let _lock = t.lock()?;
     if let Some(h) = t.dir.head()? {
         return Err(Error::invalid(
             format!(
@@ -251,6 +315,7 @@ impl Default for Gate {
 /// clears the gate and, with `require_improvement`, is at least HEAD's; each K is evaluated
 /// first if it has not been. Refused: `gate_blocked` is logged and the error is exit 2, K_GATE.
 pub fn promote(t: &Tuned, candidate: Option<&str>, gate: Gate) -> Result<Head> {
+    let _lock = t.lock()?;
     let head = t.head()?;
     let name = match candidate {
         Some(c) => c.to_string(),
@@ -306,6 +371,7 @@ pub fn promote(t: &Tuned, candidate: Option<&str>, gate: Gate) -> Result<Head> {
 
 /// `kolm tune rollback`: HEAD and `head.prev` swap; nothing is retrained.
 pub fn rollback(t: &Tuned) -> Result<Head> {
+    let _lock = t.lock()?;
     let head = t.head()?;
     let Some(prev) = head.prev.clone() else {
         return Err(Error::invalid(

@@ -77,7 +77,9 @@ pub fn step(
     o: &StepOptions,
     on_step: &(dyn Fn(&train::Step) + Sync),
 ) -> Result<Revision> {
+    let _lock = t.lock()?;
     let head = t.head()?;
+    sweep(&t.dir)?;
     let captures = read_captures(&t.dir)?;
     let pairs_file = t.dir.root.join("pairs.jsonl");
     let pairs = match std::fs::read(&pairs_file) {
@@ -121,6 +123,7 @@ pub fn step(
     let start = std::fs::read(t.dir.adapter(&head.head))
         .map_err(|e| Error::io(&t.dir.adapter(&head.head), "read", e))?;
     let trained = train::train_from(&a.model_path, &examples, &d, Some(start), None, on_step)?;
+    super::crash_point("step-trained");
     let n = t
         .revisions()?
         .iter()
@@ -138,6 +141,7 @@ pub fn step(
         final_loss: Some(trained.final_loss),
     };
     write_revision(&t.dir, &rev, &trained.adapter)?;
+    super::crash_point("step-renamed");
     t.log(
         "step",
         json!({"revision": rev.name, "parent": rev.parent, "captures": rev.captures, "pairs": rev.pairs}),
@@ -159,10 +163,32 @@ fn write_revision(dir: &TuneDir, rev: &Revision, adapter: &[u8]) -> Result<()> {
         &tmp.path().join("revision.json"),
         &serde_json::to_vec_pretty(rev).expect("serialises"),
     )?;
+    super::crash_point("step-staged");
     let dest = dir.revision(&rev.name);
     // `rename` onto an existing folder fails when it is not empty: a revision is never replaced.
     std::fs::rename(tmp.path(), &dest).map_err(|e| Error::io(&dest, "create", e))?;
     let _ = tmp.keep();
+    Ok(())
+}
+
+/// Removes what a step killed before its rename left behind (temporary folders and files in
+/// `revisions/`); called under the state lock, so no live step owns them.
+fn sweep(dir: &TuneDir) -> Result<()> {
+    let revisions = dir.revisions();
+    let Ok(entries) = std::fs::read_dir(&revisions) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".kolm-tmp-") {
+            let p = e.path();
+            let gone = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            gone.map_err(|e| Error::io(&p, "remove", e))?;
+        }
+    }
     Ok(())
 }
 
