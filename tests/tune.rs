@@ -458,3 +458,42 @@ fn a_kill_at_any_point_of_step_promote_or_rollback_leaves_a_whole_state() {
     assert_eq!(tune(home, &["rollback", art]), v2_head);
     run(home, art, "after the crashes");
 }
+
+#[test]
+fn concurrent_runners_capture_every_run_once_and_whole() {
+    let (p, art) = capturing();
+    let home = p.home.path();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            kolm_cmd(home)
+                .args(["run", &art, &format!("password {i} from runner {i}")])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let slug = tune(home, &["status", &art])["slug"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text =
+        std::fs::read_to_string(home.join("tune").join(slug).join("captures.jsonl")).unwrap();
+    let mut inputs: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("a whole line")["input"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    inputs.sort();
+    let mut want: Vec<String> = (0..8)
+        .map(|i| format!("password {i} from runner {i}"))
+        .collect();
+    want.sort();
+    assert_eq!(inputs, want, "each run once");
+}
