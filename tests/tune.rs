@@ -83,6 +83,23 @@ fn tune(home: &Path, args: &[&str]) -> Value {
     ok_json(&kolm(home, &all))["tune"].clone()
 }
 
+/// `kolm tune step` at the rate that teaches a tiny model in a few seconds.
+fn step(home: &Path, art: &str) -> Value {
+    tune(
+        home,
+        &[
+            "step",
+            art,
+            "--learning-rate",
+            "0.05",
+            "--epochs",
+            "4",
+            "--threads",
+            "2",
+        ],
+    )
+}
+
 /// `kolm --json run`: the output and the receipt.
 fn run(home: &Path, art: &str, input: &str) -> (Value, Value) {
     let v = ok_json(&kolm(home, &["--json", "run", art, input]));
@@ -149,19 +166,7 @@ fn captures_step_promote_and_rollback_beside_an_unchanged_artifact() {
     assert!(first["latency_us"].is_u64());
 
     // A step trained on what the recipe answered raises K on the account questions.
-    let v1 = tune(
-        home,
-        &[
-            "step",
-            art,
-            "--learning-rate",
-            "0.05",
-            "--epochs",
-            "4",
-            "--threads",
-            "2",
-        ],
-    );
+    let v1 = step(home, art);
     assert_eq!(v1["name"], "v1");
     assert_eq!(v1["parent"], "v0");
     assert_eq!(v1["captures"], 24);
@@ -496,4 +501,37 @@ fn concurrent_runners_capture_every_run_once_and_whole() {
         .collect();
     want.sort();
     assert_eq!(inputs, want, "each run once");
+}
+
+#[test]
+fn a_running_runner_follows_a_promotion_and_a_rollback() {
+    let (p, art) = capturing();
+    let home = p.home.path();
+    init_env();
+    let mut r = kolm::runtime::Runner::open(
+        Path::new(&art),
+        &kolm::home::Home::at(home),
+        &Default::default(),
+        kolm::runtime::GenOptions::default(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.revision(), Some("v0"));
+    // The runner's own runs are captured (this is how a server feeds the loop).
+    for i in 0..24 {
+        r.run(&format!("my password {i} expired")).unwrap();
+    }
+    assert_eq!(tune(home, &["status", &art])["captures"], 24);
+    step(home, &art);
+    tune(home, &["promote", &art, "--gate", "0"]);
+    let out = r.run(EVALS[0]).unwrap();
+    assert_eq!(
+        out.receipt.facts.revision.as_deref(),
+        Some("v1"),
+        "the next run is v1's"
+    );
+    assert_eq!(r.revision(), Some("v1"));
+    tune(home, &["rollback", &art]);
+    let out = r.run(EVALS[0]).unwrap();
+    assert_eq!(out.receipt.facts.revision.as_deref(), Some("v0"));
 }

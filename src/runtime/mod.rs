@@ -80,17 +80,7 @@ impl Runner {
         let rag = crate::rag::attached(home, path)?;
         // A tuned artifact runs with its HEAD revision's adapter; the `.kolm` is unchanged.
         let tune = tuned::TuneDir::of(home, &artifact.manifest.task.name, &artifact.sha256);
-        let (revision, student) = match tune.head_adapter()? {
-            None => (None, artifact.student()?),
-            Some((rev, adapter)) => (
-                Some(rev),
-                Student::load(
-                    &artifact.model_path,
-                    Some(&adapter),
-                    Some(&artifact.manifest.task.output_schema),
-                )?,
-            ),
-        };
+        let (revision, student) = tuned_student(&artifact, &tune)?;
         let system = prompt::system_prompt(
             &artifact.manifest.task.description,
             Some(&artifact.manifest.task.output_schema),
@@ -114,6 +104,20 @@ impl Runner {
             tune,
             revision,
         })
+    }
+
+    /// Follows the tune HEAD (tune.md §5): when a promote or rollback moved it since the
+    /// student was loaded (a `kolm tune daemon` beside a `kolm serve`), the student is loaded
+    /// again with the new HEAD's adapter before the next run. One small file read per run.
+    fn follow_head(&mut self) -> Result<()> {
+        let head = self.tune.head()?.map(|h| h.head);
+        if head == self.revision {
+            return Ok(());
+        }
+        let (revision, student) = tuned_student(&self.artifact, &self.tune)?;
+        self.kept = kept::Kept::of(student);
+        self.revision = revision;
+        Ok(())
     }
 
     /// The tune revision the student runs with (`None`: the artifact's own adapter).
@@ -229,6 +233,7 @@ impl Runner {
     /// What a run will do for `input`: its limits, the caller's schema and its grammar, and
     /// what the recipe pack says.
     fn plan<'s>(&mut self, input: &str, ask: &Ask<'s>) -> Result<Plan<'s>> {
+        self.follow_head()?;
         let max_tokens = ask
             .max_tokens
             .map_or(self.opts.max_tokens, |m| m.clamp(1, self.opts.max_tokens));
@@ -337,6 +342,25 @@ struct Plan<'s> {
     custom: Option<&'s serde_json::Value>,
     grammar: Option<String>,
     consulted: recipes::Consulted,
+}
+
+/// The artifact's student with the tune HEAD's adapter when it is tuned, else its own; and
+/// the revision.
+fn tuned_student(
+    artifact: &open::Opened,
+    tune: &tuned::TuneDir,
+) -> Result<(Option<String>, Student)> {
+    Ok(match tune.head_adapter()? {
+        None => (None, artifact.student()?),
+        Some((rev, adapter)) => (
+            Some(rev),
+            Student::load(
+                &artifact.model_path,
+                Some(&adapter),
+                Some(&artifact.manifest.task.output_schema),
+            )?,
+        ),
+    })
 }
 
 /// What a caller asks of one run beyond its input ([`Runner::run_with`]).
