@@ -45,6 +45,28 @@ fn describe(path: &Path, o: &super::container::Opened) -> Installed {
     }
 }
 
+/// Where the install named `name` is (whether or not it exists); `None` for a name that could
+/// escape the folder.
+pub fn path_of(home: &Home, name: &str) -> Option<PathBuf> {
+    (!name.is_empty() && !name.contains(['/', '\\']) && !name.starts_with('.'))
+        .then(|| home.artifacts().join(format!("{name}.kolm")))
+}
+
+/// What a command names an artifact by: a `.kolm` path, or an installed artifact's name.
+pub fn resolve(home: &Home, artifact: &str) -> Result<PathBuf> {
+    let p = Path::new(artifact);
+    if p.is_file() {
+        return Ok(p.to_path_buf());
+    }
+    match path_of(home, artifact) {
+        Some(installed) if installed.is_file() => Ok(installed),
+        _ => Err(Error::invalid(
+            format!("`{artifact}` is neither a .kolm file nor an installed artifact"),
+            "pass the artifact's path, or a name `kolm list` shows",
+        )),
+    }
+}
+
 /// Verifies `src` and installs it under its task's name, replacing an older install.
 pub fn install(home: &Home, src: &Path, opts: &VerifyOptions) -> Result<Outcome> {
     let v = verify::verify(src, opts, &|_| {})?;
@@ -102,8 +124,7 @@ pub fn list(home: &Home) -> Result<Vec<std::result::Result<Installed, (PathBuf, 
 
 /// Removes the install named `name`.
 pub fn uninstall(home: &Home, name: &str) -> Result<PathBuf> {
-    let path = home.artifacts().join(format!("{name}.kolm"));
-    if name.contains(['/', '\\']) || name.starts_with('.') || !path.is_file() {
+    let Some(path) = path_of(home, name).filter(|p| p.is_file()) else {
         let names: Vec<String> = list(home)?
             .into_iter()
             .filter_map(|r| r.ok().map(|i| i.name))
@@ -116,7 +137,7 @@ pub fn uninstall(home: &Home, name: &str) -> Result<PathBuf> {
                 format!("installed: {}", names.join(", "))
             },
         ));
-    }
+    };
     std::fs::remove_file(&path).map_err(|e| Error::io(&path, "remove", e))?;
     Ok(path)
 }

@@ -142,7 +142,7 @@ impl Runner {
     /// Generates for one (grounded) input with the runner's options, `max_tokens` aside; no
     /// receipt.
     pub fn generate(&mut self, input: &str, max_tokens: u32) -> Result<Generation> {
-        // One input, one context: sized to what it needs rather than the model's whole trained
+        // The context is sized to what the prompt needs rather than the model's whole trained
         // context, which for a large-context model would cost a cold start its KV cache.
         let prompt = self.kept.student().render(&self.system, input)?;
         let opts = self.context_for(&prompt, max_tokens);

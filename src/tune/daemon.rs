@@ -57,8 +57,7 @@ pub fn daemon(t: &Tuned, o: &DaemonOptions, say: &(dyn Fn(&str) + Sync)) -> Resu
         })?;
     t.log(
         "daemon_start",
-        json!({"threshold_rows": o.threshold_rows}),
-        json!({"gate": o.gate.k, "require_improvement": o.gate.require_improvement}),
+        json!({"threshold_rows": o.threshold_rows, "gate": o.gate.k, "require_improvement": o.gate.require_improvement}),
     )?;
     say(&format!(
         "watching {} (a cycle every {} captures)",
@@ -81,7 +80,7 @@ pub fn daemon(t: &Tuned, o: &DaemonOptions, say: &(dyn Fn(&str) + Sync)) -> Resu
                     Err(Error::Interrupted) => break,
                     Err(e) => {
                         let msg = crate::untrusted::shown(&e.to_string());
-                        t.log("daemon_error", json!({"error": msg}), json!({}))?;
+                        t.log("daemon_error", json!({"error": msg}))?;
                         say(&format!("the cycle failed, still watching: {msg}"));
                     }
                 }
@@ -102,7 +101,7 @@ pub fn daemon(t: &Tuned, o: &DaemonOptions, say: &(dyn Fn(&str) + Sync)) -> Resu
             }
         }
     }
-    t.log("daemon_stop", json!({}), json!({}))?;
+    t.log("daemon_stop", json!({}))?;
     say("stopped");
     Ok(())
 }

@@ -12,7 +12,7 @@ pub mod daemon;
 pub mod log;
 pub mod step;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -87,7 +87,7 @@ pub struct Tuned {
 impl Tuned {
     /// `artifact` is a `.kolm` path or an installed artifact's name.
     pub fn open(home: &Home, artifact: &str, verify: &VerifyOptions) -> Result<Tuned> {
-        let path = resolve(home, artifact)?;
+        let path = crate::artifact::installed::resolve(home, artifact)?;
         let opened = open::open(&path, home, verify, true)?;
         let dir = TuneDir::of(home, &opened.manifest.task.name, &opened.sha256);
         Ok(Tuned {
@@ -168,7 +168,11 @@ impl Tuned {
         crash_point(&format!("{event}-head-staged"));
         crate::fsutil::persist(tmp, &path)?;
         crash_point(&format!("{event}-head-moved"));
-        self.log(event, json!({"head": head.head, "prev": head.prev}), extra)
+        let mut fields = json!({"head": head.head, "prev": head.prev});
+        if let (Some(f), serde_json::Value::Object(more)) = (fields.as_object_mut(), extra) {
+            f.extend(more);
+        }
+        self.log(event, fields)
     }
 
     /// Takes the state's exclusive lock (`tune.lock`) for one state-changing verb, so that two
@@ -187,13 +191,12 @@ impl Tuned {
         Ok(f)
     }
 
-    fn log(&self, event: &str, a: serde_json::Value, b: serde_json::Value) -> Result<()> {
-        let mut fields = serde_json::Map::new();
-        for v in [a, b] {
-            if let serde_json::Value::Object(m) = v {
-                fields.extend(m);
-            }
-        }
+    /// One line in `tune.jsonl`: `fields` (an object) after the time, event and slug.
+    fn log(&self, event: &str, fields: serde_json::Value) -> Result<()> {
+        let fields = match fields {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
         log::append(&self.home, event, &self.slug(), fields)
     }
 
@@ -208,22 +211,6 @@ pub(crate) fn crash_point(point: &str) {
     if std::env::var_os("KOLM_TUNE_CRASH_AT").is_some_and(|p| p == point) {
         std::process::abort();
     }
-}
-
-/// A `.kolm` path, or the name of an installed artifact.
-fn resolve(home: &Home, artifact: &str) -> Result<PathBuf> {
-    let p = Path::new(artifact);
-    if p.is_file() {
-        return Ok(p.to_path_buf());
-    }
-    let installed = home.artifacts().join(format!("{artifact}.kolm"));
-    if !artifact.contains(['/', '\\']) && installed.is_file() {
-        return Ok(installed);
-    }
-    Err(Error::invalid(
-        format!("`{artifact}` is neither a .kolm file nor an installed artifact"),
-        "pass the artifact's path, or a name `kolm list` shows",
-    ))
 }
 
 /// `kolm tune init`: revision v0 (the artifact's own adapter) as HEAD; `pairs`, a JSONL of
@@ -288,11 +275,7 @@ pub fn capture(t: &Tuned, on: bool) -> Result<()> {
             return Err(Error::io(&flag, "remove", e));
         }
     }
-    t.log(
-        if on { "capture_on" } else { "capture_off" },
-        json!({}),
-        json!({}),
-    )
+    t.log(if on { "capture_on" } else { "capture_off" }, json!({}))
 }
 
 /// The promotion gate.
@@ -345,8 +328,7 @@ pub fn promote(t: &Tuned, candidate: Option<&str>, gate: Gate) -> Result<Head> {
     if let Some(why) = why {
         t.log(
             "gate_blocked",
-            json!({"candidate": name, "k_score": k, "head": head.head, "head_k_score": k_head}),
-            json!({"gate": gate.k, "require_improvement": gate.require_improvement, "reason": why}),
+            json!({"candidate": name, "k_score": k, "head": head.head, "head_k_score": k_head, "gate": gate.k, "require_improvement": gate.require_improvement, "reason": why}),
         )?;
         return Err(Error::PromotionBlocked {
             candidate: name,

@@ -144,8 +144,7 @@ pub fn step(
     super::crash_point("step-renamed");
     t.log(
         "step",
-        json!({"revision": rev.name, "parent": rev.parent, "captures": rev.captures, "pairs": rev.pairs}),
-        json!({"steps": rev.steps, "tokens": rev.tokens, "final_loss": rev.final_loss}),
+        json!({"revision": rev.name, "parent": rev.parent, "captures": rev.captures, "pairs": rev.pairs, "steps": rev.steps, "tokens": rev.tokens, "final_loss": rev.final_loss}),
     )?;
     Ok(rev)
 }
@@ -207,8 +206,7 @@ pub fn eval(t: &Tuned, name: &str) -> Result<f64> {
     t.write_revision_json(&rev)?;
     t.log(
         "eval",
-        json!({"revision": name, "k_score": scored.rescored_k}),
-        json!({"accuracy": scored.measured.accuracy, "coverage": scored.measured.coverage}),
+        json!({"revision": name, "k_score": scored.rescored_k, "accuracy": scored.measured.accuracy, "coverage": scored.measured.coverage}),
     )?;
     Ok(scored.rescored_k)
 }
