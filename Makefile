@@ -55,11 +55,11 @@ demo: build base
 	  "Subject: Charged twice. I was billed twice for my Pro plan this month, please refund the extra charge."
 
 test: deps embedder base pyenv inspector
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --all-targets -p kolm -p kolm-build -- -D warnings
 	python3 $(EXAMPLE)/gen_data.py --check
 	python3 examples/replay-triage/derive.py --check
-	$(CARGO) test --no-fail-fast
+	$(CARGO) test --no-fail-fast -p kolm -p kolm-build
 
 bench: build embedder base demo
 	bash benches/run.sh

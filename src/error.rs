@@ -145,6 +145,13 @@ impl From<KolmfileError> for Error {
 }
 
 impl Error {
+    /// The error as a person reads it: what, where (a Kolmfile error's source snippet), the
+    /// cause chain and the hint. What `kolm` prints, and what a `build.rs` or an application
+    /// built on the library should print.
+    pub fn render(self) -> String {
+        format!("{:?}", miette::Report::new(self))
+    }
+
     pub fn io(path: &Path, action: &'static str, source: std::io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),

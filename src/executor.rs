@@ -153,6 +153,22 @@ pub fn build(
         })
     };
     let graph = Graph::plan(&kolmfile, &stages, &options).map_err(fail)?;
+    // One build of a project at a time (`make -j` on two of its artifacts, a watcher beside a
+    // person): the second waits, then finds the first one's work in the cache.
+    let _one_at_a_time = if exec.dry_run {
+        None
+    } else {
+        let path = explain::dir(&home.cache(), &kolmfile.dir).join("build.lock");
+        Some(
+            crate::fsutil::lock_exclusive(&path, || {
+                progress.println(&format!(
+                    "  waiting for another build of this project to finish (lock {})",
+                    path.display()
+                ))
+            })
+            .map_err(fail)?,
+        )
+    };
     let store = Store::new(home.cache());
     let lock_path = Lock::path_for(&kolmfile.dir);
     let lock = Lock::load(&lock_path).map_err(fail)?;

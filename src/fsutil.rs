@@ -48,3 +48,26 @@ pub fn persist(t: tempfile::NamedTempFile, path: &Path) -> Result<()> {
         .map_err(|e| Error::io(path, "rename into place", e.error))?;
     Ok(())
 }
+
+/// Takes an exclusive advisory lock on `path` (created with its folder if missing), held
+/// until the returned file is dropped or the process ends (the kernel releases it on a
+/// crash). When another process holds it, `waiting` is called once before blocking, so the
+/// user hears why nothing moves (cargo's "Blocking waiting for file lock").
+pub fn lock_exclusive(path: &Path, waiting: impl FnOnce()) -> Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create", e))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, "open", e))?;
+    match f.try_lock() {
+        Ok(()) => return Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => waiting(),
+        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, "lock", e)),
+    }
+    f.lock().map_err(|e| Error::io(path, "lock", e))?;
+    Ok(f)
+}

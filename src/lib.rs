@@ -13,7 +13,7 @@
 //! | layer | modules | what it is |
 //! |---|---|---|
 //! | surfaces | `cli`, `serve` | the `kolm` and `kolmbuild` commands; serving artifacts to agents and apps |
-//! | the graph | `graph`, `executor`, `explain` | the build graph, running it, saying why |
+//! | the graph | `graph`, `executor`, `explain`, `inputs`, `watch` | the build graph, running it, saying why, what it reads, rebuilding on a change |
 //! | stages | `stages` | one module per stage: base, recall, label, train, decompose, baseline, score, seal |
 //! | build engines | `label`, `train`, `propose`, `tune` | what the build drives the runtime and the teacher with; the evolve loop that trains beside an artifact |
 //! | the runtime | `runtime`, `rag`, `receipts` | the product at run time; the build uses it, never the reverse |
@@ -45,6 +45,7 @@ pub mod fsutil;
 pub mod gguf;
 pub mod graph;
 pub mod home;
+pub mod inputs;
 pub mod interrupt;
 pub mod jsonl;
 pub mod kernels;
@@ -67,6 +68,7 @@ pub mod train;
 pub mod tune;
 pub mod untrusted;
 pub mod versions;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use kolmfile::Kolmfile;

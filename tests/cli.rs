@@ -291,14 +291,6 @@ fn tiny_k_quant_models_name_their_mix_and_need_the_256_wide_shape() {
 }
 
 #[test]
-fn verbs_not_built_yet_say_so() {
-    let home = tempfile::tempdir().unwrap();
-    let out = kolm(home.path()).arg("watch").output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not available yet"));
-}
-
-#[test]
 fn cache_commands() {
     let p = Project::new(&kolmfile_text(""));
     p.build();

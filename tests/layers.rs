@@ -43,7 +43,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("the runtime", &["runtime", "rag", "receipts"]),
     ("build engines", &["label", "train", "propose", "tune"]),
     ("stages", &["stages"]),
-    ("the graph", &["graph", "executor", "explain"]),
+    (
+        "the graph",
+        &["graph", "executor", "explain", "inputs", "watch"],
+    ),
     ("surfaces", &["cli", "serve"]),
 ];
 

@@ -65,7 +65,7 @@ pub fn load_key(choice: &KeyChoice) -> Result<Option<(Key, KeySource)>> {
             },
         },
     };
-    let path = expand(file, choice.dir);
+    let path = key_path(file, choice.dir);
     let bytes =
         std::fs::read(&path).map_err(|e| Error::io(&path, "read the signing key file", e))?;
     let mut s = String::from_utf8(bytes).map_err(|_| {
@@ -89,7 +89,8 @@ pub fn load_key(choice: &KeyChoice) -> Result<Option<(Key, KeySource)>> {
     Ok(Some((Key(s.into_bytes()), KeySource::File(path))))
 }
 
-fn expand(file: &str, base_dir: &Path) -> PathBuf {
+/// Where a `key_file` is: `~/` is the home folder, a relative path is the project's.
+pub fn key_path(file: &str, base_dir: &Path) -> PathBuf {
     if let Some(rest) = file.strip_prefix("~/") {
         if let Some(home) = std::env::var_os("HOME") {
             return PathBuf::from(home).join(rest);

@@ -32,6 +32,14 @@ pub struct BuildArgs {
     /// Refuse any network use (teacher must be replay/none, base must be local).
     #[arg(long)]
     pub airgap: bool,
+    /// Also write a Make depfile (gcc `-MD -MP` style) naming every file and folder each
+    /// artifact is built from; written before the build runs, so a failed build has one too.
+    #[arg(long, value_name = "FILE")]
+    pub depfile: Option<PathBuf>,
+    /// Write artifacts and reports to DIR instead of the Kolmfile's `[project] dist` (a Cargo
+    /// build script's OUT_DIR, a Bazel output folder).
+    #[arg(long, value_name = "DIR")]
+    pub dist: Option<PathBuf>,
 }
 
 fn parse_gate(s: &str) -> std::result::Result<f64, String> {
@@ -52,7 +60,12 @@ pub enum Mode {
 
 /// Finds and loads the Kolmfile named by `-f`, else the nearest `Kolmfile.toml`.
 pub fn load_kolmfile(g: &Global) -> Result<Kolmfile> {
-    let path = match &g.kolmfile {
+    Kolmfile::load(&kolmfile_path(g)?)
+}
+
+/// The Kolmfile named by `-f`, else the nearest `Kolmfile.toml` (not read yet).
+pub fn kolmfile_path(g: &Global) -> Result<PathBuf> {
+    Ok(match &g.kolmfile {
         Some(p) => p.clone(),
         None => {
             let cwd = std::env::current_dir()
@@ -68,8 +81,7 @@ pub fn load_kolmfile(g: &Global) -> Result<Kolmfile> {
             // Relative to the current folder when possible: shorter messages.
             found.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(found)
         }
-    };
-    Kolmfile::load(&path)
+    })
 }
 
 /// Build options from flags and the environment.
@@ -133,11 +145,33 @@ pub fn enforce_airgap(k: &Kolmfile) -> Result<()> {
 }
 
 pub fn build(g: &Global, a: BuildArgs, mode: Mode) -> Result<()> {
-    let kolmfile = load_kolmfile(g)?;
-    let mut opts = options(&a)?;
+    match build_once(g, &a, load_kolmfile(g)?, mode) {
+        Ok(()) => Ok(()),
+        // The error was printed as part of the JSON report.
+        Err(e) if g.json => std::process::exit(e.exit_code()),
+        Err(e) => Err(e),
+    }
+}
+
+/// One build of `kolmfile` with the flags in `a`, its report printed (with the error, under
+/// `--json`). Shared by `build`, `status`, `explain` and each build of `watch`.
+fn build_once(g: &Global, a: &BuildArgs, mut kolmfile: Kolmfile, mode: Mode) -> Result<()> {
+    if let Some(dist) = &a.dist {
+        let abs = std::path::absolute(dist).map_err(|e| Error::io(dist, "resolve", e))?;
+        kolmfile.project.dist = abs.to_str().map(str::to_owned).ok_or_else(|| {
+            Error::invalid(
+                format!("--dist `{}` is not UTF-8", dist.display()),
+                "name a folder whose path is UTF-8",
+            )
+        })?;
+    }
+    let mut opts = options(a)?;
     opts.quiet = g.quiet || g.json;
     if a.airgap {
         enforce_airgap(&kolmfile)?;
+    }
+    if let Some(path) = &a.depfile {
+        write_depfile(&kolmfile, path)?;
     }
     let exec = ExecOptions {
         jobs: a.jobs.map_or(ExecOptions::default().jobs, usize::from),
@@ -160,13 +194,53 @@ pub fn build(g: &Global, a: BuildArgs, mode: Mode) -> Result<()> {
         }
         Err(failed) => {
             print_report(g, &failed.report, mode, explain, Some(&failed.error));
-            if g.json {
-                // The error was printed as part of the report.
-                std::process::exit(failed.error.exit_code());
-            }
             Err(failed.error)
         }
     }
+}
+
+/// `kolmbuild watch`: a build now, then one per batch of changes to its inputs (see
+/// [`crate::watch`]). A failed build is reported and watching goes on; Ctrl-C stops it (exit
+/// 0: stopping is how a watch ends).
+pub fn watch(g: &Global, a: BuildArgs) -> Result<()> {
+    let path = kolmfile_path(g)?;
+    super::stop_on_signals();
+    let quiet = g.quiet;
+    let result = crate::watch::watch(&path, &mut |ev| match ev {
+        crate::watch::Event::Say(line) => {
+            if !quiet {
+                eprintln!("watch: {line}");
+            }
+            Ok(true)
+        }
+        crate::watch::Event::Build(k) => match build_once(g, &a, k.clone(), Mode::Build) {
+            Ok(()) => Ok(true),
+            Err(Error::Interrupted) => Err(Error::Interrupted),
+            Err(e) => {
+                if !g.json {
+                    super::report_error(e, false);
+                }
+                Ok(false)
+            }
+        },
+    });
+    match result {
+        Err(Error::Interrupted) | Ok(()) => {
+            if !quiet {
+                eprintln!("watch: stopped");
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the depfile atomically, its paths relative to the current folder (where Make runs).
+fn write_depfile(kolmfile: &Kolmfile, path: &std::path::Path) -> Result<()> {
+    let inputs = crate::inputs::Inputs::of(kolmfile, &Stages::default())?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::io(&PathBuf::from("."), "find the current folder", e))?;
+    crate::fsutil::write_cache_file(path, inputs.depfile(&cwd).as_bytes())
 }
 
 fn print_report(g: &Global, r: &BuildReport, mode: Mode, explain: bool, error: Option<&Error>) {

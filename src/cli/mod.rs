@@ -111,11 +111,8 @@ pub enum Command {
         #[command(subcommand)]
         command: run::ReceiptsCommand,
     },
-    /// Rebuild when inputs change (not available yet).
-    Watch {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// Build, then rebuild the tasks a change reaches whenever an input changes.
+    Watch(build::BuildArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,7 +177,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
 
 /// Runs `kolmbuild`: `kolm build` unless the first argument is another build verb.
 pub fn main_kolmbuild(mut args: Vec<OsString>) -> i32 {
-    const VERBS: [&str; 6] = ["build", "compile", "graph", "status", "explain", "clean"];
+    const VERBS: [&str; 7] = [
+        "build", "compile", "graph", "status", "explain", "clean", "watch",
+    ];
     let mut i = 1;
     let mut verb = None;
     while i < args.len() {
@@ -226,7 +225,7 @@ pub(crate) fn report_error(e: Error, json: bool) {
             serde_json::to_string_pretty(&e.to_json()).expect("serialises")
         );
     } else {
-        eprintln!("{:?}", miette::Report::new(e));
+        eprintln!("{}", e.render());
     }
 }
 
@@ -305,13 +304,23 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Tune { command } => tune::run(&g, command),
         Command::Rag { command } => rag::run(&g, command),
         Command::Receipts { command } => run::receipts(&g, command),
-        Command::Watch { .. } => Err(not_yet("kolm watch", "watch mode")),
+        Command::Watch(a) => build::watch(&g, a),
     }
 }
 
-fn not_yet(verb: &str, what: &str) -> Error {
-    Error::Refused {
-        what: format!("`{verb}` is not available yet: {what} is not built"),
-        help: "see the README's status table for what works today".into(),
-    }
+/// SIGTERM and Ctrl-C raise the interrupt flag long-running verbs (a daemon, a watch,
+/// training) check.
+pub(crate) fn stop_on_signals() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            crate::interrupt::terminated().await;
+            crate::interrupt::request();
+        });
+    });
 }

@@ -270,7 +270,7 @@ pub fn run(g: &Global, c: TuneCommand) -> Result<()> {
                 gate: gate.gate(),
                 step: train.options(),
             };
-            stop_on_signals();
+            super::stop_on_signals();
             let quiet = g.quiet;
             tune::daemon(&t, &o, &|line| {
                 if !quiet {
@@ -303,20 +303,4 @@ pub fn run(g: &Global, c: TuneCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// SIGTERM and Ctrl-C raise the interrupt flag the daemon and training check.
-fn stop_on_signals() {
-    std::thread::spawn(|| {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            crate::interrupt::terminated().await;
-            crate::interrupt::request();
-        });
-    });
 }

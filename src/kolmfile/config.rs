@@ -26,6 +26,10 @@ pub struct TaskConfig {
     pub description: String,
     /// The JSON schema every output must satisfy (inline, or loaded from `output_schema_file`).
     pub output_schema: serde_json::Value,
+    /// The file the schema was read from, if any. Never part of a key (the schema's content
+    /// is); listed among the build's inputs (`crate::inputs`).
+    #[serde(skip)]
+    pub schema_file: Option<String>,
     /// Seeds file (JSONL `{"input": .., "output": ..}`), relative to the Kolmfile.
     pub seeds: String,
     /// Evals file (JSONL, promptfoo-style tests), relative to the Kolmfile.

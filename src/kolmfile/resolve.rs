@@ -110,6 +110,7 @@ fn resolve_task(cx: &Cx, t: RawTask, span: Range<usize>, d: &Defaults) -> R<Task
     check_slug(cx, &name, "task name")?;
     let description =
         required(cx, t.description, span.clone(), "[[task]]", "description")?.into_inner();
+    let schema_file = t.output_schema_file.as_ref().map(|f| f.get_ref().clone());
     let output_schema = match (t.output_schema, t.output_schema_file) {
         (Some(_), Some(f)) => {
             return Err(cx.err(
@@ -194,6 +195,7 @@ fn resolve_task(cx: &Cx, t: RawTask, span: Range<usize>, d: &Defaults) -> R<Task
         name: name.into_inner(),
         description,
         output_schema,
+        schema_file,
         seeds,
         evals,
         assert,

@@ -18,17 +18,8 @@ pub fn files(dir: &Path, globs: &[String]) -> Result<Vec<String>> {
             .build()
             .map_err(|e| Error::invalid(format!("corpus glob `{g}`: {e}"), "fix the glob"))?
             .compile_matcher();
-        let base: Vec<&str> = g
-            .split('/')
-            .take_while(|c| !c.contains(['*', '?', '[', '{']))
-            .collect();
-        // A glob with no wildcard names one file; its base is its folder.
-        let base = if base.len() == g.split('/').count() {
-            base[..base.len() - 1].join("/")
-        } else {
-            base.join("/")
-        };
-        let root = dir.join(&base);
+        let base = root_of(g);
+        let root = dir.join(base);
         if !root.is_dir() {
             continue;
         }
@@ -59,4 +50,25 @@ pub fn files(dir: &Path, globs: &[String]) -> Result<Vec<String>> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// The literal base folder of each glob (project-relative; `""` is the project itself): the
+/// folders a corpus listing walks, so a file added below one can change the corpus.
+pub fn roots(globs: &[String]) -> Vec<String> {
+    globs.iter().map(|g| root_of(g)).collect()
+}
+
+/// `docs/**/*.md` → `docs`; a glob with no wildcard names one file, whose base is its folder.
+fn root_of(glob: &str) -> String {
+    let parts: Vec<&str> = glob.split('/').collect();
+    let literal = parts
+        .iter()
+        .take_while(|c| !c.contains(['*', '?', '[', '{']))
+        .count();
+    let n = if literal == parts.len() {
+        literal - 1
+    } else {
+        literal
+    };
+    parts[..n].join("/")
 }

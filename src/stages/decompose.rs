@@ -49,6 +49,13 @@ impl Stage for DecomposeStage {
             _ => Ok(Vec::new()),
         }
     }
+    fn dirs(&self, _: &Kolmfile, task: &TaskConfig) -> Vec<String> {
+        let d = &task.decompose;
+        match &d.recipes_dir {
+            Some(dir) if d.enabled && d.recipes => vec![dir.clone()],
+            _ => Vec::new(),
+        }
+    }
     fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {
         let d = &cx.task.decompose;
         if !d.enabled {

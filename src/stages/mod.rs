@@ -317,6 +317,12 @@ pub trait Stage: Send + Sync {
     fn files(&self, _kolmfile: &Kolmfile, _task: &TaskConfig) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
+    /// Project-relative folders whose listing this stage reads: a file added there can change
+    /// its `files` (a corpus glob's base folder, the recipes folder). For the build's
+    /// wrappers (`crate::inputs`); the key already covers the files found.
+    fn dirs(&self, _kolmfile: &Kolmfile, _task: &TaskConfig) -> Vec<String> {
+        Vec::new()
+    }
     /// False for stages whose output is not a function of their inputs (teacher answers).
     fn deterministic(&self, _task: &TaskConfig) -> bool {
         true

@@ -35,6 +35,9 @@ impl Stage for RecallStage {
         files.extend(embedder_files(task));
         Ok(files)
     }
+    fn dirs(&self, _: &Kolmfile, task: &TaskConfig) -> Vec<String> {
+        crate::recall::corpus::roots(&task.recall.corpus)
+    }
     fn run(&self, cx: &Cx, _: &Inputs) -> Result<StageOutput> {
         let r = &cx.task.recall;
         // The embedder's files are inputs too; the rest is the corpus.

@@ -178,17 +178,7 @@ impl Tuned {
     /// Takes the state's exclusive lock (`tune.lock`) for one state-changing verb, so that two
     /// tuners (a daemon and a person) never interleave a step or a HEAD change.
     pub fn lock(&self) -> Result<std::fs::File> {
-        std::fs::create_dir_all(&self.dir.root)
-            .map_err(|e| Error::io(&self.dir.root, "create", e))?;
-        let path = self.dir.root.join("tune.lock");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, "open", e))?;
-        f.lock().map_err(|e| Error::io(&path, "lock", e))?;
-        Ok(f)
+        crate::fsutil::lock_exclusive(&self.dir.root.join("tune.lock"), || {})
     }
 
     /// One line in `tune.jsonl`: `fields` (an object) after the time, event and slug.

@@ -14,6 +14,7 @@ use kolm::kolmfile::Kolmfile;
 use kolm::progress::Progress;
 use kolm::stages::*;
 
+pub mod example;
 pub mod python;
 pub mod student;
 pub mod teacher_server;
