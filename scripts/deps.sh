@@ -62,6 +62,9 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 type -P kill >/dev/null || need_apt+=(procps)
 # tests/airgap and the replay example build inside a network namespace.
 command -v unshare >/dev/null || need_apt+=(util-linux)
+# tests/remote_cache.rs serves the Bazel HTTP cache protocol with a real nginx (WebDAV PUT).
+# It lives in /usr/sbin, which a non-root PATH may lack.
+command -v nginx >/dev/null || any_file /usr/sbin/nginx || need_apt+=(nginx)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}" >&2

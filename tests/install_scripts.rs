@@ -114,7 +114,7 @@ fn which(tool: &str) -> PathBuf {
 }
 
 /// Everything the build needs besides libclang, present.
-const TOOLS: [&str; 9] = [
+const TOOLS: [&str; 10] = [
     "cc",
     "c++",
     "make",
@@ -123,6 +123,7 @@ const TOOLS: [&str; 9] = [
     "pkg-config",
     "kill",
     "unshare",
+    "nginx",
     "cargo",
 ];
 
@@ -141,6 +142,7 @@ fn deps_on_an_empty_machine_asks_for_every_package() {
         "pkg-config",
         "procps",
         "util-linux",
+        "nginx",
     ] {
         assert!(
             asked.iter().any(|p| p == pkg),

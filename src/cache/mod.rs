@@ -7,6 +7,7 @@ pub mod admin;
 pub mod answer_log;
 pub mod fingerprint;
 pub mod lock;
+pub mod remote;
 pub mod store;
 
 pub use answer_log::AnswerLog;

@@ -40,6 +40,14 @@ pub struct BuildArgs {
     /// build script's OUT_DIR, a Bazel output folder).
     #[arg(long, value_name = "DIR")]
     pub dist: Option<PathBuf>,
+    /// A shared cache speaking the Bazel HTTP cache protocol (bazel-remote, nginx WebDAV…);
+    /// wins over KOLM_REMOTE_CACHE and the Kolmfile's `[cache] remote`. Entries are
+    /// authenticated with KOLM_REMOTE_CACHE_KEY.
+    #[arg(long, value_name = "URL")]
+    pub remote_cache: Option<String>,
+    /// Read from the remote cache, never write to it (CI on pull requests).
+    #[arg(long)]
+    pub remote_cache_read_only: bool,
 }
 
 fn parse_gate(s: &str) -> std::result::Result<f64, String> {
@@ -145,7 +153,7 @@ pub fn enforce_airgap(k: &Kolmfile) -> Result<()> {
 }
 
 pub fn build(g: &Global, a: BuildArgs, mode: Mode) -> Result<()> {
-    match build_once(g, &a, load_kolmfile(g)?, mode) {
+    match build_once(g, &a, load_kolmfile(g)?, mode)? {
         Ok(()) => Ok(()),
         // The error was printed as part of the JSON report.
         Err(e) if g.json => std::process::exit(e.exit_code()),
@@ -154,8 +162,10 @@ pub fn build(g: &Global, a: BuildArgs, mode: Mode) -> Result<()> {
 }
 
 /// One build of `kolmfile` with the flags in `a`, its report printed (with the error, under
-/// `--json`). Shared by `build`, `status`, `explain` and each build of `watch`.
-fn build_once(g: &Global, a: &BuildArgs, mut kolmfile: Kolmfile, mode: Mode) -> Result<()> {
+/// `--json`). Shared by `build`, `status`, `explain` and each build of `watch`. The outer
+/// error is one found before the build started (not printed yet); the inner one, a failed
+/// build, whose report was printed.
+fn build_once(g: &Global, a: &BuildArgs, mut kolmfile: Kolmfile, mode: Mode) -> Result<Result<()>> {
     if let Some(dist) = &a.dist {
         let abs = std::path::absolute(dist).map_err(|e| Error::io(dist, "resolve", e))?;
         kolmfile.project.dist = abs.to_str().map(str::to_owned).ok_or_else(|| {
@@ -177,6 +187,8 @@ fn build_once(g: &Global, a: &BuildArgs, mut kolmfile: Kolmfile, mode: Mode) -> 
         jobs: a.jobs.map_or(ExecOptions::default().jobs, usize::from),
         locked: a.locked,
         dry_run: mode != Mode::Build,
+        remote_cache: a.remote_cache.clone(),
+        remote_read_only: a.remote_cache_read_only,
     };
     let progress = Progress::for_cli(g.json, g.quiet);
     let explain = a.explain || mode == Mode::Explain;
@@ -190,11 +202,11 @@ fn build_once(g: &Global, a: &BuildArgs, mut kolmfile: Kolmfile, mode: Mode) -> 
     ) {
         Ok(report) => {
             print_report(g, &report, mode, explain, None);
-            Ok(())
+            Ok(Ok(()))
         }
         Err(failed) => {
             print_report(g, &failed.report, mode, explain, Some(&failed.error));
-            Err(failed.error)
+            Ok(Err(failed.error))
         }
     }
 }
@@ -214,12 +226,16 @@ pub fn watch(g: &Global, a: BuildArgs) -> Result<()> {
             Ok(true)
         }
         crate::watch::Event::Build(k) => match build_once(g, &a, k.clone(), Mode::Build) {
-            Ok(()) => Ok(true),
-            Err(Error::Interrupted) => Err(Error::Interrupted),
-            Err(e) => {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(Error::Interrupted)) | Err(Error::Interrupted) => Err(Error::Interrupted),
+            Ok(Err(e)) => {
                 if !g.json {
                     super::report_error(e, false);
                 }
+                Ok(false)
+            }
+            Err(e) => {
+                super::report_error(e, g.json);
                 Ok(false)
             }
         },
@@ -252,6 +268,7 @@ fn print_report(g: &Global, r: &BuildReport, mode: Mode, explain: bool, error: O
             "hashed_bytes": r.hashed_bytes,
             "lock_changed": r.lock_changed,
             "teacher": r.teacher,
+            "remote": r.remote,
         });
         if let Some(e) = error {
             v["error"] = e.to_json();
@@ -266,6 +283,7 @@ fn print_report(g: &Global, r: &BuildReport, mode: Mode, explain: bool, error: O
     for n in &r.nodes {
         let (word, show) = match n.status {
             NodeStatus::Fresh => ("fresh", explain),
+            NodeStatus::Remote => ("remote", true),
             NodeStatus::Ran if n.cutoff => ("built", true),
             NodeStatus::Ran => ("built", true),
             NodeStatus::WouldRun => ("stale", true),
@@ -310,10 +328,22 @@ fn print_report(g: &Global, r: &BuildReport, mode: Mode, explain: bool, error: O
             t.requests_sent, t.cache_hits, t.replayed, t.input_tokens, t.output_tokens, t.cost_usd
         );
     }
+    if let Some(rc) = &r.remote {
+        eprintln!(
+            "  remote {}: {} entries fetched, {} missing, {} refused; {} entries and {} blobs uploaded{}",
+            rc.url,
+            rc.hits,
+            rc.misses,
+            rc.rejected.len(),
+            rc.uploaded_entries,
+            rc.uploaded_blobs,
+            if rc.read_only { " (read-only)" } else { "" }
+        );
+    }
     let ran = r.ran().len();
     match mode {
         Mode::Build if error.is_none() => {
-            if ran == 0 {
+            if ran == 0 && !r.nodes.iter().any(|n| n.status == NodeStatus::Remote) {
                 eprintln!(
                     "    fresh everything is up to date ({} stages)",
                     r.nodes.len()

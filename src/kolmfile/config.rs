@@ -18,6 +18,17 @@ pub struct Project {
     pub name: String,
     /// Output folder for artifacts and reports, relative to the Kolmfile.
     pub dist: String,
+    /// `[cache]`: the shared remote cache, if any. Never part of a key: it changes where a
+    /// result comes from, never what it is.
+    pub cache: CacheConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CacheConfig {
+    /// `http(s)://host[:port][/prefix]`, without credentials (those go in the environment).
+    pub remote: Option<String>,
+    /// Read from the remote, never write to it.
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -24,6 +24,14 @@ pub struct RawKolmfile {
     pub score: Option<Spanned<RawScore>>,
     pub gate: Option<Spanned<RawGate>>,
     pub sign: Option<Spanned<RawSign>>,
+    pub cache: Option<Spanned<RawCache>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub remote: S<String>,
+    pub read_only: S<bool>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -44,6 +44,7 @@ pub(super) fn resolve(cx: &Cx, raw: RawKolmfile) -> R<(Project, Vec<TaskConfig>)
             Project {
                 name: name.into_inner(),
                 dist,
+                cache: cache(cx, raw.cache)?,
             }
         }
     };
@@ -84,6 +85,48 @@ pub(super) fn resolve(cx: &Cx, raw: RawKolmfile) -> R<(Project, Vec<TaskConfig>)
         tasks.push(task);
     }
     Ok((project, tasks))
+}
+
+/// `[cache]`: an http(s) address without credentials (a secret never lives in the Kolmfile).
+fn cache(cx: &Cx, raw: Option<Spanned<super::raw::RawCache>>) -> R<CacheConfig> {
+    let Some(c) = raw.map(Spanned::into_inner) else {
+        return Ok(CacheConfig::default());
+    };
+    let remote = match c.remote {
+        None => None,
+        Some(r) => {
+            let text = r.get_ref().clone();
+            let scheme_ok = text.starts_with("http://") || text.starts_with("https://");
+            let authority = text
+                .split("://")
+                .nth(1)
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            if !scheme_ok || authority.is_empty() {
+                return Err(cx.err(
+                    r.span(),
+                    format!("`{text}` is not an http:// or https:// address"),
+                    "this address",
+                    Some("kolm speaks the Bazel HTTP cache protocol: remote = \"http://cache.internal:8080/kolm\"".into()),
+                ));
+            }
+            if authority.contains('@') {
+                return Err(cx.err(
+                    r.span(),
+                    "the remote cache address carries credentials",
+                    "user and password here",
+                    Some("a Kolmfile holds no secrets: set KOLM_REMOTE_CACHE=http://user:password@host/… in the environment instead".into()),
+                ));
+            }
+            Some(text)
+        }
+    };
+    Ok(CacheConfig {
+        remote,
+        read_only: c.read_only.map(Spanned::into_inner).unwrap_or(false),
+    })
 }
 
 /// The span of the last `name = "<task>"` line, for duplicate-name errors.

@@ -15,6 +15,7 @@ use kolm::progress::Progress;
 use kolm::stages::*;
 
 pub mod example;
+pub mod nginx;
 pub mod python;
 pub mod student;
 pub mod teacher_server;
@@ -35,6 +36,8 @@ pub const STAGES: [&str; 8] = [
 /// The teacher's API key in tests, in the variable `TEACHER_KEY_ENV`.
 pub const TEACHER_KEY: &str = "sk-test-7f3a9c-not-a-real-key";
 pub const TEACHER_KEY_ENV: &str = "KOLM_TEST_TEACHER_KEY";
+/// The remote cache's HMAC secret in tests (`KOLM_REMOTE_CACHE_KEY`).
+pub const REMOTE_KEY: &str = "team-cache-secret-not-real";
 
 /// Sets the signing key once per test process. Tests never change the environment after
 /// that: concurrent `setenv` and `getenv` across test threads is not safe.
@@ -43,6 +46,7 @@ pub fn init_env() {
     ONCE.call_once(|| {
         std::env::set_var("KOLM_SIGNING_KEY", KEY);
         std::env::set_var(TEACHER_KEY_ENV, TEACHER_KEY);
+        std::env::set_var("KOLM_REMOTE_CACHE_KEY", REMOTE_KEY);
     });
 }
 

@@ -21,9 +21,14 @@ use std::time::Instant;
 use petgraph::stable_graph::NodeIndex;
 use serde::Serialize;
 
+mod keys;
+
+use keys::{file_digests, files_by_path, files_digest};
+
+use crate::cache::remote::Remote;
 use crate::cache::{ActionEntry, Fingerprints, Lock, Pin, Store};
 use crate::explain;
-use crate::graph::{Graph, Node};
+use crate::graph::Graph;
 use crate::home::Home;
 use crate::kolmfile::Kolmfile;
 use crate::progress::Progress;
@@ -38,6 +43,10 @@ pub struct ExecOptions {
     pub locked: bool,
     /// `status`: decide what would run, run nothing.
     pub dry_run: bool,
+    /// `--remote-cache`: wins over `KOLM_REMOTE_CACHE` and the Kolmfile's `[cache] remote`.
+    pub remote_cache: Option<String>,
+    /// `--remote-cache-read-only` (or `[cache] read_only`).
+    pub remote_read_only: bool,
 }
 
 impl Default for ExecOptions {
@@ -48,6 +57,8 @@ impl Default for ExecOptions {
                 .unwrap_or(2),
             locked: false,
             dry_run: false,
+            remote_cache: None,
+            remote_read_only: false,
         }
     }
 }
@@ -57,6 +68,8 @@ impl Default for ExecOptions {
 pub enum NodeStatus {
     /// Cache hit.
     Fresh,
+    /// A miss here, a hit in the remote cache (now in the local one too).
+    Remote,
     /// Ran (its output may still equal the last one: see `cutoff`).
     Ran,
     /// `status` only: would run.
@@ -89,6 +102,8 @@ pub struct BuildReport {
     pub lock_changed: bool,
     /// What the teacher was asked in this build, and what it cost.
     pub teacher: crate::teacher::Totals,
+    /// What the remote cache did, when one was used.
+    pub remote: Option<crate::cache::remote::RemoteStats>,
 }
 
 impl BuildReport {
@@ -120,6 +135,7 @@ struct Shared {
     explain_dir: std::path::PathBuf,
     lock: Mutex<Lock>,
     meter: crate::teacher::Meter,
+    remote: Option<Arc<Remote>>,
 }
 
 /// Outcome of one node, sent back to the scheduler.
@@ -145,6 +161,7 @@ pub fn build(
         hashed_bytes: 0,
         lock_changed: false,
         teacher: Default::default(),
+        remote: None,
     };
     let fail = |error: Error| {
         Box::new(Failed {
@@ -170,6 +187,11 @@ pub fn build(
         )
     };
     let store = Store::new(home.cache());
+    let remote = if exec.dry_run {
+        None
+    } else {
+        connect_remote(&kolmfile, &exec, &progress).map_err(fail)?
+    };
     let lock_path = Lock::path_for(&kolmfile.dir);
     let lock = Lock::load(&lock_path).map_err(fail)?;
     let mut fingerprints = Fingerprints::load(&home.cache(), &kolmfile.dir);
@@ -203,6 +225,7 @@ pub fn build(
         explain_dir,
         lock: Mutex::new(lock.clone()),
         meter: Default::default(),
+        remote: remote.clone(),
     });
     let (mut reports, mut outputs, mut first_error) = rt.block_on(schedule(shared.clone()));
     // Each pass that meets a damaged blob has dropped it from the store, so the stage that made
@@ -224,6 +247,8 @@ pub fn build(
     let mut report = empty();
     report.nodes = reports;
     report.teacher = shared.meter.totals();
+    // Uploads finish (or are given up on) before the report: they never fail a build.
+    report.remote = remote.map(|r| r.finish());
     for out in outputs.values() {
         if let StageOutput::Seal(s) = out {
             report.artifacts.push(s.clone());
@@ -442,20 +467,6 @@ fn run_node(
     }
 }
 
-/// The files a node reads, by key name, with their sha256.
-fn file_digests(shared: &Shared, node: &Node) -> Result<BTreeMap<String, String>> {
-    let paths: Vec<std::path::PathBuf> =
-        node.files.iter().map(|f| shared.kolmfile.abs(f)).collect();
-    let mut fp = shared.fingerprints.lock().expect("not poisoned");
-    let digests = fp.digest_many(&paths, Some(&shared.progress))?;
-    Ok(node
-        .files
-        .iter()
-        .zip(digests)
-        .map(|(f, (sha, _))| (key_name(f), sha))
-        .collect())
-}
-
 /// Brings one node up to date: its key, a cache hit that still holds, or a run.
 fn settle(
     shared: &Shared,
@@ -526,7 +537,12 @@ fn settle(
         key: key.clone(),
     };
     let mut reasons = Vec::new();
-    if let Some(entry) = shared.store.get_action(&key) {
+    let local = shared.store.get_action(&key);
+    let from_remote = local.is_none();
+    let entry = local.or_else(|| shared.remote.as_ref()?.fetch(&key, &shared.store));
+    // The remote already has this key when its entry was fetched (and then found stale here).
+    let remote_has_it = from_remote && entry.is_some();
+    if let Some(entry) = entry {
         if let Ok(out) = serde_json::from_value::<StageOutput>(entry.output.clone()) {
             let valid = {
                 let mut fp = shared.fingerprints.lock().expect("not poisoned");
@@ -534,7 +550,12 @@ fn settle(
             };
             if valid {
                 remember(&out)?;
-                return Ok(outcome(NodeStatus::Fresh, Some(out), vec![], false));
+                let status = if from_remote {
+                    NodeStatus::Remote
+                } else {
+                    NodeStatus::Fresh
+                };
+                return Ok(outcome(status, Some(out), vec![], false));
             }
             reasons =
                 vec!["the cached result's files outside the cache are missing or changed".into()];
@@ -576,46 +597,44 @@ fn settle(
         }
     }
     let cutoff = previous.as_ref().is_some_and(|p| p.output == out.digest());
-    shared.store.put_action(
-        &key,
-        &ActionEntry {
-            v: crate::cache::store::ACTION_FORMAT,
-            stage: node.kind.name().into(),
-            output: serde_json::to_value(&out).expect("serialises"),
-            blobs: out.blobs(),
-        },
-    )?;
+    let entry = ActionEntry {
+        v: crate::cache::store::ACTION_FORMAT,
+        stage: node.kind.name().into(),
+        output: serde_json::to_value(&out).expect("serialises"),
+        blobs: out.blobs(),
+    };
+    shared.store.put_action(&key, &entry)?;
+    if let (Some(r), false) = (&shared.remote, remote_has_it) {
+        r.upload(&key, &entry, &shared.store);
+    }
     remember(&out)?;
     Ok(outcome(NodeStatus::Ran, Some(out), reasons, cutoff))
 }
 
-/// A file's name in a key: project-relative, or `external:<file name>` for an absolute path
-/// (keys never contain absolute paths).
-fn key_name(f: &str) -> String {
-    if std::path::Path::new(f).is_absolute() {
-        format!("external:{}", f.rsplit('/').next().unwrap_or(f))
-    } else {
-        f.to_string()
-    }
-}
-
-/// One digest for a node's whole file listing (name and sha256 of each file, in name order):
-/// what the key holds in place of the listing itself.
-fn files_digest(files: &BTreeMap<String, String>) -> String {
-    let mut h = blake3::Hasher::new();
-    for (name, sha) in files {
-        h.update(&(name.len() as u64).to_le_bytes());
-        h.update(name.as_bytes());
-        h.update(sha.as_bytes());
-    }
-    h.finalize().to_hex().to_string()
-}
-
-fn files_by_path(names: &[String], by_key: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    names
-        .iter()
-        .filter_map(|n| by_key.get(&key_name(n)).map(|sha| (n.clone(), sha.clone())))
-        .collect()
+/// The remote cache of this build: `--remote-cache`, else `KOLM_REMOTE_CACHE`, else the
+/// Kolmfile's `[cache] remote`; read-only if any of the flag, `[cache] read_only` or
+/// `KOLM_REMOTE_CACHE_READ_ONLY=1` says so.
+fn connect_remote(
+    k: &Kolmfile,
+    exec: &ExecOptions,
+    progress: &Progress,
+) -> Result<Option<Arc<Remote>>> {
+    let env = std::env::var(crate::cache::remote::URL_ENV)
+        .ok()
+        .filter(|v| !v.is_empty());
+    let Some(url) = exec
+        .remote_cache
+        .clone()
+        .or(env)
+        .or(k.project.cache.remote.clone())
+    else {
+        return Ok(None);
+    };
+    let read_only = exec.remote_read_only
+        || k.project.cache.read_only
+        || std::env::var("KOLM_REMOTE_CACHE_READ_ONLY").is_ok_and(|v| v == "1");
+    let p = progress.clone();
+    Remote::connect(&url, read_only, Box::new(move |line| p.println(line)))
 }
 
 fn save_record(
