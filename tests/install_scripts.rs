@@ -114,7 +114,7 @@ fn which(tool: &str) -> PathBuf {
 }
 
 /// Everything the build needs besides libclang, present.
-const TOOLS: [&str; 10] = [
+const TOOLS: [&str; 11] = [
     "cc",
     "c++",
     "make",
@@ -124,6 +124,7 @@ const TOOLS: [&str; 10] = [
     "kill",
     "unshare",
     "nginx",
+    "bazel",
     "cargo",
 ];
 
@@ -143,6 +144,7 @@ fn deps_on_an_empty_machine_asks_for_every_package() {
         "procps",
         "util-linux",
         "nginx",
+        "bazel-bootstrap",
     ] {
         assert!(
             asked.iter().any(|p| p == pkg),

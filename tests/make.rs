@@ -156,3 +156,39 @@ fn a_second_build_of_a_project_waits_for_the_first() {
     assert!(status.success(), "{err}");
     assert!(c.artifact().is_file(), "{err}");
 }
+
+#[test]
+fn task_and_dist_choose_what_is_built_and_where() {
+    let c = Checkout::tiny_triage();
+    support::init_env();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kolmbuild"))
+            .args(args)
+            .current_dir(c.project())
+            .env("KOLM_HOME", c.home.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--task", "nope"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no such task") && err.contains("tiny-triage"),
+        "{err}"
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "--task",
+        "tiny-triage",
+        "--dist",
+        elsewhere.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(elsewhere.path().join("tiny-triage.kolm").is_file());
+    assert!(elsewhere.path().join("tiny-triage.report.json").is_file());
+    assert!(!c.path("dist").exists(), "--dist wrote into the project");
+}

@@ -48,6 +48,14 @@ pub struct BuildArgs {
     /// Read from the remote cache, never write to it (CI on pull requests).
     #[arg(long)]
     pub remote_cache_read_only: bool,
+    /// Build only this task (repeatable; default: every task).
+    #[arg(long = "task", value_name = "NAME")]
+    pub tasks: Vec<String>,
+    /// Refuse to build when it would read a file not listed in FILE (one path per line,
+    /// relative to the current folder): what a build system that declares inputs (Bazel)
+    /// passes, so an undeclared input is an error even outside its sandbox.
+    #[arg(long, value_name = "FILE")]
+    pub declared_inputs: Option<PathBuf>,
 }
 
 fn parse_gate(s: &str) -> std::result::Result<f64, String> {
@@ -175,6 +183,12 @@ fn build_once(g: &Global, a: &BuildArgs, mut kolmfile: Kolmfile, mode: Mode) -> 
             )
         })?;
     }
+    if !a.tasks.is_empty() {
+        select_tasks(&mut kolmfile, &a.tasks)?;
+    }
+    if let Some(list) = &a.declared_inputs {
+        check_declared(&kolmfile, list)?;
+    }
     let mut opts = options(a)?;
     opts.quiet = g.quiet || g.json;
     if a.airgap {
@@ -249,6 +263,51 @@ pub fn watch(g: &Global, a: BuildArgs) -> Result<()> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Keeps only the named tasks; a name that is not a task is an error naming the tasks.
+fn select_tasks(kolmfile: &mut Kolmfile, names: &[String]) -> Result<()> {
+    if let Some(missing) = names.iter().find(|n| kolmfile.task(n).is_none()) {
+        let all: Vec<&str> = kolmfile.tasks.iter().map(|t| t.name.as_str()).collect();
+        return Err(Error::invalid(
+            format!("--task `{missing}`: the Kolmfile has no such task"),
+            format!("its tasks: {}", all.join(", ")),
+        ));
+    }
+    kolmfile.tasks.retain(|t| names.contains(&t.name));
+    Ok(())
+}
+
+/// Fails when the build reads a file the list does not declare (folders, whose listings are
+/// inputs too, are not files a build system declares, and are not checked).
+fn check_declared(kolmfile: &Kolmfile, list: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(list)
+        .map_err(|e| Error::io(list, "read the declared inputs", e))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::io(&PathBuf::from("."), "find the current folder", e))?;
+    let declared: std::collections::BTreeSet<PathBuf> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| std::path::absolute(cwd.join(l.trim())).unwrap_or_else(|_| cwd.join(l.trim())))
+        .collect();
+    let inputs = crate::inputs::Inputs::of(kolmfile, &Stages::default())?;
+    let undeclared: Vec<String> = inputs
+        .files()
+        .into_iter()
+        .filter(|f| !declared.contains(*f))
+        .map(|f| f.strip_prefix(&cwd).unwrap_or(f).display().to_string())
+        .collect();
+    if undeclared.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        what: format!(
+            "the build reads {} file(s) the build system did not declare: {}",
+            undeclared.len(),
+            undeclared.join(", ")
+        ),
+        help: "add them to the target's inputs (`srcs` of kolm_artifact): an undeclared input makes the build depend on what happens to be on disk".into(),
+    })
 }
 
 /// Writes the depfile atomically, its paths relative to the current folder (where Make runs).

@@ -35,7 +35,12 @@ pub fn files(dir: &Path, globs: &[String]) -> Result<Vec<String>> {
                     "check the folder's permissions",
                 )
             })?;
-            if !entry.file_type().is_some_and(|t| t.is_file()) {
+            // A symlink to a file counts (a Bazel sandbox is a tree of them); a symlink to a
+            // folder is not followed (no loops).
+            let is_file = entry
+                .file_type()
+                .is_some_and(|t| t.is_file() || (t.is_symlink() && entry.path().is_file()));
+            if !is_file {
                 continue;
             }
             let Ok(rel) = entry.path().strip_prefix(dir) else {
