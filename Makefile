@@ -57,6 +57,7 @@ demo: build base
 test: deps embedder base pyenv inspector
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --all-targets -p kolm -p kolm-build -- -D warnings
+	$(CARGO) clippy -p kolm --lib --no-default-features -- -D warnings
 	python3 $(EXAMPLE)/gen_data.py --check
 	python3 examples/replay-triage/derive.py --check
 	$(CARGO) test --no-fail-fast -p kolm -p kolm-build

@@ -32,3 +32,6 @@ cargo bench --bench recipes
 cargo bench --bench serve
 cargo bench --bench serve_http
 cargo bench --bench tune
+# Make, Bazel and the remote cache (nginx) on the example: scripts/deps.sh installs them.
+bash scripts/deps.sh
+cargo bench --bench build_systems

@@ -27,33 +27,56 @@
 //! records is [`versions`]).
 //!
 //! The library is the whole product: the `kolm` and `kolmbuild` binaries are thin wrappers
-//! over [`cli`], and a `build.rs` or an application can do everything the CLI can with
-//! [`Kolmfile`], [`executor::build`] and [`artifact`].
+//! over `cli`, and an application can do everything the CLI can with `Kolmfile`,
+//! `executor::build` and [`artifact`].
+//!
+//! # Features
+//!
+//! | feature | what it adds | default |
+//! |---|---|---|
+//! | (none) | opening, verifying and running artifacts: `runtime`, `artifact`, `recall`, `rag`, `recipes`, `receipts`, `evals`, `kscore` | always |
+//! | `build` | compiling them: `kolmfile`, `graph`, `executor`, `stages`, `train`, `teacher`, `label`, `propose`, `cache` (local and remote), `tune`, `inputs`, `watch` | yes |
+//! | `serve` | `serve`: MCP and the OpenAI-compatible HTTP API | yes |
+//! | `cli` | `cli` and `process`: the `kolm` and `kolmbuild` binaries (implies both above) | yes |
+//!
+//! An application that only runs artifacts depends on `kolm = { default-features = false }`
+//! (examples/cargo-buildrs).
 
 pub mod artifact;
+#[cfg(feature = "build")]
 pub mod cache;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod dates;
 pub mod diagnostic;
 pub mod digest;
+#[cfg(feature = "build")]
 pub mod download;
 pub mod error;
 pub mod evals;
+#[cfg(feature = "build")]
 pub mod executor;
+#[cfg(feature = "build")]
 pub mod explain;
 pub mod fsutil;
 pub mod gguf;
+#[cfg(feature = "build")]
 pub mod graph;
 pub mod home;
+#[cfg(feature = "build")]
 pub mod inputs;
 pub mod interrupt;
 pub mod jsonl;
 pub mod kernels;
+#[cfg(feature = "build")]
 pub mod kolmfile;
 pub mod kscore;
+#[cfg(feature = "build")]
 pub mod label;
+#[cfg(feature = "cli")]
 pub mod process;
 pub mod progress;
+#[cfg(feature = "build")]
 pub mod propose;
 pub mod rag;
 pub mod recall;
@@ -61,14 +84,21 @@ pub mod receipts;
 pub mod recipes;
 pub mod rng;
 pub mod runtime;
+#[cfg(feature = "serve")]
 pub mod serve;
+#[cfg(feature = "build")]
 pub mod stages;
+#[cfg(feature = "build")]
 pub mod teacher;
+#[cfg(feature = "build")]
 pub mod train;
+#[cfg(feature = "build")]
 pub mod tune;
 pub mod untrusted;
 pub mod versions;
+#[cfg(feature = "build")]
 pub mod watch;
 
 pub use error::{Error, Result};
+#[cfg(feature = "build")]
 pub use kolmfile::Kolmfile;

@@ -4,19 +4,21 @@
 //! eval does (and only score and seal rerun), a broken Kolmfile fails the build with kolm's
 //! message and a fix reruns it.
 //!
-//! The example is a member of this workspace, so the `kolm` it depends on is the library
-//! this test binary was built with: the nested `cargo build` compiles only the example.
-
-mod support;
+//! The example is a member of this workspace, and the nested `cargo build` turns on kolm's
+//! default features (`--features kolm/default`), so it links the library this test binary
+//! was built with and compiles little more than the example. That the example as written
+//! (`default-features = false`) leaves the build out is checked on its dependency tree, and
+//! `make test` compiles kolm without its default features (`cargo clippy
+//! --no-default-features`).
 
 use std::process::{Command, Output};
 
-use support::example::Checkout;
+use crate::support::example::Checkout;
 
 const PACKAGE: &str = "kolm-example-cargo-buildrs";
 
 fn cargo(c: &Checkout, args: &[&str]) -> Output {
-    support::init_env();
+    crate::support::init_env();
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     // As a person's shell would run it: without what `cargo test` sets for this test. Build
     // scripts of dependencies watch some of these (LD_LIBRARY_PATH), and a difference would
@@ -40,7 +42,10 @@ fn cargo(c: &Checkout, args: &[&str]) -> Output {
 
 /// `cargo build -vv` of the example: whether its build script ran, and everything Cargo said.
 fn build(c: &Checkout) -> (bool, String) {
-    let out = cargo(c, &["build", "-vv", "-p", PACKAGE]);
+    let out = cargo(
+        c,
+        &["build", "-vv", "-p", PACKAGE, "--features", "kolm/default"],
+    );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     let ran = err.lines().any(|l| {
@@ -107,7 +112,7 @@ fn build_rs_builds_the_artifact_and_reruns_only_when_an_input_changed() {
     // A broken Kolmfile fails the build with kolm's own message; the fix reruns it.
     let good = std::fs::read_to_string(c.path("Kolmfile.toml")).unwrap();
     c.edit("Kolmfile.toml", &good.replace("min_k = 0.0", "min_k = 7"));
-    let out = cargo(&c, &["build", "-p", PACKAGE]);
+    let out = cargo(&c, &["build", "-p", PACKAGE, "--features", "kolm/default"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -122,4 +127,48 @@ fn build_rs_builds_the_artifact_and_reruns_only_when_an_input_changed() {
 fn target_dir() -> String {
     std::env::var("CARGO_TARGET_DIR")
         .unwrap_or_else(|_| format!("{}/target", env!("CARGO_MANIFEST_DIR")))
+}
+
+#[test]
+fn an_app_that_runs_artifacts_compiles_no_build_machinery() {
+    let c = Checkout::tiny_triage();
+    let out = cargo(
+        &c,
+        &[
+            "tree",
+            "-p",
+            PACKAGE,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+        ],
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        tree.contains("kolm v") && tree.contains("llama-cpp-2"),
+        "{tree}"
+    );
+    for crate_name in [
+        "petgraph",
+        "reqwest",
+        "cacache",
+        "axum",
+        "clap",
+        "notify",
+        "toml_edit",
+    ] {
+        assert!(
+            !tree
+                .lines()
+                .any(|l| l.starts_with(&format!("{crate_name} v"))),
+            "the example app compiles {crate_name}:\n{tree}"
+        );
+    }
 }

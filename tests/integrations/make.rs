@@ -2,14 +2,12 @@
 //! Make knows every input, so it builds, answers `make -q` correctly, and rebuilds after an
 //! edit, an added file in a corpus subfolder, and a deleted input.
 
-mod support;
-
 use std::process::{Command, Output};
 
-use support::example::Checkout;
+use crate::support::example::Checkout;
 
 fn make(c: &Checkout, args: &[&str]) -> Output {
-    support::init_env();
+    crate::support::init_env();
     Command::new("make")
         .args(args)
         .arg(format!("KOLMBUILD={}", env!("CARGO_BIN_EXE_kolmbuild")))
@@ -121,7 +119,7 @@ fn a_second_build_of_a_project_waits_for_the_first() {
     let lock = kolm::explain::dir(&kolm::home::Home::at(c.home.path()).cache(), &c.project())
         .join("build.lock");
     let held = kolm::fsutil::lock_exclusive(&lock, || panic!("nobody holds it yet")).unwrap();
-    support::init_env();
+    crate::support::init_env();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kolmbuild"))
         .current_dir(c.project())
         .env("KOLM_HOME", c.home.path())
@@ -160,7 +158,7 @@ fn a_second_build_of_a_project_waits_for_the_first() {
 #[test]
 fn task_and_dist_choose_what_is_built_and_where() {
     let c = Checkout::tiny_triage();
-    support::init_env();
+    crate::support::init_env();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_kolmbuild"))
             .args(args)

@@ -5,15 +5,13 @@
 //! writes nothing; a dead or silent remote, or a missing key, leaves a working local build
 //! with one warning.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::nginx::Nginx;
+use crate::support::teacher_server::*;
+use crate::support::*;
 use kolm::executor::{BuildReport, ExecOptions, NodeStatus};
 use kolm::stages::BuildOptions;
-use support::nginx::Nginx;
-use support::teacher_server::*;
-use support::*;
 
 /// Labels every message by a keyword; the label and baseline stages ask it.
 fn teacher() -> Box<Answerer> {

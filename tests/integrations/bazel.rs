@@ -4,13 +4,11 @@
 //! the action again, an undeclared input fails (in the sandbox and outside it), and a second
 //! clean workspace gets the artifact from Bazel's own remote cache on a real nginx.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::example::Checkout;
-use support::nginx::Nginx;
+use crate::support::example::Checkout;
+use crate::support::nginx::Nginx;
 
 /// One Bazel command in `c`'s workspace, in batch mode (no server left behind), its output
 /// folder under `base`, with the execution log (every spawn run) in `base/exec.json`.
@@ -57,7 +55,7 @@ fn manifest(path: &Path) -> serde_json::Value {
         .arg(path)
         .output()
         .unwrap();
-    support::ok_json(&out)
+    crate::support::ok_json(&out)
 }
 
 #[test]

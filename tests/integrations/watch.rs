@@ -3,14 +3,12 @@
 //! build writes, ignored files and files no task reads, survives a broken Kolmfile, and stops
 //! cleanly on Ctrl-C.
 
-mod support;
-
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use support::example::Checkout;
+use crate::support::example::Checkout;
 
 /// The stderr lines of a running watch, as they come.
 struct Watching {
@@ -21,7 +19,7 @@ struct Watching {
 
 impl Watching {
     fn start(c: &Checkout) -> Watching {
-        support::init_env();
+        crate::support::init_env();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kolmbuild"))
             .arg("watch")
             .current_dir(c.project())
