@@ -72,8 +72,8 @@ pub fn watch(path: &Path, on: &mut dyn FnMut(Event) -> Result<bool>) -> Result<(
         "watching {} for changes (Ctrl-C stops)",
         dir.display()
     )))?;
-    let mut pending: Option<Vec<String>> = None; // None: build everything
-    let mut first = true;
+    // The first build is of every task.
+    let mut next = Next::All;
     loop {
         crate::interrupt::check()?;
         // Inputs outside the project are watched through their folders.
@@ -86,28 +86,23 @@ pub fn watch(path: &Path, on: &mut dyn FnMut(Event) -> Result<bool>) -> Result<(
                 }
             }
         }
-        if first || pending.is_some() {
-            let all = first || pending.as_ref().is_some_and(|t| t.is_empty());
-            first = false;
-            match &state {
-                Err(e) => on(Event::Say(format!(
+        match (std::mem::replace(&mut next, Next::Nothing), &state) {
+            (Next::Nothing, _) => {}
+            (_, Err(e)) => {
+                on(Event::Say(format!(
                     "the Kolmfile cannot be read, still watching: {}",
                     crate::untrusted::shown(&e.to_string())
-                )))
-                .map(|_| ())?,
-                Ok((k, _)) => {
-                    let mut subset = k.clone();
-                    if !all {
-                        let tasks = pending.clone().unwrap_or_default();
-                        subset.tasks.retain(|t| tasks.contains(&t.name));
-                    }
-                    let ok = on(Event::Build(&subset))?;
-                    if !ok {
-                        on(Event::Say("the build failed, still watching".into()))?;
-                    }
+                )))?;
+            }
+            (which, Ok((k, _))) => {
+                let mut subset = k.clone();
+                if let Next::Tasks(tasks) = which {
+                    subset.tasks.retain(|t| tasks.contains(&t.name));
+                }
+                if !on(Event::Build(&subset))? {
+                    on(Event::Say("the build failed, still watching".into()))?;
                 }
             }
-            pending = None;
         }
         let changed = next_batch(&rx, &dir, &state, on)?;
         if changed.is_empty() {
@@ -116,14 +111,14 @@ pub fn watch(path: &Path, on: &mut dyn FnMut(Event) -> Result<bool>) -> Result<(
         let before = state.as_ref().ok().map(|(_, i)| i.clone());
         state = plan(path);
         let kolmfile_changed = changed.contains(&kolmfile_abs);
-        let tasks: Vec<String> = match (&state, &before) {
-            (Err(_), _) => Vec::new(),
-            (Ok(_), _) if kolmfile_changed => Vec::new(),
-            (Ok(_), None) => Vec::new(),
-            (Ok((_, now)), Some(was)) => affected(was, now, &changed),
+        next = match (&state, &before) {
+            (Ok((_, now)), Some(was)) if !kolmfile_changed => {
+                Next::Tasks(affected(was, now, &changed))
+            }
+            _ => Next::All,
         };
-        let build_all = kolmfile_changed || before.is_none() || state.is_err();
-        if !build_all && tasks.is_empty() {
+        if matches!(&next, Next::Tasks(t) if t.is_empty()) {
+            next = Next::Nothing;
             continue;
         }
         let shown: Vec<String> = changed
@@ -136,17 +131,22 @@ pub fn watch(path: &Path, on: &mut dyn FnMut(Event) -> Result<bool>) -> Result<(
         } else {
             String::new()
         };
-        let what = if build_all {
-            "every task".to_string()
-        } else {
-            tasks.join(", ")
+        let what = match &next {
+            Next::Tasks(t) => t.join(", "),
+            _ => "every task".to_string(),
         };
         on(Event::Say(format!(
             "changed: {}{more}; rebuilding {what}",
             shown.join(", ")
         )))?;
-        pending = Some(if build_all { Vec::new() } else { tasks });
     }
+}
+
+/// What the next turn of the loop builds.
+enum Next {
+    Nothing,
+    All,
+    Tasks(Vec<String>),
 }
 
 /// The Kolmfile and its inputs, or why they cannot be read (watching goes on either way).
