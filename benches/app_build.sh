@@ -7,6 +7,9 @@
 # 2 cores. Run it on an otherwise idle machine; it prints one line per commit.
 #
 #   bash benches/app_build.sh [BEFORE AFTER]
+#
+# KOLM_APP_BUILD_SIDES=after measures one side only (each side is a fresh build; the two
+# need not share a run to compare, only a machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -18,7 +21,7 @@ trap 'git -C "$repo" worktree remove --force "$work/before" 2>/dev/null || true;
 cargo build --bins -q
 export KOLMBUILD="${CARGO_TARGET_DIR:-$repo/target}/debug/kolmbuild"
 export KOLM_SIGNING_KEY=app-build-bench
-for side in before after; do
+for side in ${KOLM_APP_BUILD_SIDES:-before after}; do
   rev="$before"; [ "$side" = after ] && rev="$after"
   git worktree add -q "$work/$side" "$rev"
   cd "$work/$side"
