@@ -14,6 +14,13 @@
 //!    verified by the same engine). Reported: decode tokens/s, forward passes per output token,
 //!    draft acceptance, and outputs equal to plain decoding.
 //!
+//! 3. **What a verifying pass costs by its rows**: one pass of n tokens (1 to 16) after the
+//!    example's prompt, timed n by n in turns. Priced from that table, the passes each decoder
+//!    made predict its speed (a check of the model), and the best any draft could do: a whole
+//!    output of L tokens verified in one pass of L − 1 rows (its last token needs no row)
+//!    against L − 1 one-row passes. That bounds every draft-and-verify speed-up on this machine
+//!    and model.
+//!
 //! `KOLM_BENCH_ONLY=calls` runs the first part alone (and writes no results). Needs the example
 //! built (`make demo`); `KOLM_BENCH_ARTIFACT` names another copy, and its
 //! signing key comes from `KOLM_SIGNING_KEY` (default: the demo's key).
@@ -65,6 +72,8 @@ struct Tally {
     tokens: u64,
     decode_us: u64,
     passes: u64,
+    /// Tokens decoded by each pass (a pass verifying drafts decodes several).
+    passes_rows: Vec<u64>,
     drafted: u64,
     accepted: u64,
     equal: u64,
@@ -76,6 +85,10 @@ impl Tally {
         self.tokens += g.output_tokens;
         self.decode_us += g.micros - g.prefill_micros;
         self.passes += g.decode_passes;
+        let single = g.decode_passes - g.verify_rows.len() as u64;
+        self.passes_rows
+            .extend(std::iter::repeat_n(1, single as usize));
+        self.passes_rows.extend(&g.verify_rows);
         self.drafted += g.drafted_tokens;
         self.accepted += g.draft_tokens;
         self.equal += (g.text == plain) as u64;
@@ -86,6 +99,14 @@ impl Tally {
     }
     fn passes_per_token(&self) -> f64 {
         self.passes as f64 / self.tokens.max(1) as f64
+    }
+    /// Milliseconds a token, pricing each pass by `cost`.
+    fn priced(&self, cost: &dyn Fn(f64) -> f64) -> f64 {
+        self.passes_rows
+            .iter()
+            .map(|r| cost(*r as f64))
+            .sum::<f64>()
+            / self.tokens.max(1) as f64
     }
     fn acceptance(&self) -> String {
         if self.drafted == 0 {
@@ -172,6 +193,9 @@ fn main() {
             .generate_with(&system, &g.text, Some(&drafts as &DraftFn<'_>))
             .unwrap();
         rsd_t.add(&rsd, &plain.text);
+        if rsd.text != plain.text {
+            eprintln!("\nRSD differs: plain {} / drafted {}", plain.text, rsd.text);
+        }
         let rendered = student_prompt(&system, &g.text);
         let pld_fn = lookup(rendered.as_bytes());
         let pld = session
@@ -234,6 +258,43 @@ fn main() {
             t.runs
         ));
     }
+    if !calls_only {
+        let costs = pass_costs(&opened, &system, &inputs[0]);
+        let cost = |n: f64| interpolate(&costs, n);
+        let length = plain_t.tokens as f64 / plain_t.runs.max(1) as f64;
+        let (plain_ms, rsd_ms) = (plain_t.priced(&cost), rsd_t.priced(&cost));
+        let whole = (length - 1.0) * cost(1.0) / cost(length - 1.0);
+        rows.push(String::new());
+        rows.push(format!(
+            "One verifying pass by the tokens it decodes (rows), after the example's prompt ({PASS_ROUNDS} rounds in turns, median):"
+        ));
+        rows.push(String::new());
+        rows.push(format!(
+            "| rows | {} |",
+            costs
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+        rows.push(format!("|---|{}", "---|".repeat(costs.len())));
+        rows.push(format!(
+            "| ms per pass | {} |",
+            costs
+                .iter()
+                .map(|(_, t)| format!("{t:.1}"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+        rows.push(String::new());
+        rows.push(format!(
+            "Each decoder's passes priced from this table: plain {plain_ms:.1} ms a token, recipe speculative decoding {rsd_ms:.1} ms a token, a predicted {:.2}× (measured above: {:.2}×). The best any draft can do, a whole output ({length:.1} tokens on average) verified in one pass of {:.1} rows against {:.1} one-row passes: {whole:.2}×.",
+            plain_ms / rsd_ms,
+            rsd_t.rate() / plain_t.rate(),
+            length - 1.0,
+            length - 1.0
+        ));
+    }
     let text = rows.join("\n") + "\n";
     print!("{text}");
     if calls_only {
@@ -242,6 +303,82 @@ fn main() {
     let out = root.join("benches/results/recipes.md");
     std::fs::write(&out, text).unwrap();
     eprintln!("wrote {}", out.display());
+}
+
+/// Rounds of the pass-cost measurement.
+const PASS_ROUNDS: usize = 20;
+
+/// The median time of one forward pass decoding n tokens (logits for each, as a verifying pass
+/// asks) after `input`'s prompt, for n from 1 to 16: the artifact's model and adapter on a
+/// context made as a session makes it, the passes in turns, the cache trimmed back after each.
+fn pass_costs(
+    opened: &kolm::runtime::open::Opened,
+    system: &str,
+    input: &str,
+) -> Vec<(usize, f64)> {
+    use llama_cpp_2::context::params::LlamaContextParams;
+    use llama_cpp_2::llama_batch::LlamaBatch;
+    use llama_cpp_2::model::params::LlamaModelParams;
+    use llama_cpp_2::model::LlamaModel;
+    let backend = kolm::runtime::engine::backend().unwrap();
+    let mut m =
+        LlamaModel::load_from_file(backend, &opened.model_path, &LlamaModelParams::default())
+            .unwrap();
+    let mut lora = m.lora_adapter_init(&opened.adapter_path).unwrap();
+    let n_ctx = m.n_ctx_train().clamp(256, 8192);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(std::num::NonZeroU32::new(n_ctx))
+        .with_n_batch(n_ctx)
+        .with_n_ubatch(512.min(n_ctx))
+        .with_n_threads(THREADS as i32)
+        .with_n_threads_batch(THREADS as i32);
+    let mut ctx = m.new_context(backend, params).unwrap();
+    ctx.lora_adapter_set(&mut lora, 1.0).unwrap();
+    let prompt = prompt::Template::of(&m).render(&m, system, input).unwrap();
+    let vocab = m.vocab();
+    let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
+    let answer = vocab.tokenize(br#"{"label":"billing","severity":"high"}"#, false, false);
+    let mut batch = LlamaBatch::new(n_ctx as usize, 1);
+    let last = tokens.len() - 1;
+    for (i, t) in tokens.iter().enumerate() {
+        batch.add(*t, i as i32, &[0], i == last).unwrap();
+    }
+    ctx.decode(&mut batch).unwrap();
+    let at = tokens.len() as i32;
+    let sizes = [1usize, 2, 4, 8, 12, 16];
+    let mut times = vec![Vec::new(); sizes.len()];
+    for _ in 0..PASS_ROUNDS {
+        for (i, &n) in sizes.iter().enumerate() {
+            batch.clear();
+            for j in 0..n {
+                batch
+                    .add(answer[j % answer.len()], at + j as i32, &[0], true)
+                    .unwrap();
+            }
+            let t = Instant::now();
+            ctx.decode(&mut batch).unwrap();
+            ctx.synchronize();
+            times[i].push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(ctx
+                .clear_kv_cache_seq(Some(0), Some(at as u32), None)
+                .unwrap());
+        }
+    }
+    sizes
+        .iter()
+        .zip(&times)
+        .map(|(n, t)| (*n, percentile(t, 0.5)))
+        .collect()
+}
+
+/// The cost of a pass of `n` rows, linear between the measured sizes (and beyond the last two).
+fn interpolate(costs: &[(usize, f64)], n: f64) -> f64 {
+    let i = costs
+        .windows(2)
+        .position(|w| n <= w[1].0 as f64)
+        .unwrap_or(costs.len() - 2);
+    let ((n0, t0), (n1, t1)) = (costs[i], costs[i + 1]);
+    t0 + (t1 - t0) * (n - n0 as f64) / (n1 - n0) as f64
 }
 
 /// The prompt as the session renders it, for prompt lookup to search.

@@ -59,6 +59,11 @@ fn drafts_change_the_passes_never_the_output() {
                     );
                     assert!(drafted.draft_tokens > 0);
                 }
+                // Every token is decoded once but the last, whose row would only choose the
+                // end of generation: a whole JSON value can only end.
+                if plain.stop == kolm::runtime::Stop::EndOfText {
+                    assert_eq!(plain.decode_passes, plain.output_tokens - 1);
+                }
                 let missed = s.generate_with(&system, input, Some(&wrong)).unwrap();
                 assert_eq!(
                     missed.text, plain.text,

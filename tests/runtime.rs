@@ -83,7 +83,8 @@ fn every_tiny_model_answers_with_schema_valid_json() {
                 // Compact JSON, the form training teaches: no whitespace anywhere.
                 assert_eq!(g.text, v.to_string(), "{arch} {quant:?}");
                 assert!(g.prompt_tokens > 0 && g.output_tokens > 0);
-                assert_eq!(g.decode_passes, g.output_tokens);
+                // One pass per token but the last: a whole JSON value can only end.
+                assert_eq!(g.decode_passes, g.output_tokens - 1);
             }
         }
     }

@@ -70,7 +70,8 @@ pub struct Generation {
     pub prompt_tokens: u64,
     pub output_tokens: u64,
     /// Forward passes after the prompt's: one per generated token but the last, whose logits
-    /// are needed only when generation goes on to end on an end-of-text token.
+    /// are needed only when generation goes on to end on an end-of-text token, which under a
+    /// schema's grammar it never needs to (a whole JSON value can only end).
     pub decode_passes: u64,
     /// Drafted tokens the model accepted (each saved a forward pass).
     pub draft_tokens: u64,
@@ -205,7 +206,10 @@ impl<'a> Session<'a> {
     }
 
     /// [`Session::generate_drafted`] under `grammar` (llama.cpp GBNF) instead of the
-    /// student's: for a caller that asks for another schema (`None`: unconstrained).
+    /// student's: for a caller that asks for another schema (`None`: unconstrained). The
+    /// grammar must be a schema's ([`super::grammar::schema_grammar`]), which admits nothing
+    /// after a whole JSON value: generation ends there without a pass to choose the
+    /// end-of-generation token, the only one it allows.
     pub fn generate_under(
         &mut self,
         prompt: &str,
@@ -279,7 +283,12 @@ impl<'a> Session<'a> {
                 stop = Stop::StopString;
                 break;
             }
-            // No forward pass for logits nobody will read.
+            // No forward pass for logits nobody will read: after the last token allowed, and
+            // after a whole JSON value, which a schema's grammar lets only end.
+            if sampler.is_some() && whole_json(&out.bytes) {
+                stop = Stop::EndOfText;
+                break;
+            }
             if out.produced >= max {
                 break;
             }
@@ -287,19 +296,26 @@ impl<'a> Session<'a> {
                 Some(f) => self.draft(f, &out, (max - out.produced) as usize),
                 None => Vec::new(),
             };
+            // A draft that would end the JSON is verified from the rows before its last
+            // token; that token's own row would only choose the end of generation.
+            let rows = if sampler.is_some() && self.ends_json(&out, &draft) {
+                draft.len() - 1
+            } else {
+                draft.len()
+            };
             self.batch.clear();
-            for (j, t) in std::iter::once(&token).chain(&draft).enumerate() {
+            for (j, t) in std::iter::once(&token).chain(&draft[..rows]).enumerate() {
                 self.batch
                     .add(*t, pos + j as i32, &[0], true)
                     .map_err(|e| Error::failed("llama.cpp could not take a token batch", e))?;
             }
             self.cached.push(token);
-            self.cached.extend_from_slice(&draft);
+            self.cached.extend_from_slice(&draft[..rows]);
             self.decode()?;
             passes += 1;
             out.drafted += draft.len() as u64;
             if !draft.is_empty() {
-                out.verify_rows.push(1 + draft.len() as u64);
+                out.verify_rows.push(1 + rows as u64);
             }
             // Row j holds the logits after `token` and the first j drafted tokens.
             let mut k = 0;
@@ -315,12 +331,16 @@ impl<'a> Session<'a> {
                     stop = Stop::StopString;
                     break 'generate;
                 }
+                if sampler.is_some() && whole_json(&out.bytes) {
+                    stop = Stop::EndOfText;
+                    break 'generate;
+                }
                 if out.produced >= max {
                     break 'generate;
                 }
             }
             let kept = pos + 1 + k as i32;
-            if k < draft.len() {
+            if k < rows {
                 self.trim(kept as u32)?;
             }
             pos = kept;
@@ -384,6 +404,20 @@ impl<'a> Session<'a> {
         draft.retain(|t| !vocab.is_eog(*t));
         draft.truncate(room.min(MAX_DRAFT));
         draft
+    }
+
+    /// Whether the output followed by all of `draft` is a whole JSON value.
+    fn ends_json(&self, out: &Output, draft: &[LlamaToken]) -> bool {
+        if draft.is_empty() {
+            return false;
+        }
+        let mut bytes = out.bytes.clone();
+        for t in draft {
+            self.model
+                .vocab()
+                .token_to_piece_into(*t, &mut bytes, false, None);
+        }
+        whole_json(&bytes)
     }
 
     /// Drops the cache from position `from` on (drafted tokens the model did not accept).
@@ -520,6 +554,15 @@ fn tokenize_bytes(model: &LlamaModel, text: &[u8]) -> Vec<LlamaToken> {
     model.vocab().tokenize(text, false, false)
 }
 
+/// Whether `bytes` is one whole JSON value that nothing may extend: anything but a number
+/// (more digits would be a longer number). Under a schema's grammar, which admits no
+/// whitespace (`schema_grammar`), the only token allowed after such a value is the end of
+/// generation.
+fn whole_json(bytes: &[u8]) -> bool {
+    matches!(bytes.last(), Some(b'}' | b']' | b'"' | b'e' | b'l'))
+        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+}
+
 /// Where the earliest stop string starts, looking only at matches that end in the bytes added
 /// since `fresh` (earlier ones were looked for already).
 fn find_stop(out: &[u8], fresh: usize, stops: &[String]) -> Option<usize> {
@@ -534,4 +577,35 @@ fn find_stop(out: &[u8], fresh: usize, stops: &[String]) -> Option<usize> {
                 .map(|i| from + i)
         })
         .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_json;
+
+    #[test]
+    fn a_whole_json_value_is_one_nothing_can_extend() {
+        for whole in [
+            &br#"{"label":"billing","severity":"high"}"#[..],
+            br#"[1,2]"#,
+            br#""done""#,
+            b"true",
+            b"false",
+            b"null",
+        ] {
+            assert!(whole_json(whole), "{}", String::from_utf8_lossy(whole));
+        }
+        for open in [
+            &br#"{"label":"billing","severity":"high""#[..],
+            br#"{"a":"}""#,
+            br#"{"a":[1]"#,
+            b"12",
+            b"1e5",
+            b"tru",
+            b"",
+            br#"{"a":1}}"#,
+        ] {
+            assert!(!whole_json(open), "{}", String::from_utf8_lossy(open));
+        }
+    }
 }
