@@ -45,7 +45,6 @@ pub fn inspect(g: &Global, path: &Path, key_file: Option<&str>) -> Result<()> {
 pub fn verify(g: &Global, a: VerifyArgs) -> Result<()> {
     let size = std::fs::metadata(&a.artifact).map(|m| m.len()).unwrap_or(0);
     let progress = crate::progress::Progress::for_cli(g.json, g.quiet);
-    let bar = progress.bytes(size, "verifying");
     let opts = ver::VerifyOptions {
         allow_unsigned: a.allow_unsigned,
         key_file: a.key_file.clone(),
@@ -53,6 +52,9 @@ pub fn verify(g: &Global, a: VerifyArgs) -> Result<()> {
     if a.rescore || a.bench {
         return self_check(g, &a, &opts, &progress);
     }
+    // Made after the branch: `--rescore` verifies through the runtime's loader, which reports
+    // no bytes, and a bar nobody advances would be redrawn at 0 B for the whole rescore.
+    let bar = progress.bytes(size, "verifying");
     let v = ver::verify(&a.artifact, &opts, &|n| bar.inc(n))?;
     bar.finish_and_clear();
     if g.json {
