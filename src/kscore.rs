@@ -175,7 +175,8 @@ pub fn passes(k: f64, gate: f64) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Work {
     pub prompt_tokens: u64,
-    /// Decode forward passes (one per generated token, fewer when drafts are accepted).
+    /// Decode forward passes (one per generated token but the last, fewer when drafts are
+    /// accepted: runtime.md §4).
     pub decode_passes: u64,
     /// For each of those passes that verified drafted tokens, how many tokens it decoded (the
     /// chosen token and the drafts): such a pass does that many tokens' arithmetic.
