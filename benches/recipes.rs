@@ -5,14 +5,15 @@
 //!    every eval input as the runtime calls it (a fresh sandbox context per call, the output
 //!    checked against the schema), p50 and p99, against the model answering the same inputs.
 //! 2. **Decoding the example's structured outputs** with the real student (SmolLM2-135M and
-//!    the trained adapter), on the eval inputs no exact recipe takes, the three decoders taking
+//!    the trained adapter), on the eval inputs no exact recipe takes, the decoders taking
 //!    turns input by input on one session: plain greedy decoding; recipe speculative decoding
 //!    (the pack's drafts, runtime.md §5); and prompt-lookup decoding, the n-gram drafting of
 //!    llama.cpp's `lookup` example (drafts are what followed the longest recent n-gram of the
 //!    output in the prompt and the output so far; llama-cpp-sys-2 builds no `common/`
 //!    n-gram cache to call, so the lookup is reproduced here over the same linked library and
-//!    verified by the same engine). Reported: decode tokens/s, forward passes per output token,
-//!    draft acceptance, and outputs equal to plain decoding.
+//!    verified by the same engine); and, as the bound, the plain answer itself drafted (every
+//!    token guessed right). Reported: decode tokens/s, forward passes per output token, draft
+//!    acceptance, and outputs equal to plain decoding.
 //!
 //! 3. **What a verifying pass costs by its rows**: one pass of n tokens (1 to 16) after the
 //!    example's prompt, timed n by n in turns. Priced from that table, the passes each decoder
@@ -176,8 +177,12 @@ fn main() {
     // 2. Decoding: plain, RSD, prompt lookup, in turns (`KOLM_BENCH_ONLY=calls` skips it).
     pack.speculate = true;
     let calls_only = std::env::var("KOLM_BENCH_ONLY").is_ok_and(|v| v == "calls");
-    let (mut plain_t, mut rsd_t, mut pld_t) =
-        (Tally::default(), Tally::default(), Tally::default());
+    let (mut plain_t, mut rsd_t, mut pld_t, mut oracle_t) = (
+        Tally::default(),
+        Tally::default(),
+        Tally::default(),
+        Tally::default(),
+    );
     let mut exact = 0;
     for input in inputs.iter().filter(|_| !calls_only) {
         let consulted = pack.consult(input);
@@ -202,6 +207,18 @@ fn main() {
             .generate_with(&system, &g.text, Some(&pld_fn as &DraftFn<'_>))
             .unwrap();
         pld_t.add(&pld, &plain.text);
+        // The answer itself drafted: what a draft that guessed every token right would do.
+        let right = plain.text.clone().into_bytes();
+        let oracle = |so_far: &[u8]| {
+            right
+                .strip_prefix(so_far)
+                .filter(|r| !r.is_empty())
+                .map(<[u8]>::to_vec)
+        };
+        let known = session
+            .generate_with(&system, &g.text, Some(&oracle as &DraftFn<'_>))
+            .unwrap();
+        oracle_t.add(&known, &plain.text);
         eprint!(".");
     }
     eprintln!();
@@ -247,6 +264,10 @@ fn main() {
         ("plain greedy", &plain_t),
         ("recipe speculative decoding", &rsd_t),
         ("prompt lookup (n-gram)", &pld_t),
+        (
+            "the plain answer itself drafted (no real draft can do better)",
+            &oracle_t,
+        ),
     ] {
         rows.push(format!(
             "| {name} | {:.1} | {:.2}× | {:.3} | {} | {} of {} |",
