@@ -72,7 +72,6 @@ fn lookup<'a>(prompt: &'a [u8]) -> impl Fn(&[u8]) -> Option<Vec<u8>> + 'a {
 struct Tally {
     tokens: u64,
     decode_us: u64,
-    passes: u64,
     /// Tokens decoded by each pass (a pass verifying drafts decodes several).
     passes_rows: Vec<u64>,
     drafted: u64,
@@ -85,7 +84,6 @@ impl Tally {
     fn add(&mut self, g: &kolm::runtime::Generation, plain: &str) {
         self.tokens += g.output_tokens;
         self.decode_us += g.micros - g.prefill_micros;
-        self.passes += g.decode_passes;
         let single = g.decode_passes - g.verify_rows.len() as u64;
         self.passes_rows
             .extend(std::iter::repeat_n(1, single as usize));
@@ -99,7 +97,7 @@ impl Tally {
         self.tokens as f64 * 1e6 / self.decode_us.max(1) as f64
     }
     fn passes_per_token(&self) -> f64 {
-        self.passes as f64 / self.tokens.max(1) as f64
+        self.passes_rows.len() as f64 / self.tokens.max(1) as f64
     }
     /// Milliseconds a token, pricing each pass by `cost`.
     fn priced(&self, cost: &dyn Fn(f64) -> f64) -> f64 {
@@ -337,7 +335,6 @@ fn pass_costs(
     system: &str,
     input: &str,
 ) -> Vec<(usize, f64)> {
-    use llama_cpp_2::context::params::LlamaContextParams;
     use llama_cpp_2::llama_batch::LlamaBatch;
     use llama_cpp_2::model::params::LlamaModelParams;
     use llama_cpp_2::model::LlamaModel;
@@ -346,13 +343,11 @@ fn pass_costs(
         LlamaModel::load_from_file(backend, &opened.model_path, &LlamaModelParams::default())
             .unwrap();
     let mut lora = m.lora_adapter_init(&opened.adapter_path).unwrap();
-    let n_ctx = m.n_ctx_train().clamp(256, 8192);
-    let params = LlamaContextParams::default()
-        .with_n_ctx(std::num::NonZeroU32::new(n_ctx))
-        .with_n_batch(n_ctx)
-        .with_n_ubatch(512.min(n_ctx))
-        .with_n_threads(THREADS as i32)
-        .with_n_threads_batch(THREADS as i32);
+    let opts = GenOptions {
+        threads: THREADS,
+        ..GenOptions::default()
+    };
+    let (n_ctx, params) = kolm::runtime::engine::context_params(&m, &opts);
     let mut ctx = m.new_context(backend, params).unwrap();
     ctx.lora_adapter_set(&mut lora, 1.0).unwrap();
     let prompt = prompt::Template::of(&m).render(&m, system, input).unwrap();

@@ -279,14 +279,10 @@ impl<'a> Session<'a> {
                 stop = Stop::EndOfText;
                 break;
             }
-            if self.accept(sampler.as_mut(), &mut out, token)? {
-                stop = Stop::StopString;
-                break;
-            }
-            // No forward pass for logits nobody will read: after the last token allowed, and
-            // after a whole JSON value, which a schema's grammar lets only end.
-            if sampler.is_some() && whole_json(&out.bytes) {
-                stop = Stop::EndOfText;
+            // No forward pass for logits nobody will read: after a stop, or the last token
+            // allowed.
+            if let Some(end) = self.accept(sampler.as_mut(), &mut out, token)? {
+                stop = end;
                 break;
             }
             if out.produced >= max {
@@ -327,12 +323,8 @@ impl<'a> Session<'a> {
                 }
                 out.accepted += 1;
                 k += 1;
-                if self.accept(sampler.as_mut(), &mut out, mine)? {
-                    stop = Stop::StopString;
-                    break 'generate;
-                }
-                if sampler.is_some() && whole_json(&out.bytes) {
-                    stop = Stop::EndOfText;
+                if let Some(end) = self.accept(sampler.as_mut(), &mut out, mine)? {
+                    stop = end;
                     break 'generate;
                 }
                 if out.produced >= max {
@@ -361,14 +353,17 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Takes `token` into the output (and the grammar's state); true when a stop string now
-    /// ends the output (cut before it).
+    /// Takes `token` into the output (and the grammar's state), and says whether the output
+    /// now ends: at a stop string (cut before it), or, under a schema's grammar, as a whole
+    /// JSON value, after which the grammar allows only the end of generation (so no pass is
+    /// made to choose it).
     fn accept(
         &self,
         sampler: Option<&mut LlamaSampler>,
         out: &mut Output,
         token: LlamaToken,
-    ) -> Result<bool> {
+    ) -> Result<Option<Stop>> {
+        let constrained = sampler.is_some();
         if let Some(s) = sampler {
             s.try_accept(token)
                 .map_err(|e| Error::failed("the output grammar rejected a token it allowed", e))?;
@@ -381,9 +376,9 @@ impl<'a> Session<'a> {
         out.produced += 1;
         if let Some(cut) = find_stop(&out.bytes, before, &self.opts.stop) {
             out.bytes.truncate(cut);
-            return Ok(true);
+            return Ok(Some(Stop::StopString));
         }
-        Ok(false)
+        Ok((constrained && whole_json(&out.bytes)).then_some(Stop::EndOfText))
     }
 
     /// The drafted continuation of `out` as tokens, at most `room` of them. The output and the

@@ -176,18 +176,7 @@ impl Student {
     /// Opens a decoding session (a context with its KV cache); reuse it for many inputs.
     pub fn session(&self, opts: &GenOptions) -> Result<Session<'_>> {
         let backend = backend()?;
-        let n_ctx = if opts.n_ctx == 0 {
-            self.model.n_ctx_train().clamp(256, 8192)
-        } else {
-            opts.n_ctx
-        };
-        let threads = opts.threads.max(1) as i32;
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(n_ctx)
-            .with_n_ubatch(512.min(n_ctx))
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
+        let (n_ctx, params) = context_params(&self.model, opts);
         let Student {
             model,
             adapter,
@@ -214,6 +203,26 @@ impl Student {
             n_ctx,
         ))
     }
+}
+
+/// The size and parameters of the llama.cpp context a session of `model` decodes in:
+/// `opts.n_ctx` tokens (0: the model's trained context, within 256..=8192), a whole prompt in
+/// one batch, `opts.threads` for both decoding and prefill. Public so that a benchmark timing
+/// passes by hand times them in the context a session would use.
+pub fn context_params(model: &LlamaModel, opts: &GenOptions) -> (u32, LlamaContextParams) {
+    let n_ctx = if opts.n_ctx == 0 {
+        model.n_ctx_train().clamp(256, 8192)
+    } else {
+        opts.n_ctx
+    };
+    let threads = opts.threads.max(1) as i32;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_ctx)
+        .with_n_ubatch(512.min(n_ctx))
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    (n_ctx, params)
 }
 
 /// Reads and checks a GGUF header and its extent, so llama.cpp only ever sees a sound file.

@@ -17,12 +17,6 @@ use crate::support::example::Checkout;
 
 const PACKAGE: &str = "kolm-example-cargo-buildrs";
 
-/// The tests here share the target folder and run Cargo one at a time, so that nothing but a
-/// test's own edits happens between its builds: the example's build script watches
-/// `TINY_TRIAGE_KOLMFILE`, which differs from checkout to checkout, and a build by another
-/// test between two of this one's would make the second find the script dirty.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn cargo(c: &Checkout, args: &[&str]) -> Output {
     crate::support::init_env();
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
@@ -64,7 +58,6 @@ fn build(c: &Checkout) -> (bool, String) {
 
 #[test]
 fn build_rs_builds_the_artifact_and_reruns_only_when_an_input_changed() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let c = Checkout::tiny_triage();
     let (ran, err) = build(&c);
     assert!(ran, "the first build runs the build script:\n{err}");
@@ -138,7 +131,6 @@ fn target_dir() -> String {
 
 #[test]
 fn an_app_that_runs_artifacts_compiles_no_build_machinery() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let c = Checkout::tiny_triage();
     let out = cargo(
         &c,
