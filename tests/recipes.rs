@@ -192,6 +192,20 @@ fn decompose_keeps_verified_recipes_and_an_exact_one_answers() {
     );
     let m = &inspect["manifest"];
     assert_eq!(m["recipes"]["count"], 2, "{inspect}");
+    // Every pair is a neighbour: its input's terms (no text) and its output's place in the
+    // table (recipes.md §4).
+    let mut z = zip::ZipArchive::new(std::fs::File::open(&art).unwrap()).unwrap();
+    let mut pack = String::new();
+    std::io::Read::read_to_string(&mut z.by_name("recipes.json").unwrap(), &mut pack).unwrap();
+    assert!(!pack.contains("forgot my"), "the pack carries input text");
+    let pack: Value = serde_json::from_str(&pack).unwrap();
+    let drafts = &pack["drafts"];
+    let neighbours = drafts["neighbours"].as_array().unwrap();
+    assert_eq!(neighbours.len(), 8, "{drafts}");
+    let first = &drafts["table"][neighbours[0]["output"].as_u64().unwrap() as usize];
+    assert_eq!(first["text"], r#"{"label":"account"}"#);
+    // "reset my password": three words and two word pairs.
+    assert_eq!(neighbours[0]["terms"].as_array().unwrap().len(), 5);
     // The eval the exact recipe answers is covered whole.
     let coverage = m["k_measured"]["coverage"].as_f64().unwrap();
     assert!(coverage > 0.0 && coverage <= 1.0, "{coverage}");

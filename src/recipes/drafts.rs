@@ -1,12 +1,15 @@
 //! Mechanical drafts: what the output will probably say next, read off the output schema and
 //! the labelled outputs, for the model to verify (recipe speculative decoding).
 //!
-//! Three parts, all computed at build time and sealed in `recipes.json`:
+//! Four parts, all computed at build time and sealed in `recipes.json`:
 //! - the **skeleton**: the constant text of a flat object schema, in the order the grammar
 //!   writes it (`{"label":"`, `","severity":"`, `"}`);
 //! - the **enums**: each property's allowed strings;
 //! - the **table**: every distinct labelled output (compact JSON, as the student was trained to
-//!   write it) with how often it occurs, most frequent first.
+//!   write it) with how often it occurs, most frequent first;
+//! - the **neighbours**: each labelled input's terms with its output's place in the table
+//!   ([`super::neighbours`]), from which a run drafts the outputs of the inputs most like its
+//!   own, nearest first, before any proposal.
 //!
 //! At run time [`Drafts::propose`] maps the output so far to a continuation: the most frequent
 //! table entry that extends it (its exact prefix); failing that, what follows the longest suffix
@@ -19,6 +22,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::neighbours::{self, Nearest, Neighbour};
+
 /// Most table entries kept (the most frequent): the lookup is linear in them.
 pub const MAX_TABLE: usize = 4096;
 
@@ -27,6 +32,9 @@ pub struct Drafts {
     pub skeleton: Vec<String>,
     pub enums: BTreeMap<String, Vec<String>>,
     pub table: Vec<Entry>,
+    /// Absent from packs sealed before neighbour drafts: none.
+    #[serde(default)]
+    pub neighbours: Vec<Neighbour>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,25 +44,48 @@ pub struct Entry {
 }
 
 impl Drafts {
-    /// Drafts for outputs of `schema`, from the labelled outputs.
-    pub fn build(schema: &Value, outputs: &[Value]) -> Drafts {
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for o in outputs {
-            *counts
-                .entry(serde_json::to_string(o).expect("serialises"))
-                .or_default() += 1;
+    /// Drafts for outputs of `schema`, from the labelled (input, output) pairs.
+    pub fn build(schema: &Value, pairs: &[(Value, Value)]) -> Drafts {
+        let texts: Vec<String> = pairs
+            .iter()
+            .map(|(_, o)| serde_json::to_string(o).expect("serialises"))
+            .collect();
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for t in &texts {
+            *counts.entry(t).or_default() += 1;
         }
         let mut table: Vec<Entry> = counts
             .into_iter()
-            .map(|(text, count)| Entry { text, count })
+            .map(|(text, count)| Entry {
+                text: text.to_owned(),
+                count,
+            })
             .collect();
         // Most frequent first; the text breaks ties, so the order is a function of the pairs.
         table.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.text.cmp(&b.text)));
         table.truncate(MAX_TABLE);
+        let place: BTreeMap<&str, u32> = table
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.text.as_str(), i as u32))
+            .collect();
+        // A pair whose output fell off the table has nothing to draft.
+        let neighbours = pairs
+            .iter()
+            .zip(&texts)
+            .filter_map(|((input, _), text)| {
+                Some(Neighbour {
+                    terms: neighbours::terms(&neighbours::input_text(input)),
+                    output: *place.get(text.as_str())?,
+                })
+            })
+            .take(neighbours::MAX_PAIRS)
+            .collect();
         Drafts {
             skeleton: skeleton(schema),
             enums: enums(schema),
             table,
+            neighbours,
         }
     }
 
@@ -71,6 +102,7 @@ pub struct Drafter {
     entries: Vec<(Vec<u8>, Vec<u8>, Vec<usize>)>,
     /// Table entries with their counts, most frequent first.
     table: Vec<(Vec<u8>, u64)>,
+    nearest: Nearest,
 }
 
 /// A value string's content in a shape (and the skeleton's unknown values).
@@ -94,7 +126,21 @@ impl Drafter {
                 (t, s, map)
             })
             .collect();
-        Drafter { entries, table }
+        Drafter {
+            entries,
+            table,
+            nearest: Nearest::new(&d.neighbours),
+        }
+    }
+
+    /// The outputs of the labelled inputs most like `input`, nearest first, each once: drafts
+    /// for this input, tried before [`Drafter::propose`].
+    pub fn neighbours(&self, input: &str) -> Vec<&[u8]> {
+        self.nearest
+            .ranked(input, neighbours::RANKED)
+            .into_iter()
+            .filter_map(|i| self.table.get(i as usize).map(|(t, _)| t.as_slice()))
+            .collect()
     }
 
     /// The continuation to draft after `so_far`, if any.
@@ -266,6 +312,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Pairs with these outputs, each input its own words.
+    fn pairs(outputs: &[Value]) -> Vec<(Value, Value)> {
+        outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (json!(format!("mail number {i}")), o.clone()))
+            .collect()
+    }
+
     fn schema() -> Value {
         json!({"type": "object", "properties": {
             "label": {"type": "string", "enum": ["billing", "bug", "other"]},
@@ -278,11 +333,11 @@ mod tests {
     fn skeleton_enums_and_table_come_from_the_schema_and_the_pairs() {
         let d = Drafts::build(
             &schema(),
-            &[
+            &pairs(&[
                 json!({"label": "bug", "severity": "high"}),
                 json!({"label": "billing", "severity": "low"}),
                 json!({"label": "bug", "severity": "high"}),
-            ],
+            ]),
         );
         assert_eq!(d.skeleton, [r#"{"label":""#, r#"","severity":""#, r#""}"#]);
         assert_eq!(d.enums["label"], ["billing", "bug", "other"]);
@@ -295,11 +350,11 @@ mod tests {
     fn proposals_follow_the_exact_prefix_then_the_shape() {
         let d = Drafts::build(
             &schema(),
-            &[
+            &pairs(&[
                 json!({"label": "bug", "severity": "high"}),
                 json!({"label": "billing", "severity": "low"}),
                 json!({"label": "bug", "severity": "high"}),
-            ],
+            ]),
         );
         let d = Drafter::new(&d);
         let p = |s: &str| {
@@ -316,11 +371,11 @@ mod tests {
         // Where the outputs split with no majority, the draft stops at the split.
         let even = Drafter::new(&Drafts::build(
             &schema(),
-            &[
+            &pairs(&[
                 json!({"label": "bug", "severity": "high"}),
                 json!({"label": "account", "severity": "low"}),
                 json!({"label": "other", "severity": "low"}),
-            ],
+            ]),
         ));
         let e = |s: &str| {
             even.propose(s.as_bytes())
@@ -338,5 +393,60 @@ mod tests {
         assert_eq!(q("").unwrap(), r#"{"label":""#);
         assert_eq!(q(r#"{"label":"x""#).unwrap(), r#","severity":""#);
         assert_eq!(q(r#"{"label":"x","severity":"y""#).unwrap(), "}");
+    }
+
+    #[test]
+    fn neighbours_draft_the_outputs_of_the_likest_inputs_nearest_first() {
+        let pair = |input: &str, label: &str, severity: &str| {
+            (json!(input), json!({"label": label, "severity": severity}))
+        };
+        let d = Drafts::build(
+            &schema(),
+            &[
+                pair("I was charged twice for my plan", "billing", "high"),
+                pair("The app crashes when I open a report", "bug", "high"),
+                pair(
+                    "Please refund the double charge on my card",
+                    "billing",
+                    "high",
+                ),
+                pair("Could you add a dark mode?", "other", "low"),
+                pair("The export crashes with an error", "bug", "low"),
+                pair("Thanks for the quick help", "other", "low"),
+            ],
+        );
+        // Every pair is kept, pointing at its output's place in the table.
+        assert_eq!(d.neighbours.len(), 6);
+        let text = |i: u32| d.table[i as usize].text.clone();
+        assert_eq!(
+            text(d.neighbours[3].output),
+            r#"{"label":"other","severity":"low"}"#
+        );
+        let n = Drafter::new(&d);
+        let ranked = |input: &str| -> Vec<String> {
+            n.neighbours(input)
+                .into_iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect()
+        };
+        // The crash mails share the rarest words: theirs come first, the nearer one first,
+        // each output once.
+        let r = ranked("report export crashes");
+        assert_eq!(r[0], r#"{"label":"bug","severity":"low"}"#);
+        assert_eq!(r[1], r#"{"label":"bug","severity":"high"}"#);
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(
+            ranked("charged twice")[0],
+            r#"{"label":"billing","severity":"high"}"#
+        );
+        // Case and punctuation do not matter; an input sharing no word drafts nothing.
+        assert_eq!(ranked("CHARGED, TWICE!"), ranked("charged twice"));
+        assert!(ranked("zebra xylophone").is_empty());
+        // A pack sealed before neighbours reads as none.
+        let mut v = serde_json::to_value(&d).unwrap();
+        v.as_object_mut().unwrap().remove("neighbours");
+        let old: Drafts = serde_json::from_value(v).unwrap();
+        assert!(old.neighbours.is_empty());
+        assert!(Drafter::new(&old).neighbours("charged twice").is_empty());
     }
 }

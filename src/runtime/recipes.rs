@@ -29,7 +29,8 @@ pub struct Recipes {
 pub struct Consulted {
     /// The exact recipe that answered, and its answer.
     pub exact: Option<(String, Value)>,
-    /// Answers of recipes that are not exact, as compact JSON: drafts for this input.
+    /// Drafts for this input, as compact JSON, tried in order: the answers of recipes that are
+    /// not exact, then the outputs of the labelled inputs most like it (recipes.md §4).
     pub drafts: Vec<Vec<u8>>,
     /// Recipes that faulted on this input, by name.
     pub faults: Vec<(String, Fault)>,
@@ -87,8 +88,21 @@ impl Recipes {
     }
 
     /// Runs the recipes on `input`: the first exact one that answers wins; the answers of the
-    /// others are drafts.
+    /// others, then the neighbours' outputs, are drafts.
     pub fn consult(&self, input: &str) -> Consulted {
+        let mut c = self.run_recipes(input);
+        if c.exact.is_none() && self.speculate {
+            c.drafts.extend(
+                self.drafter
+                    .neighbours(input)
+                    .into_iter()
+                    .map(<[u8]>::to_vec),
+            );
+        }
+        c
+    }
+
+    fn run_recipes(&self, input: &str) -> Consulted {
         let mut c = Consulted::default();
         let Some(sandbox) = &self.sandbox else {
             return c;

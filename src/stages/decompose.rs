@@ -23,7 +23,7 @@ impl Stage for DecomposeStage {
         StageKind::Decompose
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> Value {
         serde_json::json!({
@@ -73,8 +73,7 @@ impl Stage for DecomposeStage {
             memory_mb: d.memory_limit_mb,
         };
         if d.drafts {
-            let outputs: Vec<Value> = pairs.iter().map(|(_, o)| o.clone()).collect();
-            pack.drafts = Drafts::build(&cx.task.output_schema, &outputs);
+            pack.drafts = Drafts::build(&cx.task.output_schema, &pairs);
         }
         let mut verdicts = Vec::new();
         if d.recipes {
