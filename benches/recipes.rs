@@ -15,12 +15,16 @@
 //!    token guessed right). Reported: decode tokens/s, forward passes per output token, draft
 //!    acceptance, and outputs equal to plain decoding.
 //!
+//!    The example's artifact carries its base requantised (`[base] quantize = "q8_0"`); the
+//!    base as named (the Q4_1 file in `examples/support-triage/models/`) runs plain and recipe
+//!    speculative decoding in the same turns, with the same adapter and drafts, to show what
+//!    the quantisation buys.
 //! 3. **What a verifying pass costs by its rows**: one pass of n tokens (1 to 16) after the
-//!    example's prompt, timed n by n in turns. Priced from that table, the passes each decoder
-//!    made predict its speed (a check of the model), and the best any draft could do: a whole
-//!    output of L tokens verified in one pass of L − 1 rows (its last token needs no row)
-//!    against L − 1 one-row passes. That bounds every draft-and-verify speed-up on this machine
-//!    and model.
+//!    example's prompt, timed n by n in turns, for each model. Priced from that table, the
+//!    passes each decoder made predict its speed (a check of the model), and the best any
+//!    draft could do: a whole output of L tokens verified in one pass of L − 1 rows (its last
+//!    token needs no row) against L − 1 one-row passes. That bounds every draft-and-verify
+//!    speed-up on this machine and model.
 //!
 //! `KOLM_BENCH_ONLY=calls` runs the first part alone (and writes no results). Needs the example
 //! built (`make demo`); `KOLM_BENCH_ARTIFACT` names another copy, and its
@@ -134,6 +138,23 @@ fn main() {
         ..GenOptions::default()
     };
     let mut session = student.session(&opts).unwrap();
+    let served = &m.base_model.quantization;
+    // The base as the Kolmfile names it, when the artifact carries a requantised copy.
+    let named = root.join("examples/support-triage/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let named = named
+        .is_file()
+        .then(|| kolm::digest::sha256_file(&named, None).unwrap().0)
+        .filter(|sha| *sha != m.base_model.sha256)
+        .map(|_| named);
+    let named_student = named.as_ref().map(|path| {
+        kolm::runtime::Student::load(
+            path,
+            Some(&opened.adapter_path),
+            Some(&m.task.output_schema),
+        )
+        .unwrap()
+    });
+    let mut named_session = named_student.as_ref().map(|s| s.session(&opts).unwrap());
 
     // 1. Recipe calls, and the model on the same inputs.
     let schema = jsonschema::validator_for(&m.task.output_schema).unwrap();
@@ -181,6 +202,7 @@ fn main() {
         Tally::default(),
         Tally::default(),
     );
+    let (mut named_plain_t, mut named_rsd_t) = (Tally::default(), Tally::default());
     let mut exact = 0;
     for input in inputs.iter().filter(|_| !calls_only) {
         let consulted = pack.consult(input);
@@ -217,13 +239,21 @@ fn main() {
             .generate_with(&system, &g.text, Some(&oracle as &DraftFn<'_>))
             .unwrap();
         oracle_t.add(&known, &plain.text);
+        if let Some(named) = named_session.as_mut() {
+            let plain = named.generate(&system, &g.text).unwrap();
+            named_plain_t.add(&plain, &plain.text);
+            let rsd = named
+                .generate_with(&system, &g.text, Some(&drafts as &DraftFn<'_>))
+                .unwrap();
+            named_rsd_t.add(&rsd, &plain.text);
+        }
         eprint!(".");
     }
     eprintln!();
 
     let mut rows = vec![
         format!(
-            "Machine: {} cores. Threads: {THREADS}. Artifact: the support-triage example (SmolLM2-135M-Instruct Q4_1 + its trained adapter, {} evals).",
+            "Machine: {} cores. Threads: {THREADS}. Artifact: the support-triage example (SmolLM2-135M-Instruct {served} + its trained adapter, {} evals).",
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             inputs.len()
         ),
@@ -258,19 +288,39 @@ fn main() {
         "| decoder | decode tokens/s | vs plain | passes per output token | draft acceptance | outputs equal to plain |".into(),
         "|---|---|---|---|---|---|".into(),
     ];
-    for (name, t) in [
-        ("plain greedy", &plain_t),
-        ("recipe speculative decoding", &rsd_t),
-        ("prompt lookup (n-gram)", &pld_t),
+    let mut decoders = vec![
+        (format!("plain greedy ({served})"), &plain_t, &plain_t),
         (
-            "the plain answer itself drafted (no real draft can do better)",
-            &oracle_t,
+            format!("recipe speculative decoding ({served})"),
+            &rsd_t,
+            &plain_t,
         ),
-    ] {
+        ("prompt lookup (n-gram)".into(), &pld_t, &plain_t),
+        (
+            "the plain answer itself drafted (no real draft can do better)".into(),
+            &oracle_t,
+            &plain_t,
+        ),
+    ];
+    if named.is_some() {
+        decoders.extend([
+            (
+                "plain greedy, the base as named (Q4_1)".into(),
+                &named_plain_t,
+                &named_plain_t,
+            ),
+            (
+                "recipe speculative decoding, the base as named (Q4_1)".into(),
+                &named_rsd_t,
+                &named_plain_t,
+            ),
+        ]);
+    }
+    for (name, t, plain) in decoders {
         rows.push(format!(
             "| {name} | {:.1} | {:.2}× | {:.3} | {} | {} of {} |",
             t.rate(),
-            t.rate() / plain_t.rate(),
+            t.rate() / plain.rate(),
             t.passes_per_token(),
             t.acceptance(),
             t.equal,
@@ -278,41 +328,55 @@ fn main() {
         ));
     }
     if !calls_only {
-        let costs = pass_costs(&opened, &system, &inputs[0]);
-        let cost = |n: f64| interpolate(&costs, n);
-        let length = plain_t.tokens as f64 / plain_t.runs.max(1) as f64;
-        let (plain_ms, rsd_ms) = (plain_t.priced(&cost), rsd_t.priced(&cost));
-        let whole = (length - 1.0) * cost(1.0) / cost(length - 1.0);
+        let mut models = vec![(served.clone(), opened.model_path.clone(), &plain_t, &rsd_t)];
+        if let Some(path) = &named {
+            models.push((
+                "Q4_1, as named".into(),
+                path.clone(),
+                &named_plain_t,
+                &named_rsd_t,
+            ));
+        }
+        let paths: Vec<&std::path::Path> = models.iter().map(|m| m.1.as_path()).collect();
+        let costs = pass_costs(&paths, &opened.adapter_path, &system, &inputs[0]);
         rows.push(String::new());
         rows.push(format!(
-            "One verifying pass by the tokens it decodes (rows), after the example's prompt ({PASS_ROUNDS} rounds in turns, median):"
+            "One verifying pass by the tokens it decodes (rows), after the example's prompt ({PASS_ROUNDS} rounds, the models in turns, median ms):"
         ));
         rows.push(String::new());
         rows.push(format!(
             "| rows | {} |",
-            costs
+            costs[0]
                 .iter()
                 .map(|(n, _)| n.to_string())
                 .collect::<Vec<_>>()
                 .join(" | ")
         ));
-        rows.push(format!("|---|{}", "---|".repeat(costs.len())));
-        rows.push(format!(
-            "| ms per pass | {} |",
-            costs
-                .iter()
-                .map(|(_, t)| format!("{t:.1}"))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        ));
+        rows.push(format!("|---|{}", "---|".repeat(costs[0].len())));
+        for ((name, ..), c) in models.iter().zip(&costs) {
+            rows.push(format!(
+                "| {name} | {} |",
+                c.iter()
+                    .map(|(_, t)| format!("{t:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            ));
+        }
         rows.push(String::new());
-        rows.push(format!(
-            "Each decoder's passes priced from this table: plain {plain_ms:.1} ms a token, recipe speculative decoding {rsd_ms:.1} ms a token, a predicted {:.2}× (measured above: {:.2}×). The best any draft can do, a whole output ({length:.1} tokens on average) verified in one pass of {:.1} rows against {:.1} one-row passes: {whole:.2}×.",
-            plain_ms / rsd_ms,
-            rsd_t.rate() / plain_t.rate(),
-            length - 1.0,
-            length - 1.0
-        ));
+        for ((name, _, plain, rsd), c) in models.iter().zip(&costs) {
+            let cost = |n: f64| interpolate(c, n);
+            let length = plain.tokens as f64 / plain.runs.max(1) as f64;
+            let (plain_ms, rsd_ms) = (plain.priced(&cost), rsd.priced(&cost));
+            let whole = (length - 1.0) * cost(1.0) / cost(length - 1.0);
+            rows.push(format!(
+                "{name}: each decoder's passes priced from this table: plain {plain_ms:.1} ms a token, recipe speculative decoding {rsd_ms:.1} ms a token, a predicted {:.2}× (measured above: {:.2}×). The best any draft can do, a whole output ({length:.1} tokens on average) verified in one pass of {:.1} rows against {:.1} one-row passes: {whole:.2}×.",
+                plain_ms / rsd_ms,
+                rsd.rate() / plain.rate(),
+                length - 1.0,
+                length - 1.0
+            ));
+            rows.push(String::new());
+        }
     }
     let text = rows.join("\n") + "\n";
     print!("{text}");
@@ -331,59 +395,80 @@ const PASS_ROUNDS: usize = 20;
 /// asks) after `input`'s prompt, for n from 1 to 16: the artifact's model and adapter on a
 /// context made as a session makes it, the passes in turns, the cache trimmed back after each.
 fn pass_costs(
-    opened: &kolm::runtime::open::Opened,
+    models: &[&std::path::Path],
+    adapter: &std::path::Path,
     system: &str,
     input: &str,
-) -> Vec<(usize, f64)> {
+) -> Vec<Vec<(usize, f64)>> {
     use llama_cpp_2::llama_batch::LlamaBatch;
     use llama_cpp_2::model::params::LlamaModelParams;
     use llama_cpp_2::model::LlamaModel;
     let backend = kolm::runtime::engine::backend().unwrap();
-    let mut m =
-        LlamaModel::load_from_file(backend, &opened.model_path, &LlamaModelParams::default())
-            .unwrap();
-    let mut lora = m.lora_adapter_init(&opened.adapter_path).unwrap();
     let opts = GenOptions {
         threads: THREADS,
         ..GenOptions::default()
     };
-    let (n_ctx, params) = kolm::runtime::engine::context_params(&m, &opts);
-    let mut ctx = m.new_context(backend, params).unwrap();
-    ctx.lora_adapter_set(&mut lora, 1.0).unwrap();
-    let prompt = prompt::Template::of(&m).render(&m, system, input).unwrap();
-    let vocab = m.vocab();
-    let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
-    let answer = vocab.tokenize(br#"{"label":"billing","severity":"high"}"#, false, false);
-    let mut batch = LlamaBatch::new(n_ctx as usize, 1);
-    let last = tokens.len() - 1;
-    for (i, t) in tokens.iter().enumerate() {
-        batch.add(*t, i as i32, &[0], i == last).unwrap();
+    let (mut loaded, mut loras) = (Vec::new(), Vec::new());
+    for path in models {
+        let mut m =
+            LlamaModel::load_from_file(backend, path, &LlamaModelParams::default()).unwrap();
+        loras.push(m.lora_adapter_init(adapter).unwrap());
+        loaded.push(m);
     }
-    ctx.decode(&mut batch).unwrap();
-    let at = tokens.len() as i32;
     let sizes = [1usize, 2, 4, 8, 12, 16];
-    let mut times = vec![Vec::new(); sizes.len()];
+    let mut runs: Vec<_> = loaded
+        .iter()
+        .map(|m| {
+            let (n_ctx, params) = kolm::runtime::engine::context_params(m, &opts);
+            let ctx = m.new_context(backend, params).unwrap();
+            (n_ctx, ctx, vec![Vec::new(); sizes.len()])
+        })
+        .collect();
+    let mut at = Vec::new();
+    let mut answers = Vec::new();
+    for ((m, lora), (n_ctx, ctx, _)) in loaded.iter().zip(loras.iter_mut()).zip(runs.iter_mut()) {
+        ctx.lora_adapter_set(lora, 1.0).unwrap();
+        let prompt = prompt::Template::of(m).render(m, system, input).unwrap();
+        let vocab = m.vocab();
+        let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
+        answers.push(vocab.tokenize(br#"{"label":"billing","severity":"high"}"#, false, false));
+        let mut batch = LlamaBatch::new(*n_ctx as usize, 1);
+        let last = tokens.len() - 1;
+        for (i, t) in tokens.iter().enumerate() {
+            batch.add(*t, i as i32, &[0], i == last).unwrap();
+        }
+        ctx.decode(&mut batch).unwrap();
+        at.push(tokens.len() as i32);
+    }
+    let mut batch = LlamaBatch::new(64, 1);
     for _ in 0..PASS_ROUNDS {
         for (i, &n) in sizes.iter().enumerate() {
-            batch.clear();
-            for j in 0..n {
-                batch
-                    .add(answer[j % answer.len()], at + j as i32, &[0], true)
-                    .unwrap();
+            for (k, (_, ctx, times)) in runs.iter_mut().enumerate() {
+                batch.clear();
+                for j in 0..n {
+                    let answer = &answers[k];
+                    batch
+                        .add(answer[j % answer.len()], at[k] + j as i32, &[0], true)
+                        .unwrap();
+                }
+                let t = Instant::now();
+                ctx.decode(&mut batch).unwrap();
+                ctx.synchronize();
+                times[i].push(t.elapsed().as_secs_f64() * 1e3);
+                assert!(ctx
+                    .clear_kv_cache_seq(Some(0), Some(at[k] as u32), None)
+                    .unwrap());
             }
-            let t = Instant::now();
-            ctx.decode(&mut batch).unwrap();
-            ctx.synchronize();
-            times[i].push(t.elapsed().as_secs_f64() * 1e3);
-            assert!(ctx
-                .clear_kv_cache_seq(Some(0), Some(at as u32), None)
-                .unwrap());
         }
     }
-    sizes
-        .iter()
-        .zip(&times)
-        .map(|(n, t)| (*n, percentile(t, 0.5)))
+    runs.iter()
+        .map(|(_, _, times)| {
+            sizes
+                .iter()
+                .zip(times)
+                .map(|(n, t)| (*n, percentile(t, 0.5)))
+                .collect()
+        })
         .collect()
 }
 

@@ -376,6 +376,28 @@ fn tiny_arch_is_checked() {
 }
 
 #[test]
+fn base_quantisation_is_checked() {
+    expect(
+        &edit(
+            "tiny = { arch = \"llama\", seed = 1 }",
+            "tiny = { arch = \"llama\", seed = 1 }\nquantize = \"q8\"",
+        ),
+        6,
+        "unknown base quantisation `q8`",
+        Some("did you mean `q8_0`?"),
+    );
+    let ok = parse(&edit(
+        "tiny = { arch = \"llama\", seed = 1 }",
+        "tiny = { arch = \"llama\", seed = 1 }\nquantize = \"q4_k_m\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        ok.tasks[0].base.quantize,
+        Some(kolm::kolmfile::Quantize::Q4KM)
+    );
+}
+
+#[test]
 fn unknown_device_profile() {
     expect(
         &format!("{GOOD}\n[task.score]\ndevice = \"cpu-2cores\"\n"),

@@ -73,6 +73,57 @@ pub struct BaseConfig {
     pub source: BaseSource,
     /// Pinned sha256 (lowercase hex). Required for `url`; checked whenever present.
     pub sha256: Option<String>,
+    /// Requantise the base to this type before anything uses it (absent when not set, so a
+    /// configuration without it serialises as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<Quantize>,
+}
+
+/// `[base] quantize`: a llama.cpp quantisation the base is rewritten in. Which one decodes a
+/// batch of rows fastest depends on the machine's kernels (kolmfile.md §8).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum Quantize {
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    #[serde(rename = "q6_k")]
+    Q6K,
+    #[serde(rename = "q5_k_m")]
+    Q5KM,
+    #[serde(rename = "q4_k_m")]
+    Q4KM,
+    #[serde(rename = "q4_0")]
+    Q4_0,
+}
+
+impl Quantize {
+    pub const NAMES: [&'static str; 5] = ["q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0"];
+    const ALL: [Quantize; 5] = [
+        Quantize::Q8_0,
+        Quantize::Q6K,
+        Quantize::Q5KM,
+        Quantize::Q4KM,
+        Quantize::Q4_0,
+    ];
+    pub fn from_name(name: &str) -> Option<Quantize> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| Self::ALL[i])
+    }
+    /// The name the Kolmfile spells it with.
+    pub fn name(self) -> &'static str {
+        Self::NAMES[Self::ALL.iter().position(|q| *q == self).expect("listed")]
+    }
+    /// GGUF's `general.file_type` (llama.cpp's `llama_ftype`) for it.
+    pub fn file_type(self) -> u32 {
+        match self {
+            Quantize::Q4_0 => 2,
+            Quantize::Q8_0 => 7,
+            Quantize::Q4KM => 15,
+            Quantize::Q5KM => 17,
+            Quantize::Q6K => 18,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

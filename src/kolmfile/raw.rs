@@ -68,6 +68,7 @@ pub struct RawBase {
     pub url: S<String>,
     pub sha256: S<String>,
     pub tiny: Option<Spanned<RawTiny>>,
+    pub quantize: S<String>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -197,7 +198,8 @@ overlay_fields!(RawBase {
     path,
     url,
     sha256,
-    tiny
+    tiny,
+    quantize
 });
 overlay_fields!(RawTeacher {
     provider,

@@ -101,7 +101,18 @@ pub(super) fn base(cx: &Cx, b: Spanned<RawBase>) -> R<BaseConfig> {
             seed: t.seed.map(Spanned::into_inner).unwrap_or(0),
         }
     };
-    Ok(BaseConfig { source, sha256 })
+    let quantize = match b.quantize {
+        Some(q) => {
+            one_of(cx, &q, &Quantize::NAMES, "base quantisation")?;
+            Quantize::from_name(q.get_ref())
+        }
+        None => None,
+    };
+    Ok(BaseConfig {
+        source,
+        sha256,
+        quantize,
+    })
 }
 
 pub(super) fn teacher(cx: &Cx, t: RawTeacher) -> R<TeacherConfig> {

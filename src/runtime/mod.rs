@@ -9,6 +9,7 @@
 //! - [`measure`]: the K components of a student on an eval suite (the score stage and
 //!   `--rescore` both measure with it).
 //! - [`verified`]: k samples of one answer through the verifier (`/v1/wrap/verified`).
+//! - [`quantize`]: llama.cpp's quantiser, for a build that requantises its base.
 //!
 //! [`Runner`] ties them together for one artifact and writes a receipt for every run.
 
@@ -20,6 +21,7 @@ pub mod measure;
 pub mod model_copy;
 pub mod open;
 pub mod prompt;
+pub mod quantize;
 pub mod recipes;
 pub mod rescore;
 pub mod tuned;

@@ -1,5 +1,6 @@
-//! The `base` stage: find the student model, make sure it is the one the Kolmfile pins, and read
-//! what it is (architecture, quantisation, size) from its GGUF header.
+//! The `base` stage: find the student model, make sure it is the one the Kolmfile pins, read
+//! what it is (architecture, quantisation, size) from its GGUF header, and with
+//! `[base] quantize` requantise it into the model store.
 //!
 //! The output identifies the model by content only. Where the file lives is recomputed from the
 //! configuration ([`model_path`]), so moving a local model, or downloading it again into a
@@ -11,7 +12,7 @@ use super::{BaseOut, BuildOptions, Cx, Inputs, Stage, StageKind, StageOutput};
 use crate::cache::Fingerprints;
 use crate::gguf::{self, tiny};
 use crate::home::Home;
-use crate::kolmfile::{BaseConfig, BaseSource, Kolmfile, TaskConfig};
+use crate::kolmfile::{BaseConfig, BaseSource, Kolmfile, Quantize, TaskConfig};
 use crate::{Error, Result};
 
 pub struct BaseStage;
@@ -33,12 +34,21 @@ impl Stage for BaseStage {
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         // A local path is keyed by its content (see `files`), not by where it is.
-        match &task.base.source {
+        let mut config = match &task.base.source {
             BaseSource::Path { .. } => {
                 serde_json::json!({ "source": "path", "sha256": task.base.sha256 })
             }
             other => serde_json::json!({ "source": other, "sha256": task.base.sha256 }),
+        };
+        // Only when set: a base without it keeps the key it always had. The quantiser is
+        // llama.cpp's, so its version is part of what a requantised file is.
+        if let Some(q) = task.base.quantize {
+            config["quantize"] = serde_json::json!({
+                "type": q.name(),
+                "llama_cpp": crate::versions::LLAMA_CPP_2,
+            });
         }
+        config
     }
     fn files(&self, _: &Kolmfile, task: &TaskConfig) -> Result<Vec<String>> {
         Ok(match &task.base.source {
@@ -120,34 +130,79 @@ impl Stage for BaseStage {
                 "re-convert it with llama.cpp's convert script",
             ));
         }
+        let served = match base.quantize {
+            None => None,
+            Some(q) => {
+                let (out, sha256, size, crc32) = requantize(cx, &path, q)?;
+                let model = gguf::read_header(&out)
+                    .map_err(|e| {
+                        Error::failed(format!("the requantised base `{}`", out.display()), e)
+                    })?
+                    .summary();
+                Some(Box::new(BaseOut {
+                    sha256,
+                    size,
+                    crc32,
+                    model,
+                    served: None,
+                }))
+            }
+        };
         Ok(StageOutput::Base(BaseOut {
             sha256,
             size,
             crc32,
             model,
+            served,
         }))
     }
     fn written(&self, cx: &Cx, out: &StageOutput) -> Vec<(PathBuf, String)> {
         // A stored base was just written or checked whole: the next build need not rehash it.
-        match (out, &cx.task.base.source) {
-            (StageOutput::Base(b), BaseSource::Url { .. } | BaseSource::Tiny { .. }) => {
+        let StageOutput::Base(b) = out else {
+            return vec![];
+        };
+        let mut files = match &cx.task.base.source {
+            BaseSource::Url { .. } | BaseSource::Tiny { .. } => {
                 vec![(cx.base_path(b), b.sha256.clone())]
             }
-            _ => vec![],
+            BaseSource::Path { .. } => vec![],
+        };
+        if let Some(s) = &b.served {
+            files.push((cx.served_path(b), s.sha256.clone()));
         }
+        files
     }
     fn still_valid(&self, cx: &Cx, out: &StageOutput, fp: &mut Fingerprints) -> bool {
-        // A downloaded or generated model may have been removed from KOLM_HOME since, or
+        // A downloaded, generated or requantised model may have been removed from KOLM_HOME, or
         // changed: its content must still be the digest the result declares (the fingerprint
         // rehashes it whenever its size or times moved). The seal checks the bytes it copies
         // too, so even damage that keeps every time is never signed.
+        let holds = |fp: &mut Fingerprints, path: PathBuf, sha256: &str| matches!(fp.digest(&path, None), Ok((sha, _)) if sha == sha256);
         match out {
             StageOutput::Base(b) => {
-                matches!(fp.digest(&cx.base_path(b), None), Ok((sha, _)) if sha == b.sha256)
+                holds(fp, cx.base_path(b), &b.sha256)
+                    && b.served
+                        .as_ref()
+                        .is_none_or(|s| holds(fp, cx.served_path(b), &s.sha256))
             }
             _ => false,
         }
     }
+}
+
+/// Requantises the checked base at `src` into the model store; returns the stored file, its
+/// sha256, size and zip CRC-32.
+fn requantize(cx: &Cx, src: &std::path::Path, q: Quantize) -> Result<(PathBuf, String, u64, u32)> {
+    let tmp = crate::fsutil::temp_beside(&cx.home.model("requantising"))?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    crate::runtime::quantize::quantize(src, tmp.path(), q.file_type(), threads)?;
+    let (sha, size) = crate::digest::sha256_file(tmp.path(), None)?;
+    let dest = cx.home.model(&sha);
+    if !holds(&dest, &sha) {
+        crate::fsutil::persist(tmp, &dest)?;
+    }
+    let crc = crate::digest::crc32_file(&dest)?;
+    Ok((dest, sha, size, crc))
 }
 
 /// Whether the store's copy at `path` is there with these bytes (read whole: this runs only when

@@ -98,6 +98,18 @@ pub struct BaseOut {
     /// The zip CRC-32 of the file, so sealing can let the kernel copy it.
     pub crc32: u32,
     pub model: crate::gguf::ModelSummary,
+    /// With `[base] quantize`: the requantised copy in the model store, which `score` measures
+    /// and `seal` seals (the fields above stay the file the Kolmfile names, which `train`
+    /// learns on and the lock pins). Absent otherwise, so such outputs keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<Box<BaseOut>>,
+}
+
+impl BaseOut {
+    /// The model the artifact carries: the requantised copy, or the base itself.
+    pub fn served(&self) -> &BaseOut {
+        self.served.as_deref().unwrap_or(self)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -288,6 +300,13 @@ impl Cx<'_> {
     /// Where the base model file is, given the base stage's output.
     pub fn base_path(&self, base: &BaseOut) -> PathBuf {
         base::model_path(self.kolmfile, self.home, &self.task.base, &base.sha256)
+    }
+    /// Where the model the artifact carries is ([`BaseOut::served`]).
+    pub fn served_path(&self, base: &BaseOut) -> PathBuf {
+        match &base.served {
+            Some(s) => self.home.model(&s.sha256),
+            None => self.base_path(base),
+        }
     }
 }
 

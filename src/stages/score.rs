@@ -42,12 +42,14 @@ impl Stage for ScoreStage {
         Ok(vec![task.evals.clone()])
     }
     fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {
-        let (base, recall, train, decompose) = (
+        // What the artifact carries: with `[base] quantize`, the requantised copy.
+        let (stage_base, recall, train, decompose) = (
             inputs.base()?,
             inputs.recall()?,
             inputs.train()?,
             inputs.decompose()?,
         );
+        let base = stage_base.served();
         let bytes = super::read_project_file(cx, &cx.task.evals)?;
         let tests = evals::parse(&cx.task.evals, &bytes)?;
         if tests.is_empty() {
@@ -60,7 +62,7 @@ impl Stage for ScoreStage {
         let adapter_path =
             crate::runtime::open::adapter_file(cx.home, &cx.store.blob(&train.adapter)?)?;
         let mut student = Student::load(
-            &cx.base_path(base),
+            &cx.served_path(stage_base),
             Some(&adapter_path),
             Some(&cx.task.output_schema),
         )?;

@@ -62,7 +62,8 @@ impl Stage for SealStage {
         })
     }
     fn run(&self, cx: &Cx, inputs: &Inputs) -> Result<StageOutput> {
-        let (base, recall, label, train, decompose, score) = (
+        // What the artifact carries: with `[base] quantize`, the requantised copy.
+        let (stage_base, recall, label, train, decompose, score) = (
             inputs.base()?,
             inputs.recall()?,
             inputs.label()?,
@@ -70,6 +71,7 @@ impl Stage for SealStage {
             inputs.decompose()?,
             inputs.score()?,
         );
+        let base = stage_base.served();
         let weights = cx.task.score.weights;
         let components = kscore::components(&score.measured, &score.baseline);
         let k = kscore::k_score(&components, &weights);
@@ -197,7 +199,7 @@ impl Stage for SealStage {
             .progress
             .bytes(base.size, &format!("sealing {}", cx.task.name));
         let payload = Payload {
-            model: &cx.base_path(base),
+            model: &cx.served_path(stage_base),
             model_crc32: Some(base.crc32),
             model_sha256: &base.sha256,
             lora: &lora,
@@ -217,7 +219,7 @@ impl Stage for SealStage {
         if let Err(e) = written {
             // A damaged copy in the model store is removed, so the next build's base stage
             // fetches or makes it again; a file of the user's is theirs to fix.
-            let model = cx.base_path(base);
+            let model = cx.served_path(stage_base);
             if model.starts_with(cx.home.models()) && matches!(e, Error::Invalid { .. }) {
                 let _ = std::fs::remove_file(&model);
             }
