@@ -177,13 +177,13 @@ impl Stage for BaseStage {
         // changed: its content must still be the digest the result declares (the fingerprint
         // rehashes it whenever its size or times moved). The seal checks the bytes it copies
         // too, so even damage that keeps every time is never signed.
-        let holds = |fp: &mut Fingerprints, path: PathBuf, sha256: &str| matches!(fp.digest(&path, None), Ok((sha, _)) if sha == sha256);
+        let intact = |fp: &mut Fingerprints, path: PathBuf, sha256: &str| matches!(fp.digest(&path, None), Ok((sha, _)) if sha == sha256);
         match out {
             StageOutput::Base(b) => {
-                holds(fp, cx.base_path(b), &b.sha256)
+                intact(fp, cx.base_path(b), &b.sha256)
                     && b.served
                         .as_ref()
-                        .is_none_or(|s| holds(fp, cx.served_path(b), &s.sha256))
+                        .is_none_or(|s| intact(fp, cx.served_path(b), &s.sha256))
             }
             _ => false,
         }
@@ -195,7 +195,15 @@ impl Stage for BaseStage {
 fn requantize(cx: &Cx, src: &std::path::Path, q: Quantize) -> Result<(PathBuf, String, u64, u32)> {
     let tmp = crate::fsutil::temp_beside(&cx.home.model("requantising"))?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    crate::runtime::quantize::quantize(src, tmp.path(), q.file_type(), threads)?;
+    // llama.cpp reports no progress while it quantises (seconds for a small model, minutes for
+    // a large one): a line with the time elapsed says the build is alive.
+    let bar = cx.progress.measured(
+        1,
+        &format!("requantising the base of {} to {}", cx.task.name, q.name()),
+    );
+    let done = crate::runtime::quantize::quantize(src, tmp.path(), q.file_type(), threads);
+    bar.finish_and_clear();
+    done?;
     let (sha, size) = crate::digest::sha256_file(tmp.path(), None)?;
     let dest = cx.home.model(&sha);
     if !holds(&dest, &sha) {
