@@ -236,12 +236,13 @@ fn out(cx: &Cx, pack: &Pack, verdicts: Vec<Verdict>) -> Result<StageOutput> {
 fn summary(task: &str, pack: &Pack, verdicts: &[Verdict]) -> String {
     let exact = pack.recipes.iter().filter(|r| r.exact).count();
     let mut s = format!(
-        "    decompose {task}: {} recipe(s) kept ({exact} exact), {} dropped; {} draft(s) ({} outputs, {} skeleton pieces)",
+        "    decompose {task}: {} recipe(s) kept ({exact} exact), {} dropped; {} draft(s) ({} outputs, {} skeleton pieces); {} neighbours",
         pack.recipes.len(),
         verdicts.iter().filter(|v| v.kept == "dropped").count(),
         pack.drafts.count(),
         pack.drafts.table.len(),
         pack.drafts.skeleton.len(),
+        pack.drafts.neighbours.len(),
     );
     for v in verdicts {
         s.push_str(&format!(
