@@ -228,13 +228,8 @@ fn main() {
             .unwrap();
         pld_t.add(&pld, &plain.text);
         // The answer itself drafted: what a draft that guessed every token right would do.
-        let right = plain.text.clone().into_bytes();
-        let oracle = |so_far: &[u8]| {
-            right
-                .strip_prefix(so_far)
-                .filter(|r| !r.is_empty())
-                .map(<[u8]>::to_vec)
-        };
+        let right = [plain.text.as_bytes()];
+        let oracle = |so_far: &[u8]| recipes::continuing(&right, so_far);
         let known = session
             .generate_with(&system, &g.text, Some(&oracle as &DraftFn<'_>))
             .unwrap();

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 use kolm::gguf::tiny::{self, Quant};
+use kolm::runtime::recipes::continuing;
 use kolm::runtime::{prompt, GenOptions, Student};
 use serde_json::{json, Value};
 use support::*;
@@ -37,13 +38,8 @@ fn drafts_change_the_passes_never_the_output() {
                 };
                 let mut s = student.session(&opts).unwrap();
                 let plain = s.generate(&system, input).unwrap();
-                let right = plain.text.clone().into_bytes();
-                let perfect = |so_far: &[u8]| {
-                    right
-                        .strip_prefix(so_far)
-                        .filter(|r| !r.is_empty())
-                        .map(<[u8]>::to_vec)
-                };
+                let right = [plain.text.as_bytes()];
+                let perfect = |so_far: &[u8]| continuing(&right, so_far);
                 let wrong = |_: &[u8]| Some(br#"{"label":"account","severity":"high"}zz"#.to_vec());
                 let drafted = s.generate_with(&system, input, Some(&perfect)).unwrap();
                 assert_eq!(drafted.text, plain.text, "{arch} {quant:?} {input}");
@@ -105,13 +101,8 @@ fn sampling_is_seeded_and_drafts_do_not_change_a_sample() {
         let b = s.generate(&system, "I was charged twice").unwrap();
         assert_eq!(a.text, b.text, "seed {seed}: one seed, one sample");
         // A draft of the sample itself, and a wrong one: one draw per token either way.
-        let right = a.text.clone().into_bytes();
-        let perfect = |so_far: &[u8]| {
-            right
-                .strip_prefix(so_far)
-                .filter(|r| !r.is_empty())
-                .map(<[u8]>::to_vec)
-        };
+        let right = [a.text.as_bytes()];
+        let perfect = |so_far: &[u8]| continuing(&right, so_far);
         let wrong = |_: &[u8]| Some(br#"{"label":"account","severity":"high"}"#.to_vec());
         let drafted = s
             .generate_with(&system, "I was charged twice", Some(&perfect))

@@ -96,33 +96,32 @@ pub enum Quantize {
 }
 
 impl Quantize {
-    pub const NAMES: [&'static str; 5] = ["q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0"];
-    const ALL: [Quantize; 5] = [
+    pub const ALL: [Quantize; 5] = [
         Quantize::Q8_0,
         Quantize::Q6K,
         Quantize::Q5KM,
         Quantize::Q4KM,
         Quantize::Q4_0,
     ];
-    pub fn from_name(name: &str) -> Option<Quantize> {
-        Self::NAMES
-            .iter()
-            .position(|n| *n == name)
-            .map(|i| Self::ALL[i])
-    }
-    /// The name the Kolmfile spells it with.
-    pub fn name(self) -> &'static str {
-        Self::NAMES[Self::ALL.iter().position(|q| *q == self).expect("listed")]
-    }
-    /// GGUF's `general.file_type` (llama.cpp's `llama_ftype`) for it.
-    pub fn file_type(self) -> u32 {
+    /// The name the Kolmfile spells it with, and GGUF's `general.file_type` for it
+    /// (llama.cpp's `llama_ftype`).
+    fn spelled(self) -> (&'static str, u32) {
         match self {
-            Quantize::Q4_0 => 2,
-            Quantize::Q8_0 => 7,
-            Quantize::Q4KM => 15,
-            Quantize::Q5KM => 17,
-            Quantize::Q6K => 18,
+            Quantize::Q8_0 => ("q8_0", 7),
+            Quantize::Q6K => ("q6_k", 18),
+            Quantize::Q5KM => ("q5_k_m", 17),
+            Quantize::Q4KM => ("q4_k_m", 15),
+            Quantize::Q4_0 => ("q4_0", 2),
         }
+    }
+    pub fn name(self) -> &'static str {
+        self.spelled().0
+    }
+    pub fn file_type(self) -> u32 {
+        self.spelled().1
+    }
+    pub fn from_name(name: &str) -> Option<Quantize> {
+        Self::ALL.into_iter().find(|q| q.name() == name)
     }
 }
 

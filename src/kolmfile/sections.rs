@@ -103,7 +103,12 @@ pub(super) fn base(cx: &Cx, b: Spanned<RawBase>) -> R<BaseConfig> {
     };
     let quantize = match b.quantize {
         Some(q) => {
-            one_of(cx, &q, &Quantize::NAMES, "base quantisation")?;
+            one_of(
+                cx,
+                &q,
+                &Quantize::ALL.map(Quantize::name),
+                "base quantisation",
+            )?;
             Quantize::from_name(q.get_ref())
         }
         None => None,

