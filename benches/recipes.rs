@@ -146,13 +146,9 @@ fn main() {
         .then(|| kolm::digest::sha256_file(&named, None).unwrap().0)
         .filter(|sha| *sha != m.base_model.sha256)
         .map(|_| named);
+    let adapter = kolm::runtime::open::adapter_file(&home, &opened.lora).unwrap();
     let named_student = named.as_ref().map(|path| {
-        kolm::runtime::Student::load(
-            path,
-            Some(&opened.adapter_path),
-            Some(&m.task.output_schema),
-        )
-        .unwrap()
+        kolm::runtime::Student::load(path, Some(&adapter), Some(&m.task.output_schema)).unwrap()
     });
     let mut named_session = named_student.as_ref().map(|s| s.session(&opts).unwrap());
 
@@ -323,7 +319,12 @@ fn main() {
         ));
     }
     if !calls_only {
-        let mut models = vec![(served.clone(), opened.model_path.clone(), &plain_t, &rsd_t)];
+        let mut models = vec![(
+            served.clone(),
+            opened.model_file(&home).unwrap(),
+            &plain_t,
+            &rsd_t,
+        )];
         if let Some(path) = &named {
             models.push((
                 "Q4_1, as named".into(),
@@ -333,7 +334,7 @@ fn main() {
             ));
         }
         let paths: Vec<&std::path::Path> = models.iter().map(|m| m.1.as_path()).collect();
-        let costs = pass_costs(&paths, &opened.adapter_path, &system, &inputs[0]);
+        let costs = pass_costs(&paths, &adapter, &system, &inputs[0]);
         rows.push(String::new());
         rows.push(format!(
             "One verifying pass by the tokens it decodes (rows), after the example's prompt ({PASS_ROUNDS} rounds, the models in turns, median ms):"

@@ -7,7 +7,11 @@ cd "$(dirname "$0")/.."
 target="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
 venv="$target/bench-venv"
 # DVC, the embedding peer (torch comes with it; large, installed once), the training peer and
-# the serving peer (llama-cpp-python builds its llama.cpp from source: about 10 minutes here).
+# the serving peer (llama-cpp-python builds its llama.cpp from source: about 10 minutes here;
+# without AMX, as kolm's own llama.cpp is built (.cargo/config.toml): its AMX kernels crash on
+# quantised models).
+CFLAGS="${CFLAGS:--mno-amx-tile -mno-amx-int8 -mno-amx-bf16}" \
+CXXFLAGS="${CXXFLAGS:--mno-amx-tile -mno-amx-int8 -mno-amx-bf16}" \
 KOLM_TEST_VENV="$venv" bash scripts/pyenv.sh 'dvc>=3,<4' 'sentence-transformers>=5,<7' \
   'peft>=0.13,<1' 'llama-cpp-python[server]==0.3.36'
 # The HTTP load generator (Debian).

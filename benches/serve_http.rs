@@ -7,7 +7,9 @@
 //! holds, the system prompt kolm gives the student, the task's schema as `response_format`,
 //! and temperature 0 (greedy, as kolm decodes). First every eval input is sent once to each,
 //! in turn, and the outputs are compared (the goal is counted at equal output); then `wrk`
-//! (Debian) drives each at concurrency 1 and 16, cycling through the same inputs.
+//! (Debian) drives each at concurrency 1 and 16, cycling through the same inputs; last, the
+//! time to the first streamed token (`stream: true`, the first chunk with content), for the
+//! inputs the model answers, on each in turns.
 //!
 //! Needs `make demo` (or `KOLM_BENCH_ARTIFACT`), `wrk`, and `KOLM_BENCH_PYTHON` with
 //! `llama-cpp-python[server]` (benches/run.sh installs both).
@@ -114,8 +116,8 @@ fn llama_cpp_python_server(model: &Path, adapter: &Path) -> Server {
     Server { child, base }
 }
 
-fn post(base: &str, body: &Value) -> (Value, f64) {
-    let t = Instant::now();
+/// A chat request to `base`, answered with a success status.
+fn send(base: &str, body: &Value) -> reqwest::blocking::Response {
     let r = reqwest::blocking::Client::new()
         .post(format!("{base}/v1/chat/completions"))
         .header("content-type", "application/json")
@@ -124,7 +126,12 @@ fn post(base: &str, body: &Value) -> (Value, f64) {
         .send()
         .unwrap();
     assert!(r.status().is_success(), "{base}: {}", r.status());
-    let v: Value = serde_json::from_slice(&r.bytes().unwrap()).unwrap();
+    r
+}
+
+fn post(base: &str, body: &Value) -> (Value, f64) {
+    let t = Instant::now();
+    let v: Value = serde_json::from_slice(&send(base, body).bytes().unwrap()).unwrap();
     (v, t.elapsed().as_secs_f64() * 1e3)
 }
 
@@ -198,7 +205,7 @@ fn wrk(base: &str, bodies: &Path, conns: u32, dir: &Path) -> Load {
 }
 
 fn main() {
-    let (art, root, _, opened, tests) = example::open();
+    let (art, root, home, opened, tests) = example::open();
     let task = &opened.manifest.task;
     let system = kolm::runtime::prompt::system_prompt(&task.description, Some(&task.output_schema));
     let inputs: Vec<String> = tests.iter().map(|t| t.input()).collect();
@@ -226,7 +233,8 @@ fn main() {
     let peer_bodies = lines(&peer_body, "peer.jsonl");
 
     let kolm = kolm_server(&art);
-    let peer = llama_cpp_python_server(&opened.model_path, &opened.adapter_path);
+    let adapter = kolm::runtime::open::adapter_file(&home, &opened.lora).unwrap();
+    let peer = llama_cpp_python_server(&opened.model_file(&home).unwrap(), &adapter);
     // Warm both (model load, first context).
     post(&kolm.base, &kolm_body(&inputs[0]));
     post(&peer.base, &peer_body(&inputs[0]));
@@ -252,6 +260,62 @@ fn main() {
         }
     }
 
+    // The same answer every time (runtime.md §7): the sealed report's outputs against the
+    // server's in order (above), in reverse, and `kolm run` in a fresh process per input.
+    let report: Value = serde_json::from_slice(
+        &std::fs::read(art.with_file_name(format!("{}.report.json", task.name))).unwrap(),
+    )
+    .unwrap();
+    let sealed: Vec<String> = report["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["output"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let text_of = |v: &Value| {
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let forward: Vec<String> = inputs
+        .iter()
+        .map(|i| text_of(&post(&kolm.base, &kolm_body(i)).0))
+        .collect();
+    let mut reverse: Vec<String> = inputs
+        .iter()
+        .rev()
+        .map(|i| text_of(&post(&kolm.base, &kolm_body(i)).0))
+        .collect();
+    reverse.reverse();
+    let run: Vec<String> = inputs
+        .iter()
+        .map(|i| {
+            let out = Command::new(env!("CARGO_BIN_EXE_kolm"))
+                .args(["--json", "run", "--threads", "2"])
+                .arg(&art)
+                .arg(i)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["generation"]["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let same = |got: &[String]| got.iter().zip(&sealed).filter(|(a, b)| a == b).count();
+    let determinism = format!(
+        "\nThe same answer every time: of the {} eval inputs, the server's answers equal the sealed report's in order {} and in reverse {}, and `kolm run` (a fresh process each) {}.\n",
+        inputs.len(),
+        same(&forward),
+        same(&reverse),
+        same(&run)
+    );
+    eprint!("{determinism}");
+
     let mut rows = String::new();
     for conns in [1, 16] {
         let a = wrk(&kolm.base, &kolm_bodies, conns, dir.path());
@@ -261,10 +325,42 @@ fn main() {
             a.rps, b.rps, a.rps / b.rps, a.p50_ms, a.p99_ms, b.p50_ms, b.p99_ms, a.requests, b.requests
         ));
     }
+    // Streamed time to first token, on the inputs the model answers (a recipe's answer is one
+    // chunk, at once), in turns.
+    let pack = kolm::runtime::recipes::of_artifact(&opened).unwrap();
+    let modelled: Vec<&String> = inputs
+        .iter()
+        .filter(|i| pack.consult(i).exact.is_none())
+        .take(30)
+        .collect();
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for input in &modelled {
+        let mut k = kolm_body(input);
+        k["stream"] = json!(true);
+        let mut p = peer_body(input);
+        p["stream"] = json!(true);
+        ours.push(first_token_ms(&kolm.base, &k));
+        theirs.push(first_token_ms(&peer.base, &p));
+    }
+    let (k50, p50) = (
+        example::percentile(&ours, 0.5),
+        example::percentile(&theirs, 0.5),
+    );
+    let (k99, p99) = (
+        example::percentile(&ours, 0.99),
+        example::percentile(&theirs, 0.99),
+    );
+    rows.push_str(&format!(
+        "\nStreamed time to first token (`stream: true`, the first chunk with content; {} inputs the model answers, in turns):\n\n| | kolm serve --http | llama-cpp-python | ratio |\n|---|---|---|---|\n| p50 | {k50:.0} ms | {p50:.0} ms | {:.2}× |\n| p99 | {k99:.0} ms | {p99:.0} ms | {:.2}× |\n",
+        modelled.len(),
+        k50 / p50,
+        k99 / p99
+    ));
     drop((kolm, peer));
     let text = format!(
-        "Machine: {} cores. Artifact: the support-triage example (SmolLM2-135M-Instruct Q4_1 + its trained adapter). Peer: llama-cpp-python {} (`python -m llama_cpp.server`) on the same GGUF and adapter files, kolm's system prompt, the task's schema as `response_format`, temperature 0. `wrk -t1 -cN -d{SECONDS}s` cycling through the {} eval inputs; both threads 2.\n\nEqual output: {equal} of {} inputs give the same JSON from both ({recipe} answered by a kolm recipe).{}\n\n| concurrency | kolm serve --http | llama-cpp-python | ratio | kolm p50 / p99 | peer p50 / p99 | requests (kolm / peer) |\n|---|---|---|---|---|---|---|\n{rows}",
+        "Machine: {} cores. Artifact: the support-triage example (SmolLM2-135M-Instruct {} + its trained adapter). Peer: llama-cpp-python {} (`python -m llama_cpp.server`) on the same GGUF and adapter files, kolm's system prompt, the task's schema as `response_format`, temperature 0. `wrk -t1 -cN -d{SECONDS}s` cycling through the {} eval inputs; both threads 2.\n\nEqual output: {equal} of {} inputs give the same JSON from both ({recipe} answered by a kolm recipe).{}\n\n| concurrency | kolm serve --http | llama-cpp-python | ratio | kolm p50 / p99 | peer p50 / p99 | requests (kolm / peer) |\n|---|---|---|---|---|---|---|\n{rows}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        opened.manifest.base_model.quantization,
         peer_version(),
         inputs.len(),
         inputs.len(),
@@ -274,8 +370,32 @@ fn main() {
             format!(" Differing, first: {}.", differ.join("; "))
         },
     );
+    let text = text + &determinism;
     print!("{text}");
     std::fs::write(root.join("benches/results/serve_http.md"), text).unwrap();
+}
+
+/// Milliseconds from sending a streamed request to reading its first chunk with content.
+fn first_token_ms(base: &str, body: &Value) -> f64 {
+    let t = Instant::now();
+    let r = send(base, body);
+    let mut first = None;
+    for line in BufReader::new(r).lines() {
+        let line = line.unwrap();
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            continue;
+        };
+        let has_text = v["choices"][0]["delta"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty());
+        if has_text && first.is_none() {
+            first = Some(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    first.unwrap_or_else(|| panic!("{base} streamed no content"))
 }
 
 fn peer_version() -> String {

@@ -92,7 +92,7 @@ fn main() {
     let peer = if std::env::var("KOLM_BENCH_PEER").as_deref() == Ok("0") {
         None
     } else {
-        Some(peer(&opened, &captured, &root, o.learning_rate))
+        Some(peer(&opened, &home, &captured, &root, o.learning_rate))
     };
     let (peer_col, ratio) = match &peer {
         Some((rate, label)) => (
@@ -126,18 +126,20 @@ Capture: {RUNS} runs of the eval inputs with capture on ({} answered by the mode
 /// PyTorch + peft on the first batches of the step's own examples: tokens/s, and a label.
 fn peer(
     opened: &kolm::runtime::open::Opened,
+    home: &kolm::home::Home,
     captured: &[Capture],
     root: &std::path::Path,
     learning_rate: f64,
 ) -> (f64, String) {
     let m = &opened.manifest;
+    let base = opened.model_file(home).unwrap();
     let rows: Vec<serde_json::Value> = captured
         .iter()
         .take(8 * PEER_BATCHES)
         .map(|c| serde_json::json!({"input": c.input, "output": c.output}))
         .collect();
     let examples = data::examples(
-        &opened.model_path,
+        &base,
         &data::Task {
             description: &m.task.description,
             schema: &m.task.output_schema,
@@ -151,7 +153,7 @@ fn peer(
         root,
         "kolm-bench-tune",
         &peft::Job {
-            model: &opened.model_path,
+            model: &base,
             rank: m.lora.rank,
             alpha: m.lora.alpha,
             targets: &m.lora.targets,

@@ -65,6 +65,8 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 # tests/remote_cache.rs serves the Bazel HTTP cache protocol with a real nginx (WebDAV PUT).
 # It lives in /usr/sbin, which a non-root PATH may lack.
 command -v nginx >/dev/null || any_file /usr/sbin/nginx || need_apt+=(nginx)
+# tests/serve_http.rs reads a streamed answer with curl, as a user would.
+command -v curl >/dev/null || need_apt+=(curl)
 # tests/bazel.rs builds with Bazel: Debian's bazel-bootstrap (4.2) builds Starlark rules offline.
 command -v bazel >/dev/null || need_apt+=(bazel-bootstrap)
 

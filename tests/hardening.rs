@@ -105,9 +105,9 @@ fn a_base_that_rots_unseen_is_never_signed() {
     verifies(&p.artifact()).unwrap();
 }
 
-/// 50 KB of the model copy `kolm run` extracted, overwritten with size, inode and mtime kept:
-/// the run notices and extracts it again, and answers as before (it used to answer from the
-/// damaged bytes). A flipped magic is repaired the same way (it used to fail every run).
+/// `kolm run` reads the model in place and writes no copy; the copy training reads, with 50 KB
+/// overwritten (size, inode and mtime kept), is noticed and extracted again (it used to be
+/// trusted). A flipped magic is repaired the same way.
 #[test]
 fn a_damaged_model_copy_is_extracted_again() {
     let p = Project::new(&kolmfile_text(""));
@@ -131,19 +131,29 @@ fn a_damaged_model_copy_is_extracted_again() {
     };
     let first = open();
     let model_sha = first.manifest.entries[0].sha256.clone();
+    let store = || -> Vec<_> {
+        std::fs::read_dir(p.home.path().join("models"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default()
+    };
+    let before = store();
     let answer = run();
-    let len = std::fs::metadata(&first.model_path).unwrap().len();
+    // A run reads the model in place: it writes no copy.
+    assert_eq!(store(), before, "a run extracted the model");
+    // Training reads a copy: damaged, it is extracted again.
+    let copy = first.model_file(&home).unwrap();
+    let len = std::fs::metadata(&copy).unwrap().len();
     for (at, n) in [(len / 3, (50_000).min(len as usize / 3)), (0, 4)] {
-        rot(&first.model_path, at, n);
-        let again = open();
-        assert_eq!(again.model_path, first.model_path);
+        rot(&copy, at, n);
+        let again = open().model_file(&home).unwrap();
+        assert_eq!(again, copy);
         assert_eq!(
-            kolm::digest::sha256(&std::fs::read(&again.model_path).unwrap()),
+            kolm::digest::sha256(&std::fs::read(&again).unwrap()),
             model_sha,
             "the copy is the signed bytes again"
         );
-        rot(&first.model_path, at, n);
-        assert_eq!(run(), answer, "a run never answers from damaged bytes");
+        rot(&copy, at, n);
+        assert_eq!(run(), answer, "a run never reads the copy");
     }
 }
 

@@ -114,7 +114,7 @@ fn which(tool: &str) -> PathBuf {
 }
 
 /// Everything the build needs besides libclang, present.
-const TOOLS: [&str; 11] = [
+const TOOLS: [&str; 12] = [
     "cc",
     "c++",
     "make",
@@ -124,6 +124,7 @@ const TOOLS: [&str; 11] = [
     "kill",
     "unshare",
     "nginx",
+    "curl",
     "bazel",
     "cargo",
 ];
@@ -144,6 +145,7 @@ fn deps_on_an_empty_machine_asks_for_every_package() {
         "procps",
         "util-linux",
         "nginx",
+        "curl",
         "bazel-bootstrap",
     ] {
         assert!(

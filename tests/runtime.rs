@@ -314,16 +314,15 @@ fn kolm_run_prints_schema_valid_json_and_chains_receipts() {
         let log = std::fs::read_to_string(p.home.path().join("logs/receipts.jsonl")).unwrap();
         assert_eq!(log.lines().count(), i + 1);
     }
-    // The model was extracted once into the store (with the record of its content) and is
-    // reused.
-    let mut models: Vec<_> = std::fs::read_dir(p.home.path().join("models"))
+    // The model is read in place: the store holds the base the build wrote and nothing a run
+    // extracted (an extraction leaves a `.b3` record of its content beside its copy).
+    let models: Vec<_> = std::fs::read_dir(p.home.path().join("models"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    models.sort();
-    assert_eq!(models.len(), 2, "{models:?}");
-    assert_eq!(format!("{}.b3", models[0]), models[1]);
+    assert_eq!(models.len(), 1, "{models:?}");
+    assert!(!models[0].ends_with(".b3"), "{models:?}");
 
     let r = ok_json(
         &kolm_cmd(p.home.path())
@@ -542,19 +541,21 @@ fn a_verified_artifact_is_not_rehashed_until_it_changes() {
     let e = open(true).expect_err("tampering is caught").to_string();
     assert!(e.contains("model.gguf"), "{e}");
 
-    // And a damaged extracted copy is not trusted either: it is extracted again.
+    // And a damaged extracted copy (what training reads) is not trusted either: it is
+    // extracted again.
     let p2 = built();
     let home2 = kolm::home::Home::at(p2.home.path());
     let first =
         kolm::runtime::open::open(&p2.artifact(), &home2, &Default::default(), true).unwrap();
-    let mut bytes = std::fs::read(&first.model_path).unwrap();
+    let copy = first.model_file(&home2).unwrap();
+    let mut bytes = std::fs::read(&copy).unwrap();
     let n = bytes.len();
     bytes[n - 10] ^= 1;
-    std::fs::write(&first.model_path, &bytes).unwrap();
+    std::fs::write(&copy, &bytes).unwrap();
     let again =
         kolm::runtime::open::open(&p2.artifact(), &home2, &Default::default(), true).unwrap();
     assert_eq!(
-        kolm::digest::sha256(&std::fs::read(&again.model_path).unwrap()),
+        kolm::digest::sha256(&std::fs::read(again.model_file(&home2).unwrap()).unwrap()),
         again.manifest.entries[0].sha256
     );
 }

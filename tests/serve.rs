@@ -210,19 +210,38 @@ fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
     let e = s.read();
     assert_eq!(e.as_array().map(|a| a.len()), Some(2), "{e}");
     assert_eq!(code(&e[0]), -32600);
-    for (params, what) in [
-        (
-            json!({"name": "ghost", "arguments": {"input": "x"}}),
-            "unknown tool",
-        ),
+    let bad_arguments = [
         (
             json!({"name": "demo", "arguments": {"input": 5}}),
             "must be a string",
         ),
-        (json!({"name": "demo", "arguments": {}}), "needs arguments"),
+        (
+            json!({"name": "demo", "arguments": {}}),
+            "`input` is missing",
+        ),
         (
             json!({"name": "demo", "arguments": {"input": "x", "other": 1}}),
             "unknown argument",
+        ),
+    ];
+    // From 2025-11-25 on, bad arguments are a tool result the model can read (SEP-1303);
+    // an unknown tool and a call without a name stay protocol errors.
+    for (params, what) in &bad_arguments {
+        let r =
+            s.call(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params}));
+        assert_eq!(r["result"]["isError"], true, "{r}");
+        assert!(
+            r["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains(what),
+            "{r}"
+        );
+    }
+    for (params, what) in [
+        (
+            json!({"name": "ghost", "arguments": {"input": "x"}}),
+            "unknown tool",
         ),
         (json!({"arguments": {"input": "x"}}), "needs a tool"),
     ] {
@@ -251,6 +270,17 @@ fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(code(&s.read()), -32600);
     let list = s.call(json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}));
     assert_eq!(list["result"]["tools"].as_array().unwrap().len(), 1);
+    // Before 2025-11-25, bad arguments are -32602.
+    s.call(json!({"jsonrpc": "2.0", "id": 10, "method": "initialize", "params": {"protocolVersion": "2025-06-18"}}));
+    for (params, what) in &bad_arguments {
+        let e =
+            s.call(json!({"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": params}));
+        assert_eq!(code(&e), -32602, "{e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(what),
+            "{e}"
+        );
+    }
     let stderr = s.finish();
     assert!(
         stderr.contains("not serving") && stderr.contains("bad.kolm"),

@@ -3,114 +3,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::http::*;
 use support::*;
-
-struct Http {
-    child: Child,
-    base: String,
-}
-
-impl Http {
-    fn start(home: &Path, args: &[&str], token: Option<&str>) -> Http {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kolm"));
-        c.args(["serve", "--http", "--port", "0"])
-            .args(args)
-            .env("KOLM_HOME", home)
-            .env("KOLM_SIGNING_KEY", KEY)
-            .env_remove("KOLM_SERVE_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(t) = token {
-            c.env("KOLM_SERVE_TOKEN", t);
-        }
-        let mut child = c.spawn().unwrap();
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let base = loop {
-            line.clear();
-            assert!(err.read_line(&mut line).unwrap() > 0, "the server exited");
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while err.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
-        Http { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = reqwest::blocking::Client::new()
-            .post(self.url(path))
-            .json_body(body)
-            .timeout(Duration::from_secs(120))
-            .send()
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, json_of(r))
-    }
-
-    fn chat(&self, body: &Value) -> (u16, Value) {
-        self.post("/v1/chat/completions", body)
-    }
-
-    fn wrap(&self, body: &Value) -> (u16, Value) {
-        self.post("/v1/wrap/verified", body)
-    }
-
-    /// SIGTERM: the server finishes and exits 0.
-    fn stop(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "{status:?}");
-    }
-}
-
-/// reqwest without its `json` feature: a JSON body, and a body read as JSON.
-trait JsonBody {
-    fn json_body(self, v: &Value) -> Self;
-}
-
-impl JsonBody for reqwest::blocking::RequestBuilder {
-    fn json_body(self, v: &Value) -> Self {
-        self.header("content-type", "application/json")
-            .body(serde_json::to_vec(v).unwrap())
-    }
-}
-
-fn json_of(r: reqwest::blocking::Response) -> Value {
-    serde_json::from_slice(&r.bytes().unwrap()).unwrap_or(Value::Null)
-}
-
-fn ask(model: &str, input: &str) -> Value {
-    json!({"model": model, "messages": [{"role": "system", "content": "ignored"}, {"role": "user", "content": input}]})
-}
-
-/// The recipe project built, and a server for its artifact (no token) in a fresh home.
-fn serving() -> (Project, tempfile::TempDir, Http) {
-    let p = recipe_project();
-    let home = tempfile::tempdir().unwrap();
-    let s = Http::start(
-        home.path(),
-        &["--artifact", p.artifact().to_str().unwrap()],
-        None,
-    );
-    (p, home, s)
-}
 
 #[test]
 fn the_openai_api_answers_with_the_artifact() {
@@ -163,10 +61,13 @@ fn the_openai_api_answers_with_the_artifact() {
         (status, r["error"]["code"].clone()),
         (404, json!("model_not_found"))
     );
-    let (status, r) = s.chat(
-        &json!({"model": "demo", "messages": [{"role": "user", "content": "x"}], "stream": true}),
+    let (status, r) =
+        s.chat(&json!({"model": "demo", "messages": [{"role": "user", "content": "x"}], "n": 2}));
+    assert_eq!(
+        (status, r["error"]["param"].clone()),
+        (400, json!("n")),
+        "{r}"
     );
-    assert_eq!(status, 400, "{r}");
     let (status, _) = s.chat(&json!({"model": "demo"}));
     assert_eq!(status, 400);
     let raw = reqwest::blocking::Client::new()
@@ -412,27 +313,12 @@ fn the_python_openai_sdk_talks_to_it() {
         &["--artifact", p.artifact().to_str().unwrap()],
         Some("tok"),
     );
-    let script: std::path::PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "tests",
-        "fixtures",
-        "openai_client.py",
-    ]
-    .iter()
-    .collect();
-    let out = Command::new(support::python::venv_python())
-        .arg(&script)
-        .arg(format!("{}/v1", s.base))
-        .env("OPENAI_API_KEY", "tok")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = client_json(
+        Command::new(support::python::venv_python())
+            .arg(fixture("openai_client.py"))
+            .arg(format!("{}/v1", s.base))
+            .env("OPENAI_API_KEY", "tok"),
     );
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(v["models"], json!(["demo"]));
     assert_eq!(v["plain"], json!({"label": "account"}));
     assert!(
@@ -491,5 +377,136 @@ fn sixty_four_clients_at_once_keep_memory_flat() {
     let after = rss_kib(s.child.id());
     eprintln!("kolm serve --http RSS: {warm} KiB after 64 requests, {after} KiB after 384");
     assert!(after < warm + 16 * 1024, "{warm} -> {after} KiB");
+    s.stop();
+}
+
+/// `stream: true`: OpenAI's chunks for model and recipe answers alike, read by the `openai`
+/// SDK (`create(stream=True)` and the `.stream()` helper) and by hand; the deltas put together
+/// are the plain answer. `max_tokens` cuts recipe and model answers alike ("length").
+#[test]
+fn answers_stream_as_openai_chunks() {
+    let (_p, _home, s) = serving();
+    let inputs = ["my password expired", "the app crashes on start"];
+    let rows = client_json(
+        Command::new(support::python::venv_python())
+            .arg(fixture("openai_stream.py"))
+            .arg(format!("{}/v1", s.base))
+            .args(inputs)
+            .env("OPENAI_API_KEY", "unused"),
+    );
+    for (row, input) in rows.as_array().unwrap().iter().zip(inputs) {
+        assert_eq!(row["streamed"], row["plain"], "{input}: {row}");
+        assert_eq!(row["helper"], row["plain"], "{input}: {row}");
+        assert_eq!(row["helper_final"], row["plain"], "{input}: {row}");
+        assert_eq!(row["roles"], json!(["assistant"]), "{row}");
+        assert_eq!(
+            (row["finish"].clone(), row["plain_finish"].clone()),
+            (json!("stop"), json!("stop"))
+        );
+        assert_eq!(row["usage"], row["plain_usage"], "{row}");
+        serde_json::from_str::<Value>(row["plain"].as_str().unwrap()).unwrap();
+    }
+    // The model's answer comes in more than one piece; the recipe's in one.
+    assert_eq!(rows[0]["chunks"], 1, "{rows}");
+    assert!(rows[1]["chunks"].as_u64().unwrap() > 1, "{rows}");
+
+    // By hand: the wire format, ending in [DONE].
+    let body = json!({"model": "demo", "messages": [{"role": "user", "content": "the app crashes"}], "stream": true});
+    let r = reqwest::blocking::Client::new()
+        .post(s.url("/v1/chat/completions"))
+        .json_body(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().unwrap();
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk" && c["id"] == chunks[0]["id"]));
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop", "{last}");
+    assert!(last["_kolm"]["receipt"]["mac"].is_string(), "{last}");
+
+    // curl, as a user would stream: the same pieces.
+    let out = Command::new("curl")
+        .args([
+            "-sSN",
+            "--fail-with-body",
+            "-H",
+            "content-type: application/json",
+            "-d",
+        ])
+        .arg(body.to_string())
+        .arg(s.url("/v1/chat/completions"))
+        .output()
+        .expect("curl (scripts/deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let curled = String::from_utf8_lossy(&out.stdout);
+    let content = |text: &str| -> String {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|e| *e != "[DONE]")
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    assert_eq!(content(&curled), content(&text));
+    assert!(curled.trim_end().ends_with("data: [DONE]"), "{curled}");
+
+    // max_tokens: a cut answer is "length", for a recipe's answer and the model's, streamed
+    // or not; the streamed pieces are the same cut text.
+    for input in ["my password expired", "the app crashes"] {
+        let mut body = ask("demo", input);
+        body["max_tokens"] = json!(2);
+        let (status, plain) = s.chat(&body);
+        assert_eq!(status, 200, "{plain}");
+        assert_eq!(
+            plain["choices"][0]["finish_reason"], "length",
+            "{input}: {plain}"
+        );
+        assert_eq!(plain["usage"]["completion_tokens"], 2, "{plain}");
+        body["stream"] = json!(true);
+        let text = reqwest::blocking::Client::new()
+            .post(s.url("/v1/chat/completions"))
+            .json_body(&body)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert_eq!(
+            content(&text),
+            plain["choices"][0]["message"]["content"].as_str().unwrap(),
+            "{input}"
+        );
+        assert!(text.contains("\"finish_reason\":\"length\""), "{text}");
+    }
+
+    // A request refused before any decoding is a plain 400, stream or not.
+    let mut body = ask("demo", "x");
+    body["stream"] = json!(true);
+    body["tools"] = json!([{"type": "function", "function": {"name": "f"}}]);
+    let (status, r) = s.chat(&body);
+    assert_eq!(
+        (status, r["error"]["param"].clone()),
+        (400, json!("tools")),
+        "{r}"
+    );
     s.stop();
 }

@@ -65,8 +65,30 @@ pub struct Verified {
     #[serde(skip)]
     pub manifest: Manifest,
     pub entries: Vec<super::manifest::EntryDigest>,
+    /// Where each payload entry's data lies in the file, as verified: what a runtime reads in
+    /// place through the same handle.
+    #[serde(skip)]
+    pub spans: Vec<EntrySpan>,
     pub k_score: f64,
     pub gate: f64,
+}
+
+/// A verified entry's data in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySpan {
+    pub name: String,
+    /// Absolute offset of the entry's data.
+    pub offset: u64,
+    pub size: u64,
+    /// Stored uncompressed: the data is the entry's bytes as they are.
+    pub stored: bool,
+}
+
+impl Verified {
+    /// The span of entry `name` when it is stored uncompressed.
+    pub fn stored(&self, name: &str) -> Option<&EntrySpan> {
+        self.spans.iter().find(|s| s.name == name && s.stored)
+    }
 }
 
 /// The signature state of an opened artifact.
@@ -237,6 +259,16 @@ pub fn verify_with(
         manifest_sha256,
         manifest: o.manifest.clone(),
         entries: declared.clone(),
+        spans: o
+            .entries
+            .iter()
+            .map(|e| EntrySpan {
+                name: e.name.clone(),
+                offset: e.data_offset,
+                size: e.size,
+                stored: e.method == super::zipwrite::Method::Stored,
+            })
+            .collect(),
         k_score: o.manifest.k_score,
         gate: o.manifest.gate,
     })

@@ -16,7 +16,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub mcp: bool,
     /// Serve over HTTP: an OpenAI-compatible API (/v1/models, /v1/chat/completions, /healthz,
-    /// /metrics). Set KOLM_SERVE_TOKEN to require `Authorization: Bearer <token>`.
+    /// /metrics) and MCP over Streamable HTTP (/mcp). Set KOLM_SERVE_TOKEN to require
+    /// `Authorization: Bearer <token>`.
     #[arg(long, conflicts_with = "mcp")]
     pub http: bool,
     /// Address to bind with --http (a non-loopback one needs KOLM_SERVE_TOKEN).
@@ -34,6 +35,10 @@ pub struct ServeArgs {
     /// Longest a request may take, waiting included, seconds (--http).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout_secs: u64,
+    /// A browser origin allowed to call the server (repeatable), e.g. https://app.example;
+    /// loopback origins always are, any other `Origin` gets 403 (--http).
+    #[arg(long = "allow-origin", value_name = "ORIGIN", requires = "http")]
+    pub allow_origins: Vec<String>,
     /// Also serve this artifact (repeatable); it wins over an installed one of the same task.
     #[arg(long = "artifact", value_name = "PATH")]
     pub artifacts: Vec<PathBuf>,
@@ -92,6 +97,7 @@ fn serve_http(a: ServeArgs, verify: VerifyOptions) -> Result<()> {
         .filter(|t| !t.trim().is_empty());
     let opts = crate::serve::http::Options {
         addr: std::net::SocketAddr::new(ip, a.port),
+        allow_origins: a.allow_origins.clone(),
         token,
         queue: a.queue as usize,
         max_body: (a.max_body_kib as usize) << 10,

@@ -115,7 +115,11 @@ pub fn fits(base: &Header, lora: &Header) -> Result<(), String> {
 /// Whether every `lora_b` tensor of an adapter is all zeros: the adapter changes nothing, and
 /// a runtime can skip it (and `kolm tune init`'s v0 is exactly this).
 pub fn is_identity(path: &Path, h: &Header) -> std::io::Result<bool> {
-    let mut f = std::fs::File::open(path)?;
+    is_identity_in(&mut std::fs::File::open(path)?, h)
+}
+
+/// [`is_identity`] of the adapter GGUF `f` reads (a file, or an entry of an artifact).
+pub fn is_identity_in<R: Read + Seek>(f: &mut R, h: &Header) -> std::io::Result<bool> {
     let mut any = false;
     for t in h.tensors.iter().filter(|t| t.name.ends_with(".lora_b")) {
         any = true;

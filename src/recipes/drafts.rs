@@ -48,7 +48,9 @@ impl Drafts {
     pub fn build(schema: &Value, pairs: &[(Value, Value)]) -> Drafts {
         let texts: Vec<String> = pairs
             .iter()
-            .map(|(_, o)| serde_json::to_string(o).expect("serialises"))
+            .map(|(_, o)| {
+                serde_json::to_string(&crate::digest::sorted_keys(o)).expect("serialises")
+            })
             .collect();
         let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
         for t in &texts {
@@ -82,7 +84,8 @@ impl Drafts {
             .take(neighbours::MAX_PAIRS)
             .collect();
         Drafts {
-            skeleton: skeleton(schema),
+            // The grammar's field order is the sorted one (runtime.md §3).
+            skeleton: skeleton(&crate::digest::sorted_keys(schema)),
             enums: enums(schema),
             table,
             neighbours,

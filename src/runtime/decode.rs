@@ -13,6 +13,8 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 
 use super::grammar::{argmax, best_allowed, sample_allowed, Sampling, FEW};
+pub use super::output::TextSink;
+use super::output::{find_stop, whole_json, Output};
 use super::prompt::Template;
 use crate::rng::SplitMix64;
 use crate::{Error, Result};
@@ -96,10 +98,14 @@ pub struct Session<'a> {
     template: &'a Template,
     opts: GenOptions,
     n_ctx: u32,
-    /// The tokens whose keys and values the context holds, at positions `0..len`. Prompts of
-    /// one task begin alike (the system message is most of a short prompt), so the next prompt
-    /// decodes only what follows the longest prefix it shares with these.
+    /// The tokens whose keys and values the context holds, at positions `0..len`.
     cached: Vec<LlamaToken>,
+    /// The fixed prefix ([`Session::fix_prefix`]): what every prompt of one task begins with
+    /// (the system message is most of a short prompt), and the system text it was made from.
+    fixed: Vec<LlamaToken>,
+    fixed_for: Option<String>,
+    /// Whether `cached` begins with all of `fixed`, decoded as a batch of its own.
+    fixed_ready: bool,
 }
 
 impl<'a> Session<'a> {
@@ -120,7 +126,42 @@ impl<'a> Session<'a> {
             opts,
             n_ctx,
             cached: Vec::new(),
+            fixed: Vec::new(),
+            fixed_for: None,
+            fixed_ready: false,
         }
+    }
+
+    /// Makes the tokens every prompt with this system message begins with the session's fixed
+    /// prefix: the one part of the cache a generation may reuse (runtime.md §6). Reusing
+    /// whatever prefix the last prompt happened to share would make an answer depend on the
+    /// request before it: the kept tokens' keys and values would have been computed in batches
+    /// of another size, and llama.cpp's kernels round differently by batch size. With one
+    /// fixed prefix, decoded as a batch of its own, the tokens a prompt decodes and the batches
+    /// they are decoded in are a function of the prompt alone. The prefix is where two
+    /// renderings with different inputs part; a prompt that does not begin with all of it (its
+    /// input merged into the template's last token) keeps only the part it shares, which is
+    /// still the same batch's work.
+    pub fn fix_prefix(&mut self, system: &str) -> Result<()> {
+        if self.fixed_for.as_deref() == Some(system) {
+            return Ok(());
+        }
+        let vocab = self.model.vocab();
+        let tokens = |input: &str| -> Result<Vec<LlamaToken>> {
+            let prompt = self.template.render(self.model, system, input)?;
+            Ok(vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true))
+        };
+        let (a, b) = (tokens("a")?, tokens("0")?);
+        let shared = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        self.fixed = a[..shared].to_vec();
+        self.fixed_for = Some(system.to_string());
+        self.forget();
+        Ok(())
+    }
+
+    /// The student's output grammar (`None`: unconstrained text).
+    pub fn grammar(&self) -> Option<&'a str> {
+        self.grammar
     }
 
     /// The context's size in tokens.
@@ -149,6 +190,7 @@ impl<'a> Session<'a> {
         input: &str,
         drafts: Option<&DraftFn<'_>>,
     ) -> Result<Generation> {
+        self.fix_prefix(system)?;
         let prompt = self.template.render(self.model, system, input)?;
         self.generate_drafted(&prompt, drafts)
     }
@@ -216,6 +258,19 @@ impl<'a> Session<'a> {
         drafts: Option<&DraftFn<'_>>,
         grammar: Option<&str>,
     ) -> Result<Generation> {
+        self.generate_streamed(prompt, drafts, grammar, None)
+    }
+
+    /// [`Session::generate_under`], handing the text to `sink` as it is generated: whole UTF-8
+    /// characters only, and never bytes a stop string could still cut, so the pieces put
+    /// together are exactly the generation's text.
+    pub fn generate_streamed(
+        &mut self,
+        prompt: &str,
+        drafts: Option<&DraftFn<'_>>,
+        grammar: Option<&str>,
+        mut sink: Option<&mut TextSink<'_>>,
+    ) -> Result<Generation> {
         let started = Instant::now();
         let vocab = self.model.vocab();
         let tokens = vocab.tokenize(prompt.as_bytes(), vocab.should_add_bos(), true);
@@ -241,7 +296,7 @@ impl<'a> Session<'a> {
                 },
             ));
         }
-        let keep = self.keep_prefix(&tokens);
+        let keep = self.resume(&tokens)?;
         self.batch.clear();
         let last = tokens.len() - 1;
         for (i, t) in tokens.iter().enumerate().skip(keep) {
@@ -261,6 +316,14 @@ impl<'a> Session<'a> {
             None => None,
         };
         let max = self.opts.max_tokens as u64;
+        // Bytes a stop string could still cut are held back from the sink.
+        let held = self
+            .opts
+            .stop
+            .iter()
+            .map(|s| s.len().saturating_sub(1))
+            .max()
+            .unwrap_or(0);
         let mut draw = self.opts.sample.map(|s| (s, SplitMix64::new(s.seed)));
         let mut out = Output::default();
         let mut pos = tokens.len() as i32;
@@ -285,6 +348,7 @@ impl<'a> Session<'a> {
                 stop = end;
                 break;
             }
+            out.emit(sink.as_deref_mut(), held);
             if out.produced >= max {
                 break;
             }
@@ -327,6 +391,7 @@ impl<'a> Session<'a> {
                     stop = end;
                     break 'generate;
                 }
+                out.emit(sink.as_deref_mut(), held);
                 if out.produced >= max {
                     break 'generate;
                 }
@@ -339,6 +404,12 @@ impl<'a> Session<'a> {
             row = k as i32;
         }
         let text = String::from_utf8_lossy(&out.bytes).into_owned();
+        if let Some(sink) = sink {
+            let rest = String::from_utf8_lossy(&out.bytes[out.sent..]);
+            if !rest.is_empty() {
+                sink(&rest);
+            }
+        }
         Ok(Generation {
             text,
             prompt_tokens: tokens.len() as u64,
@@ -445,30 +516,47 @@ impl<'a> Session<'a> {
     fn forget(&mut self) {
         self.ctx.clear_kv_cache();
         self.cached.clear();
+        self.fixed_ready = false;
     }
 
-    /// Keeps the cached keys and values of the longest prefix `tokens` shares with what the
-    /// cache holds (all but the last token at most: its logits must be computed), drops the
-    /// rest, and returns how many tokens were kept.
-    fn keep_prefix(&mut self, tokens: &[LlamaToken]) -> usize {
+    /// Brings the cache to what a generation of `tokens` starts from, the same whatever ran
+    /// before: the part of the fixed prefix that `tokens` begins with (all but its last token
+    /// at most: its logits must be computed), as decoded in the prefix's own batch, and
+    /// nothing else. Returns how many tokens that is.
+    ///
+    /// The cells hold the prefix at `0..len` and are free after it, so llama.cpp places what
+    /// follows in the same cells every time (it searches from the lowest freed cell).
+    fn resume(&mut self, tokens: &[LlamaToken]) -> Result<usize> {
         let keep = self
-            .cached
+            .fixed
             .iter()
             .zip(&tokens[..tokens.len().saturating_sub(1)])
             .take_while(|(a, b)| a == b)
             .count();
-        let dropped = keep > 0
-            && matches!(
-                self.ctx
-                    .clear_kv_cache_seq(Some(0), Some(keep as u32), None),
-                Ok(true)
-            );
-        if !dropped {
+        if keep == 0 {
             self.forget();
-            return 0;
+            return Ok(0);
         }
-        self.cached.truncate(keep);
-        keep
+        if !self.fixed_ready {
+            self.forget();
+            self.batch.clear();
+            let last = self.fixed.len() - 1;
+            for (i, t) in self.fixed.iter().enumerate() {
+                self.batch
+                    .add(*t, i as i32, &[0], i == last)
+                    .map_err(|e| Error::failed("llama.cpp could not take a token batch", e))?;
+            }
+            self.decode()?;
+            self.cached.clone_from(&self.fixed);
+            self.fixed_ready = true;
+        }
+        if keep < self.fixed.len() {
+            self.fixed_ready = false;
+        }
+        if self.cached.len() > keep {
+            self.trim(keep as u32)?;
+        }
+        Ok(keep)
     }
 
     /// Greedy choice under the grammar, or a draw when sampling. The argmax is tried alone
@@ -533,74 +621,7 @@ pub type DraftFn<'a> = dyn Fn(&[u8]) -> Option<Vec<u8>> + 'a;
 /// so a few more rows cost little; a draft is rarely right for longer than this.
 pub const MAX_DRAFT: usize = 16;
 
-/// What a generation has produced so far.
-#[derive(Default)]
-struct Output {
-    bytes: Vec<u8>,
-    tokens: Vec<LlamaToken>,
-    produced: u64,
-    drafted: u64,
-    accepted: u64,
-    verify_rows: Vec<u64>,
-}
-
 /// Tokenises generated text (no BOS, no special tokens).
 fn tokenize_bytes(model: &LlamaModel, text: &[u8]) -> Vec<LlamaToken> {
     model.vocab().tokenize(text, false, false)
-}
-
-/// Whether `bytes` is one whole JSON value that nothing may extend: anything but a number
-/// (more digits would be a longer number). Under a schema's grammar, which admits no
-/// whitespace (`schema_grammar`), the only token allowed after such a value is the end of
-/// generation.
-fn whole_json(bytes: &[u8]) -> bool {
-    matches!(bytes.last(), Some(b'}' | b']' | b'"' | b'e' | b'l'))
-        && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
-}
-
-/// Where the earliest stop string starts, looking only at matches that end in the bytes added
-/// since `fresh` (earlier ones were looked for already).
-fn find_stop(out: &[u8], fresh: usize, stops: &[String]) -> Option<usize> {
-    stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| {
-            let from = fresh.saturating_sub(s.len() - 1);
-            out[from..]
-                .windows(s.len())
-                .position(|w| w == s.as_bytes())
-                .map(|i| from + i)
-        })
-        .min()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::whole_json;
-
-    #[test]
-    fn a_whole_json_value_is_one_nothing_can_extend() {
-        for whole in [
-            &br#"{"label":"billing","severity":"high"}"#[..],
-            br#"[1,2]"#,
-            br#""done""#,
-            b"true",
-            b"false",
-            b"null",
-        ] {
-            assert!(whole_json(whole), "{}", String::from_utf8_lossy(whole));
-        }
-        for open in [
-            &br#"{"label":"billing","severity":"high""#[..],
-            br#"{"a":"}""#,
-            br#"{"a":[1]"#,
-            b"12",
-            b"1e5",
-            b"tru",
-            b"",
-            br#"{"a":1}}"#,
-        ] {
-            assert!(!whole_json(open), "{}", String::from_utf8_lossy(open));
-        }
-    }
 }

@@ -115,7 +115,10 @@ pub(super) fn argmax(logits: &[f32]) -> usize {
 /// token: hundreds of tokens of it before the answer, for a ten-token answer. So `space`
 /// allows nothing, and the grammar admits exactly the form the student learned.
 pub fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
-    let grammar = llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
+    // llama.cpp orders an object's fields as its schema lists them: one order, sorted, wherever
+    // the schema came from (the Kolmfile at build time, the canonical manifest at run time).
+    let sorted = crate::digest::sorted_keys(schema);
+    let grammar = llama_cpp_2::json_schema_to_grammar(&sorted.to_string()).map_err(|e| {
         Error::invalid(
             format!("llama.cpp cannot turn the task's output schema into a grammar: {e}"),
             "simplify output_schema (see llama.cpp's json-schema-to-grammar for what it supports)",
@@ -137,4 +140,105 @@ fn compact(grammar: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Why a caller's JSON schema cannot be enforced by the grammar llama.cpp makes of it, if it
+/// cannot: a keyword its converter ignores (the output could break it, and would be refused only
+/// after the model ran), named with where it is. `None`: every keyword is enforced.
+pub fn unenforceable(schema: &serde_json::Value) -> Option<String> {
+    unenforceable_at(schema, "#")
+}
+
+/// Keywords llama.cpp's json-schema-to-grammar turns into grammar, and those that only annotate.
+const ENFORCED: &[&str] = &[
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "prefixItems",
+    "minItems",
+    "maxItems",
+    "enum",
+    "const",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "$ref",
+    "$defs",
+    "definitions",
+    "minLength",
+    "maxLength",
+    "format",
+];
+const ANNOTATIONS: &[&str] = &[
+    "title",
+    "description",
+    "$schema",
+    "$id",
+    "$comment",
+    "default",
+    "examples",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "name",
+    "strict",
+];
+/// Bounds llama.cpp enforces on integers only.
+const INTEGER_BOUNDS: &[&str] = &["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+/// String formats llama.cpp has grammar for.
+const FORMATS: &[&str] = &["date", "time", "date-time", "uuid"];
+
+fn unenforceable_at(schema: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    let Value::Object(o) = schema else {
+        return match schema {
+            Value::Bool(_) => None,
+            _ => Some(format!("`{at}` is not a schema (an object or a boolean)")),
+        };
+    };
+    let integer = o.get("type").and_then(Value::as_str) == Some("integer");
+    for (k, v) in o {
+        let here = format!("{at}/{k}");
+        if INTEGER_BOUNDS.contains(&k.as_str()) {
+            if !integer {
+                return Some(format!(
+                    "`{k}` at `{here}` is enforced on integers only: use \"type\": \"integer\", or leave the bound out"
+                ));
+            }
+            continue;
+        }
+        if k == "format" && !v.as_str().is_some_and(|f| FORMATS.contains(&f)) {
+            return Some(format!(
+                "format {v} at `{here}` cannot be enforced: kolm's grammar knows {}",
+                FORMATS.join(", ")
+            ));
+        }
+        if ANNOTATIONS.contains(&k.as_str()) {
+            continue;
+        }
+        if !ENFORCED.contains(&k.as_str()) {
+            return Some(format!(
+                "the keyword `{k}` at `{here}` cannot be enforced while decoding (llama.cpp's grammar ignores it), so the answer could break it; leave it out"
+            ));
+        }
+        let sub = match (k.as_str(), v) {
+            ("properties" | "$defs" | "definitions", Value::Object(m)) => m
+                .iter()
+                .find_map(|(name, s)| unenforceable_at(s, &format!("{here}/{name}"))),
+            ("anyOf" | "oneOf" | "allOf" | "prefixItems", Value::Array(a)) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, s)| unenforceable_at(s, &format!("{here}/{i}"))),
+            ("items" | "additionalProperties", s @ (Value::Object(_) | Value::Bool(_))) => {
+                unenforceable_at(s, &here)
+            }
+            _ => None,
+        };
+        if sub.is_some() {
+            return sub;
+        }
+    }
+    None
 }

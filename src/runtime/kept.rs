@@ -3,8 +3,8 @@
 //! A server answers many inputs of one task. A fresh llama.cpp context per call costs its
 //! allocation and, worse, the whole prompt's forward pass every time: the system message is
 //! most of a short prompt, and on the example that was 2.4 s of a 2.5 s call. A kept session
-//! decodes only what follows the prefix the next prompt shares with the last
-//! ([`Session`]'s prefix cache). The session borrows the student it was opened from, so the
+//! decodes the system message once and then only what follows it ([`Session::fix_prefix`]:
+//! one fixed prefix, so that an answer does not depend on what the session answered before). The session borrows the student it was opened from, so the
 //! two live in one self-referential cell (`self_cell`, rather than leaking the student or
 //! reopening the context per call).
 

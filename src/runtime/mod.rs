@@ -5,7 +5,8 @@
 //!   grammar llama.cpp derives from the task's JSON schema ([`grammar`]), greedy or sampled,
 //!   verifying drafts; [`kept`] keeps a session between runs.
 //! - [`prompt`]: how (task, input) becomes the prompt the student sees.
-//! - [`open`]: a `.kolm` made runnable: verified, and its model extracted once.
+//! - [`open`]: a `.kolm` made runnable: verified and kept open; [`in_place`]: llama.cpp reads
+//!   its model and adapter from that handle.
 //! - [`measure`]: the K components of a student on an eval suite (the score stage and
 //!   `--rescore` both measure with it).
 //! - [`verified`]: k samples of one answer through the verifier (`/v1/wrap/verified`).
@@ -16,10 +17,12 @@
 pub mod decode;
 pub mod engine;
 pub mod grammar;
+pub mod in_place;
 pub mod kept;
 pub mod measure;
 pub mod model_copy;
 pub mod open;
+mod output;
 pub mod prompt;
 pub mod quantize;
 pub mod recipes;
@@ -29,7 +32,7 @@ pub mod verified;
 
 use std::path::Path;
 
-pub use engine::{GenOptions, Generation, Stop, Student};
+pub use engine::{GenOptions, Generation, Gguf, Stop, Student};
 
 use crate::artifact::verify::VerifyOptions;
 use crate::home::Home;
@@ -148,7 +151,11 @@ impl Runner {
         // context, which for a large-context model would cost a cold start its KV cache.
         let prompt = self.kept.student().render(&self.system, input)?;
         let opts = self.context_for(&prompt, max_tokens);
-        self.kept.with_session(&opts, |s| s.generate_raw(&prompt))
+        let system = &self.system;
+        self.kept.with_session(&opts, |s| {
+            s.fix_prefix(system)?;
+            s.generate_raw(&prompt)
+        })
     }
 
     /// The runner's options for one prompt: a context sized to what it needs (the kept
@@ -176,18 +183,51 @@ impl Runner {
     /// task's, the model answers alone (recipes and drafts are made for the task's), under that
     /// schema's grammar, and the output is checked against it.
     pub fn run_with(&mut self, input: &str, ask: &Ask) -> Result<RunOutput> {
+        self.run_inner(input, ask, None)
+    }
+
+    /// [`Runner::run_with`], handing the answer's text to `sink` as it is made (all of it at
+    /// once when a recipe answers). The pieces put together are the generation's text.
+    pub fn run_streaming(
+        &mut self,
+        input: &str,
+        ask: &Ask,
+        sink: &mut engine::TextSink<'_>,
+    ) -> Result<RunOutput> {
+        self.run_inner(input, ask, Some(sink))
+    }
+
+    fn run_inner(
+        &mut self,
+        input: &str,
+        ask: &Ask,
+        sink: Option<&mut engine::TextSink<'_>>,
+    ) -> Result<RunOutput> {
         let started = std::time::Instant::now();
         let plan = self.plan(input, ask)?;
         let (output, generation, path, chunk_ids) = match &plan.consulted.exact {
             Some((id, output)) => {
-                let g = self.exact_generation(output, started);
-                (output.clone(), g, format!("recipe:{id}"), Vec::new())
+                let g = self.exact_generation(output, plan.max_tokens, started);
+                let output = match g.stop {
+                    Stop::MaxTokens => cut_output(&g, plan.max_tokens, ask.partial)?,
+                    _ => output.clone(),
+                };
+                if let Some(sink) = sink {
+                    sink(&g.text);
+                }
+                (output, g, format!("recipe:{id}"), Vec::new())
             }
             None => {
                 let (prompt, chunk_ids) = self.prompt(input)?;
-                let g = self.decode(&plan, &prompt, None)?;
-                let output = parse_output(&g, plan.max_tokens)?;
-                if let Some(schema) = plan.custom {
+                let g = self.decode(&plan, &prompt, None, sink)?;
+                let output = match parse_output(&g, plan.max_tokens) {
+                    Ok(o) => o,
+                    Err(_) if g.stop == Stop::MaxTokens => {
+                        cut_output(&g, plan.max_tokens, ask.partial)?
+                    }
+                    Err(e) => return Err(e),
+                };
+                if let (Some(schema), false) = (plan.custom, output.is_null()) {
                     check_against(schema, &output)?;
                 }
                 (output, g, "model".to_string(), chunk_ids)
@@ -201,7 +241,9 @@ impl Runner {
             ..self.facts(input, &output, path, chunk_ids)
         };
         let receipt = self.receipt(facts)?;
-        self.capture(input, &output, &receipt);
+        if generation.stop != Stop::MaxTokens {
+            self.capture(input, &output, &receipt);
+        }
         Ok(RunOutput {
             output,
             generation,
@@ -242,6 +284,12 @@ impl Runner {
         let custom = ask
             .schema
             .filter(|s| **s != self.artifact.manifest.task.output_schema);
+        if let Some(why) = custom.and_then(grammar::unenforceable) {
+            return Err(Error::invalid(
+                format!("the requested schema cannot be enforced: {why}"),
+                "simplify the schema to what the grammar enforces (runtime.md §3)",
+            ));
+        }
         let grammar = custom.map(engine::schema_grammar).transpose()?;
         let consulted = if custom.is_some() {
             recipes::Consulted::default()
@@ -257,13 +305,23 @@ impl Runner {
     }
 
     /// The generation an exact recipe's answer stands for: its tokens, all drafted, no pass.
+    /// An answer longer than `max_tokens` is cut there, as the model's would be.
     fn exact_generation(
         &self,
         output: &serde_json::Value,
+        max_tokens: u32,
         started: std::time::Instant,
     ) -> Generation {
-        let text = serde_json::to_string(output).expect("serialises");
-        let n = self.kept.student().tokenize_plain(&text).len() as u64;
+        let mut text = serde_json::to_string(output).expect("serialises");
+        let student = self.kept.student();
+        let tokens = student.tokenize_plain(&text);
+        let mut n = tokens.len() as u64;
+        let mut stop = Stop::EndOfText;
+        if n > u64::from(max_tokens) {
+            text = student.detokenize(&tokens[..max_tokens as usize]);
+            n = u64::from(max_tokens);
+            stop = Stop::MaxTokens;
+        }
         Generation {
             text,
             prompt_tokens: 0,
@@ -272,7 +330,7 @@ impl Runner {
             draft_tokens: n,
             drafted_tokens: n,
             verify_rows: Vec::new(),
-            stop: Stop::EndOfText,
+            stop,
             micros: started.elapsed().as_micros() as u64,
             prefill_micros: 0,
         }
@@ -292,15 +350,21 @@ impl Runner {
         plan: &Plan,
         prompt: &str,
         sample: Option<engine::Sampling>,
+        sink: Option<&mut engine::TextSink<'_>>,
     ) -> Result<Generation> {
         let mut opts = self.context_for(prompt, plan.max_tokens);
         opts.sample = sample;
         let drafts = self.recipes.drafts(&plan.consulted);
-        self.kept.with_session(&opts, |s| match &plan.grammar {
-            Some(gr) => s.generate_under(prompt, None, Some(gr)),
-            None => {
-                let drafts = drafts.as_ref().map(|f| f as &engine::DraftFn<'_>);
-                s.generate_drafted(prompt, drafts)
+        let system = &self.system;
+        self.kept.with_session(&opts, |s| {
+            s.fix_prefix(system)?;
+            match &plan.grammar {
+                Some(gr) => s.generate_streamed(prompt, None, Some(gr), sink),
+                None => {
+                    let drafts = drafts.as_ref().map(|f| f as &engine::DraftFn<'_>);
+                    let grammar = s.grammar();
+                    s.generate_streamed(prompt, drafts, grammar, sink)
+                }
             }
         })
     }
@@ -354,14 +418,7 @@ fn tuned_student(
 ) -> Result<(Option<String>, Student)> {
     Ok(match tune.head_adapter()? {
         None => (None, artifact.student()?),
-        Some((rev, adapter)) => (
-            Some(rev),
-            Student::load(
-                &artifact.model_path,
-                Some(&adapter),
-                Some(&artifact.manifest.task.output_schema),
-            )?,
-        ),
+        Some((rev, adapter)) => (Some(rev), artifact.student_with(Some(&adapter))?),
     })
 }
 
@@ -372,6 +429,24 @@ pub struct Ask<'a> {
     pub schema: Option<&'a serde_json::Value>,
     /// Fewer output tokens than the runner's limit.
     pub max_tokens: Option<u32>,
+    /// An answer cut at `max_tokens` comes back as it is (`output` null, the text in the
+    /// generation, `Stop::MaxTokens`: OpenAI's `finish_reason: "length"`) instead of failing
+    /// the run. Recipe and model answers are cut alike.
+    pub partial: bool,
+}
+
+/// The output of an answer cut at `max_tokens`: null when the caller takes partial answers,
+/// else the error that says so.
+fn cut_output(g: &Generation, max_tokens: u32, partial: bool) -> Result<serde_json::Value> {
+    if partial {
+        return Ok(serde_json::Value::Null);
+    }
+    Err(parse_output(g, max_tokens).err().unwrap_or_else(|| {
+        Error::invalid(
+            format!("the output was cut at --max-tokens {max_tokens} before its JSON was complete"),
+            "raise --max-tokens",
+        )
+    }))
 }
 
 /// An output the caller's schema rejects (the grammar should make this impossible: llama.cpp's

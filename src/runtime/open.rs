@@ -1,33 +1,34 @@
-//! Opening a `.kolm` to run it: verify first, and extract in the same pass.
+//! Opening a `.kolm` to run it: verify it, and keep the verified handle open.
 //!
-//! llama.cpp loads weights from a path, so `model.gguf` is extracted once into the content-
-//! addressed model store (`KOLM_HOME/models/sha256-<hex>.gguf`, the same place a downloaded
-//! base lives) and reused by every later run of any artifact with the same base. Extraction
-//! rides on verification: the bytes are written while they are hashed, and the file is moved
-//! into place only once every check has passed, so a tampered artifact never leaves a model
-//! behind. The adapter is small and goes to `KOLM_HOME/cache/adapters/` the same way.
+//! llama.cpp reads the model and the adapter in place, from that handle at their entries'
+//! offsets ([`super::in_place`]): nothing is copied out, so a first run writes no model to disk,
+//! and nothing is rehashed after verification. The index is a SQLite file, which SQLite opens by
+//! path, so it goes to `KOLM_HOME/cache/indexes/` by digest. Training (`kolm tune step`) reads
+//! the base with candle, by path: [`Opened::model_file`] extracts it into the model store
+//! (`KOLM_HOME/models/sha256-<hex>.gguf`) for that, and only then ([`super::model_copy`]).
 //!
 //! Rehashing a multi-GB model on every run would make a cold start cost seconds. So, like git's
 //! index, a successful verification leaves a *stamp*: the artifact's device, inode, size,
 //! mtime and ctime. While those are unchanged (any write changes the ctime, which no user can
 //! set back), the next open still runs every check except rehashing `model.gguf`: structure,
 //! timestamps, the signature under the key in use now, every small entry's digest, the
-//! adapter's fit. The extracted model is itself trusted only while its content is the one
-//! extracted ([`super::model_copy`]).
-//! `kolm verify` never uses stamps.
+//! adapter's fit. `kolm verify` never uses stamps.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
+use super::in_place::Span;
 use super::model_copy;
 use crate::artifact::verify::{self, SignatureState, VerifyOptions};
 use crate::artifact::Manifest;
 use crate::home::Home;
 use crate::{Error, Result};
 
-/// A verified artifact, its entries where llama.cpp can read them.
+/// A verified artifact, kept open: llama.cpp reads its model and adapter in place.
 #[derive(Debug, Clone)]
 pub struct Opened {
     pub path: PathBuf,
@@ -36,8 +37,15 @@ pub struct Opened {
     pub manifest: Manifest,
     pub manifest_sha256: String,
     pub signature: SignatureState,
-    pub model_path: PathBuf,
-    pub adapter_path: PathBuf,
+    /// The handle that was verified; the model and adapter are read through it.
+    pub file: Arc<std::fs::File>,
+    /// Where `model.gguf` and `lora.bin` lie in the file (stored entries, as verified).
+    pub model_span: Span,
+    pub adapter_span: Span,
+    /// The artifact's adapter (`lora.bin`), as verified.
+    pub lora: Vec<u8>,
+    /// An adapter file to run with instead of the artifact's own (a tune revision).
+    pub adapter: Option<PathBuf>,
     /// `index.sqlite-vec`, extracted.
     pub index_path: PathBuf,
     pub recipes: Vec<u8>,
@@ -47,13 +55,68 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// The artifact's student: its base and adapter, constrained by its task's schema.
+    /// The artifact's student: its base and adapter (or [`Opened::adapter`]), constrained by its
+    /// task's schema.
     pub fn student(&self) -> Result<super::Student> {
-        super::Student::load(
-            &self.model_path,
-            Some(&self.adapter_path),
+        self.student_with(self.adapter.as_deref())
+    }
+
+    /// The artifact's base with `adapter` (a file) instead of its own, or its own when `None`.
+    pub fn student_with(&self, adapter: Option<&Path>) -> Result<super::Student> {
+        let label = |entry: &str| format!("{entry} of `{}`", self.path.display());
+        let (model_label, lora_label) = (label("model.gguf"), label("lora.bin"));
+        let own = super::Gguf::Entry {
+            file: &self.file,
+            span: self.adapter_span,
+            label: &lora_label,
+        };
+        super::Student::load_from(
+            super::Gguf::Entry {
+                file: &self.file,
+                span: self.model_span,
+                label: &model_label,
+            },
+            Some(adapter.map_or(own, super::Gguf::Path)),
             Some(&self.manifest.task.output_schema),
         )
+    }
+
+    /// `model.gguf` as a file of its own, for what reads a model by path (training: `kolm tune
+    /// step`): extracted once into the model store from the verified handle, checked against
+    /// the manifest's sha256 as it is written, and reused while its content is the one
+    /// extracted ([`model_copy`]).
+    pub fn model_file(&self, home: &Home) -> Result<PathBuf> {
+        let declared = &self.manifest.entries[0].sha256;
+        let dest = home.model(declared);
+        if model_copy::is_sound(&dest) {
+            return Ok(dest);
+        }
+        let mut tmp = crate::fsutil::temp_beside(&dest)?;
+        let (mut sha, mut b3) = (sha2::Sha256::new(), blake3::Hasher::new());
+        let mut w = super::in_place::Window::new(&self.file, self.model_span);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut w, &mut buf)
+                .map_err(|e| Error::io(&self.path, "read", e))?;
+            if n == 0 {
+                break;
+            }
+            sha.update(&buf[..n]);
+            b3.update(&buf[..n]);
+            tmp.as_file_mut()
+                .write_all(&buf[..n])
+                .map_err(|e| Error::io(&dest, "extract the model to", e))?;
+        }
+        if hex::encode(sha.finalize()) != *declared {
+            return Err(Error::Verify {
+                path: self.path.clone(),
+                reason: "model.gguf changed since the artifact was verified".into(),
+                help: "something is writing the artifact: run again once it is finished".into(),
+            });
+        }
+        crate::fsutil::persist(tmp, &dest)?;
+        model_copy::remember(&dest, &b3.finalize())?;
+        Ok(dest)
     }
 
     /// The artifact's own index opened for grounding (`None` without chunks); `embedder` names
@@ -163,20 +226,13 @@ fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// The runtime's side of a verification pass: it learns which model the artifact holds from
-/// the verified manifest, decides whether the store's copy can serve, and extracts what it needs
-/// from the bytes as they are checked.
+/// The runtime's side of a verification pass: it learns which artifact this is from the
+/// verified manifest, says whether its stamp vouches for the model, and keeps the small
+/// entries as they are checked.
 struct Extract<'a> {
-    path: &'a Path,
-    home: &'a Home,
     /// A stamp that holds for the open file (same device, inode, size, times).
     stamp: Option<&'a Stamp>,
-    /// Where the model goes, from the verified manifest's digest; and the copy being written,
-    /// unless the store's copy is sound.
-    model_dest: Option<PathBuf>,
-    model_tmp: Option<(tempfile::NamedTempFile, blake3::Hasher)>,
     vouched: bool,
-    write_err: Option<std::io::Error>,
     lora: Vec<u8>,
     recipes: Vec<u8>,
     tests: Vec<u8>,
@@ -184,44 +240,15 @@ struct Extract<'a> {
 }
 
 impl verify::Sink for Extract<'_> {
-    fn verified_manifest(&mut self, m: &Manifest, manifest_sha256: &str) -> Result<bool> {
-        let model_sha = m
-            .entries
-            .first()
-            .map(|e| e.sha256.as_str())
-            .unwrap_or_default();
-        // It names a file before the payload is hashed: only a digest may (an unsigned
-        // manifest could say `../../x`). A declared value of any other form fails anyway.
-        if model_sha.len() != 64 || !model_sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::Verify {
-                path: self.path.to_path_buf(),
-                reason: "the manifest's sha256 of model.gguf is not 64 hex digits".into(),
-                help: verify::TAMPER.into(),
-            });
-        }
-        let dest = self.home.model(model_sha);
-        let sound = model_copy::is_sound(&dest);
-        self.vouched = sound
-            && self
-                .stamp
-                .is_some_and(|s| s.manifest_sha256 == manifest_sha256);
-        if !sound {
-            self.model_tmp = Some((crate::fsutil::temp_beside(&dest)?, blake3::Hasher::new()));
-        }
-        self.model_dest = Some(dest);
+    fn verified_manifest(&mut self, _: &Manifest, manifest_sha256: &str) -> Result<bool> {
+        self.vouched = self
+            .stamp
+            .is_some_and(|s| s.manifest_sha256 == manifest_sha256);
         Ok(self.vouched)
     }
 
     fn bytes(&mut self, name: &str, bytes: &[u8]) {
         match name {
-            "model.gguf" => {
-                if let (Some((t, h)), None) = (self.model_tmp.as_mut(), self.write_err.as_ref()) {
-                    h.update(bytes);
-                    if let Err(e) = t.as_file_mut().write_all(bytes) {
-                        self.write_err = Some(e);
-                    }
-                }
-            }
             "lora.bin" => self.lora.extend_from_slice(bytes),
             "recipes.json" => self.recipes.extend_from_slice(bytes),
             "tests.jsonl" => self.tests.extend_from_slice(bytes),
@@ -231,12 +258,14 @@ impl verify::Sink for Extract<'_> {
     }
 }
 
-/// Verifies `path` (fails closed, as `kolm verify` does) and makes its model and adapter
-/// loadable. With `stamps`, an unchanged artifact verified before is not rehashed (see above).
+/// Verifies `path` (fails closed, as `kolm verify` does) and keeps it open for llama.cpp to
+/// read in place. With `stamps`, an unchanged artifact verified before is not rehashed (see
+/// above).
 ///
 /// The file is opened once and everything is read through that handle: the checks, the
-/// extraction and the whole-file digest. Every name (the model's place in the store, the
-/// stamp's manifest) comes from the verified manifest, never from an earlier, unchecked read.
+/// whole-file digest, and later the model and adapter. Every name (the stamp's manifest, the
+/// entries' places) comes from the verified manifest and layout, never from an earlier,
+/// unchecked read.
 pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Result<Opened> {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
@@ -248,29 +277,29 @@ pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Res
         .filter(|s: &Stamp| stamps && s.holds(&md));
 
     let mut x = Extract {
-        path,
-        home,
         stamp: stamp.as_ref(),
-        model_dest: None,
-        model_tmp: None,
         vouched: false,
-        write_err: None,
         lora: Vec::new(),
         recipes: Vec::new(),
         tests: Vec::new(),
         index: Vec::new(),
     };
     let verified = verify::verify_with(&mut f, path, opts, &mut x)?;
-    let model_dest = x.model_dest.take().expect("set once the manifest verified");
-    if let Some(e) = x.write_err.take() {
-        return Err(Error::io(&model_dest, "extract the model to", e));
-    }
-    if let Some((t, h)) = x.model_tmp.take() {
-        crate::fsutil::persist(t, &model_dest)?;
-        model_copy::remember(&model_dest, &h.finalize())?;
-    }
     let vouched = x.vouched;
-    let adapter_path = adapter_file(home, &x.lora)?;
+    let span = |name: &str| -> Result<Span> {
+        verified
+            .stored(name)
+            .map(|e| Span {
+                offset: e.offset,
+                len: e.size,
+            })
+            .ok_or_else(|| Error::Verify {
+                path: path.to_path_buf(),
+                reason: format!("`{name}` is not stored uncompressed, as RS-1 requires"),
+                help: verify::TAMPER.into(),
+            })
+    };
+    let (model_span, adapter_span) = (span("model.gguf")?, span("lora.bin")?);
     let index_path = index_file(home, &x.index)?;
     let sha256 = match (&stamp, vouched) {
         (Some(s), true) => s.sha256.clone(),
@@ -304,8 +333,11 @@ pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Res
         manifest: verified.manifest,
         manifest_sha256: verified.manifest_sha256,
         signature: verified.signature,
-        model_path: model_dest,
-        adapter_path,
+        file: Arc::new(f),
+        model_span,
+        adapter_span,
+        lora: x.lora,
+        adapter: None,
         index_path,
         recipes: x.recipes,
         tests: x.tests,

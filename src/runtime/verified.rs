@@ -114,7 +114,7 @@ impl Runner {
         let verifier = Verifier::new(schema, &[])?;
         let (samples, mut facts) = match &plan.consulted.exact {
             Some((id, output)) => {
-                let g = self.exact_generation(output, started);
+                let g = self.exact_generation(output, plan.max_tokens, started);
                 let facts = RunFacts {
                     tokens_out: g.output_tokens,
                     draft_tokens_accepted: g.draft_tokens,
@@ -132,7 +132,7 @@ impl Runner {
                 let mut facts = self.facts(input, &Value::Null, "model".into(), chunk_ids);
                 let mut samples = Vec::with_capacity(v.k as usize);
                 for i in 0..v.k {
-                    let g = self.decode(&plan, &prompt, v.sampling(i))?;
+                    let g = self.decode(&plan, &prompt, v.sampling(i), None)?;
                     facts.tokens_in = facts.tokens_in.max(g.prompt_tokens);
                     facts.tokens_out += g.output_tokens;
                     facts.draft_tokens_accepted += g.draft_tokens;

@@ -1,7 +1,8 @@
-//! `kolm serve --mcp`: the Model Context Protocol over stdio (kolmfile-spec/serve.md §2).
-//!
-//! Newline-delimited JSON-RPC 2.0 on stdin and stdout; logs only on stderr. Both eras of the
-//! protocol are served, chosen per request:
+//! The Model Context Protocol (kolmfile-spec/serve.md §2): its messages ([`Protocol`]), and the
+//! stdio transport of `kolm serve --mcp` ([`Server`]: newline-delimited JSON-RPC 2.0 on stdin
+//! and stdout; logs only on stderr). The Streamable HTTP transport of `kolm serve --http` is
+//! [`super::mcp_http`]; both answer through the same [`Protocol`]. Both eras of the protocol
+//! are served, chosen per request:
 //! - **handshake** (2024-11-05, 2025-03-26, 2025-06-18, 2025-11-25): `initialize` answers with
 //!   the client's version when kolm speaks it, else the newest; later requests follow it
 //!   (`outputSchema` and `structuredContent` from 2025-06-18 on);
@@ -10,13 +11,16 @@
 //!   `server/discover` says what kolm speaks; every result says `resultType`.
 //!
 //! Unknown methods are answered at once with -32601 (a client probing `server/discover` on a
-//! handshake-only server otherwise waits out a timeout).
+//! handshake-only server otherwise waits out a timeout). Bad arguments to a known tool are a
+//! tool result with `isError: true` from 2025-11-25 on (SEP-1303: the model can read and fix
+//! them), and a -32602 protocol error before; an unknown tool is -32602 in every era.
 
 use std::io::{BufRead, Write};
 
 use serde_json::{json, Map, Value};
 
-use super::Catalog;
+use super::{Catalog, ToolInfo};
+use crate::runtime::RunOutput;
 
 /// The handshake-era versions, oldest first.
 pub const HANDSHAKE: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -30,7 +34,7 @@ const CAPS_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
 const SERVER_INFO_KEY: &str = "io.modelcontextprotocol/serverInfo";
 
 /// A JSON-RPC error.
-struct RpcError {
+pub(super) struct RpcError {
     code: i64,
     message: String,
     data: Option<Value>,
@@ -59,19 +63,52 @@ impl Era<'_> {
             Era::Stateless => true,
         }
     }
+
+    /// Whether bad arguments to a known tool are a tool result the model can read (SEP-1303)
+    /// rather than a protocol error.
+    fn argument_errors_as_results(self) -> bool {
+        match self {
+            Era::Handshake(v) => v >= "2025-11-25",
+            Era::Stateless => true,
+        }
+    }
 }
 
-/// The server: the catalog, and the version an `initialize` chose.
+/// What MCP serves: the tools, and a way to run one. The stdio server runs them itself (a
+/// [`Catalog`]); the HTTP server hands each call to its runner thread.
+pub trait Tools {
+    fn tools(&self) -> Vec<ToolInfo>;
+    fn call(&mut self, name: &str, input: &str) -> crate::Result<RunOutput>;
+}
+
+impl Tools for Catalog {
+    fn tools(&self) -> Vec<ToolInfo> {
+        self.tools.values().map(super::Served::info).collect()
+    }
+
+    fn call(&mut self, name: &str, input: &str) -> crate::Result<RunOutput> {
+        Catalog::call(self, name, input)
+    }
+}
+
+/// One client's protocol state: the version an `initialize` chose, if any. A stdio connection
+/// has one; over HTTP each `Mcp-Session-Id` has one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Protocol {
+    negotiated: Option<&'static str>,
+}
+
+/// The stdio server: the catalog and the one client's protocol state.
 pub struct Server {
     catalog: Catalog,
-    negotiated: Option<&'static str>,
+    protocol: Protocol,
 }
 
 impl Server {
     pub fn new(catalog: Catalog) -> Server {
         Server {
             catalog,
-            negotiated: None,
+            protocol: Protocol::default(),
         }
     }
 
@@ -88,7 +125,7 @@ impl Server {
                         format!("the request is {n} bytes or more, over the limit of {MAX_LINE}"),
                     ),
                 )),
-                Line::Text(t) => self.handle_text(&t),
+                Line::Text(t) => self.protocol.handle_text(&mut self.catalog, &t),
             };
             if let Some(r) = reply {
                 let mut bytes = serde_json::to_vec(&r).expect("serialises");
@@ -103,9 +140,17 @@ impl Server {
         }
         Ok(())
     }
+}
 
-    /// One line: a request, a notification, or a batch of them.
-    pub fn handle_text(&mut self, text: &str) -> Option<Value> {
+impl Protocol {
+    /// The version `initialize` chose (`None`: no `initialize` yet).
+    pub fn negotiated(&self) -> Option<&'static str> {
+        self.negotiated
+    }
+
+    /// One message: a request, a notification, or a batch of them; `None` when nothing is
+    /// answered (notifications only).
+    pub fn handle_text(&mut self, tools: &mut dyn Tools, text: &str) -> Option<Value> {
         let text = text.trim();
         if text.is_empty() {
             return None;
@@ -123,15 +168,15 @@ impl Server {
             Value::Array(batch) if !batch.is_empty() => {
                 let replies: Vec<Value> = batch
                     .into_iter()
-                    .filter_map(|m| self.handle_message(m))
+                    .filter_map(|m| self.handle_message(tools, m))
                     .collect();
                 (!replies.is_empty()).then_some(Value::Array(replies))
             }
-            other => self.handle_message(other),
+            other => self.handle_message(tools, other),
         }
     }
 
-    fn handle_message(&mut self, msg: Value) -> Option<Value> {
+    fn handle_message(&mut self, tools: &mut dyn Tools, msg: Value) -> Option<Value> {
         let Value::Object(obj) = msg else {
             return Some(error_reply(
                 Value::Null,
@@ -163,13 +208,18 @@ impl Server {
                 err(-32600, "the request's id must be a string or a number"),
             ));
         }
-        Some(match self.dispatch(method, &params) {
+        Some(match self.dispatch(tools, method, &params) {
             Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
             Err(e) => error_reply(id, e),
         })
     }
 
-    fn dispatch(&mut self, method: &str, params: &Value) -> Result<Value, RpcError> {
+    fn dispatch(
+        &mut self,
+        tools: &mut dyn Tools,
+        method: &str,
+        params: &Value,
+    ) -> Result<Value, RpcError> {
         let meta = params.get("_meta").and_then(Value::as_object);
         let stateless = meta.is_some_and(|m| m.contains_key(VERSION_KEY));
         if stateless || method == "server/discover" {
@@ -183,12 +233,12 @@ impl Server {
                     "cacheScope": "public",
                 }),
                 "tools/list" => {
-                    let mut r = self.tools_list(Era::Stateless);
+                    let mut r = tools_list(&tools.tools(), Era::Stateless);
                     r["ttlMs"] = json!(0);
                     r["cacheScope"] = json!("public");
                     r
                 }
-                "tools/call" => self.tools_call(Era::Stateless, params)?,
+                "tools/call" => tools_call(tools, Era::Stateless, params)?,
                 "initialize" => {
                     return Err(RpcError {
                         data: Some(json!({"supported": supported(), "requested": meta.and_then(|m| m.get(VERSION_KEY)).cloned()})),
@@ -223,86 +273,115 @@ impl Server {
                 }))
             }
             "ping" => Ok(json!({})),
-            "tools/list" => Ok(self.tools_list(era)),
-            "tools/call" => self.tools_call(era, params),
+            "tools/list" => Ok(tools_list(&tools.tools(), era)),
+            "tools/call" => tools_call(tools, era, params),
             other => Err(err(-32601, format!("method not found: {other}"))),
         }
     }
+}
 
-    fn tools_list(&self, era: Era) -> Value {
-        let tools: Vec<Value> = self
-            .catalog
-            .tools
-            .values()
-            .map(|s| {
-                let mut t = json!({
-                    "name": s.name,
-                    "description": s.tool_description(),
-                    "inputSchema": s.input_schema(),
-                });
-                if era.structured() && object_schema(&s.output_schema, era) {
-                    t["title"] = json!(s.name);
-                    t["outputSchema"] = s.output_schema.clone();
-                }
-                t
-            })
-            .collect();
-        json!({ "tools": tools })
-    }
-
-    fn tools_call(&mut self, era: Era, params: &Value) -> Result<Value, RpcError> {
-        let name = params
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| err(-32602, "tools/call needs a tool `name`"))?;
-        let Some(served) = self.catalog.tools.get(name) else {
-            let names: Vec<&str> = self.catalog.tools.keys().map(String::as_str).collect();
-            return Err(RpcError {
-                data: Some(json!({ "tools": names })),
-                ..err(-32602, format!("unknown tool: {name}"))
+fn tools_list(tools: &[ToolInfo], era: Era) -> Value {
+    let tools: Vec<Value> = tools
+        .iter()
+        .map(|s| {
+            let mut t = json!({
+                "name": s.name,
+                "description": s.description,
+                "inputSchema": s.input_schema,
             });
-        };
-        let structured = era.structured() && object_schema(&served.output_schema, era);
-        let input = match params.get("arguments").and_then(|a| a.get("input")) {
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(err(-32602, "argument `input` must be a string")),
-            None => return Err(err(-32602, "tools/call needs arguments {\"input\": \"…\"}")),
-        };
-        let extra: Vec<&String> = params
-            .get("arguments")
-            .and_then(Value::as_object)
-            .map(|a| a.keys().filter(|k| *k != "input").collect())
-            .unwrap_or_default();
-        if !extra.is_empty() {
-            return Err(err(
-                -32602,
-                format!("unknown argument(s) {extra:?}: the tool takes only `input`"),
-            ));
-        }
-        Ok(match self.catalog.call(name, &input) {
-            Ok(out) => {
-                let text = serde_json::to_string(&out.output).expect("serialises");
-                let mut r = json!({
-                    "content": [{"type": "text", "text": text}],
-                    "isError": false,
-                    "_kolm": super::kolm_block(&out),
-                });
-                if structured {
-                    r["structuredContent"] = out.output.clone();
-                }
-                r
+            if era.structured() && object_schema(&s.output_schema, era) {
+                t["title"] = json!(s.name);
+                t["outputSchema"] = s.output_schema.clone();
             }
-            Err(e) => {
-                eprintln!(
-                    "kolm serve: {name}: {}",
-                    crate::untrusted::shown(&e.to_string())
-                );
-                json!({
-                    "content": [{"type": "text", "text": format!("kolm: {e}")}],
-                    "isError": true,
-                })
-            }
+            t
         })
+        .collect();
+    json!({ "tools": tools })
+}
+
+/// A tool result the model reads as a failure: the message says what to change.
+fn tool_error(text: String) -> Value {
+    json!({
+        "content": [{"type": "text", "text": text}],
+        "isError": true,
+    })
+}
+
+fn tools_call(tools: &mut dyn Tools, era: Era, params: &Value) -> Result<Value, RpcError> {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err(-32602, "tools/call needs a tool `name`"))?;
+    let listed = tools.tools();
+    let Some(served) = listed.iter().find(|t| t.name == name) else {
+        let names: Vec<&str> = listed.iter().map(|t| t.name.as_str()).collect();
+        return Err(RpcError {
+            data: Some(json!({ "tools": names })),
+            ..err(-32602, format!("unknown tool: {name}"))
+        });
+    };
+    let structured = era.structured() && object_schema(&served.output_schema, era);
+    let input = match arguments(params) {
+        Ok(input) => input,
+        Err(why) if era.argument_errors_as_results() => return Ok(tool_error(why)),
+        Err(why) => return Err(err(-32602, why)),
+    };
+    Ok(match tools.call(name, &input) {
+        Ok(out) => {
+            let text = serde_json::to_string(&out.output).expect("serialises");
+            let mut r = json!({
+                "content": [{"type": "text", "text": text}],
+                "isError": false,
+                "_kolm": super::kolm_block(&out),
+            });
+            if structured {
+                r["structuredContent"] = out.output.clone();
+            }
+            r
+        }
+        Err(e) => {
+            eprintln!(
+                "kolm serve: {name}: {}",
+                crate::untrusted::shown(&e.to_string())
+            );
+            tool_error(format!("kolm: {e}"))
+        }
+    })
+}
+
+/// The call's `input`, or what is wrong with its arguments, said so that a model can fix it.
+fn arguments(params: &Value) -> Result<String, String> {
+    let args = match params.get("arguments") {
+        None | Some(Value::Null) => {
+            return Err("the tool needs arguments {\"input\": \"…\"}: `input` is missing".into())
+        }
+        Some(Value::Object(a)) => a,
+        Some(_) => return Err("`arguments` must be an object: {\"input\": \"…\"}".into()),
+    };
+    let extra: Vec<&String> = args.keys().filter(|k| *k != "input").collect();
+    if !extra.is_empty() {
+        return Err(format!(
+            "unknown argument(s) {extra:?}: the tool takes only `input`, the task's input as text"
+        ));
+    }
+    match args.get("input") {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(format!(
+            "argument `input` must be a string (the task's input as text), not {}",
+            kind_of(other)
+        )),
+        None => Err("the tool needs arguments {\"input\": \"…\"}: `input` is missing".into()),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 

@@ -8,7 +8,10 @@
 
 pub mod http;
 pub mod mcp;
+mod mcp_http;
+mod openai;
 pub mod request;
+mod state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +34,26 @@ pub struct Served {
     runner: Option<Runner>,
 }
 
+/// What a client is told of a tool: its name, description and schemas.
+#[derive(Debug, Clone)]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: String,
+    pub input_schema: Value,
+    pub output_schema: Value,
+}
+
 impl Served {
+    /// What a client is told of this tool.
+    pub fn info(&self) -> ToolInfo {
+        ToolInfo {
+            name: self.name.clone(),
+            description: self.tool_description(),
+            input_schema: self.input_schema(),
+            output_schema: self.output_schema.clone(),
+        }
+    }
+
     /// The tool's description: the task and its K.
     pub fn tool_description(&self) -> String {
         format!(
@@ -111,6 +133,17 @@ impl Catalog {
         self.with_runner(name, |r| r.run_with(input, ask))
     }
 
+    /// [`Catalog::call_with`], handing the answer's text to `sink` as it is made.
+    pub fn call_streaming(
+        &mut self,
+        name: &str,
+        input: &str,
+        ask: &Ask,
+        sink: &mut dyn FnMut(&str),
+    ) -> Result<RunOutput> {
+        self.with_runner(name, |r| r.run_streaming(input, ask, sink))
+    }
+
     /// Runs the tool `name` on `input` k times through the verifier ([`Runner::run_verified`]).
     pub fn call_verified(
         &mut self,
@@ -162,6 +195,14 @@ fn load_one(path: &Path, verify: &VerifyOptions) -> Result<Served> {
         output_schema: m.task.output_schema.clone(),
         runner: None,
     })
+}
+
+/// `n` random bytes as hex (session and completion ids).
+pub fn random_hex(n: usize) -> Result<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::failed("could not draw random bytes", e.to_string()))?;
+    Ok(hex::encode(bytes))
 }
 
 /// The `_kolm` block a call's result carries: the receipt, what answered, the coverage.

@@ -23,7 +23,7 @@ impl Stage for DecomposeStage {
         StageKind::Decompose
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> Value {
         serde_json::json!({

@@ -25,7 +25,7 @@ impl Stage for ScoreStage {
         StageKind::Score
     }
     fn version(&self) -> u32 {
-        7
+        8
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         json!({

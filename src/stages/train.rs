@@ -22,7 +22,7 @@ impl Stage for TrainStage {
         StageKind::Train
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn config(&self, task: &TaskConfig, _: &BuildOptions) -> serde_json::Value {
         serde_json::json!({

@@ -60,7 +60,9 @@ pub fn examples(
             .iter()
             .map(|t| t.0 as u32)
             .collect();
-        let target_text = serde_json::to_string(output).expect("serialises");
+        // In the order the runtime's grammar asks for (sorted fields, runtime.md §3).
+        let target_text =
+            serde_json::to_string(&crate::digest::sorted_keys(output)).expect("serialises");
         let mut tokens = prompt.clone();
         tokens.extend(
             vocab

@@ -41,11 +41,12 @@ pub fn airgap(t: &Tuned) -> Result<()> {
     for (k, v) in AIRGAP_ENV {
         std::env::set_var(k, v);
     }
-    let base = &t.opened.model_path;
+    // The base is the artifact's own model.gguf, read in place or extracted from it.
+    let base = &t.opened.path;
     if base.to_string_lossy().contains("://") || !base.is_file() {
         return Err(Error::invalid(
             format!(
-                "--airgap: the base `{}` is not a local file",
+                "--airgap: the artifact `{}` is not a local file",
                 base.display()
             ),
             "an airgapped loop trains only on a base already on this machine",
@@ -227,9 +228,7 @@ pub fn init(t: &Tuned, pairs: Option<&Path>) -> Result<Head> {
             rows.len() as u64
         }
     };
-    let adapter = std::fs::read(&t.opened.adapter_path)
-        .map_err(|e| Error::io(&t.opened.adapter_path, "read", e))?;
-    crate::fsutil::write_atomic(&t.dir.adapter("v0"), &adapter)?;
+    crate::fsutil::write_atomic(&t.dir.adapter("v0"), &t.opened.lora)?;
     let v0 = Revision {
         name: "v0".into(),
         parent: None,

@@ -119,10 +119,11 @@ pub fn step(
         schema: &m.task.output_schema,
         grounding: grounding.as_ref(),
     };
-    let examples = data::examples(&a.model_path, &task, &rows, o.max_seq_len as usize)?;
+    let base = a.model_file(&t.home)?;
+    let examples = data::examples(&base, &task, &rows, o.max_seq_len as usize)?;
     let start = std::fs::read(t.dir.adapter(&head.head))
         .map_err(|e| Error::io(&t.dir.adapter(&head.head), "read", e))?;
-    let trained = train::train_from(&a.model_path, &examples, &d, Some(start), None, on_step)?;
+    let trained = train::train_from(&base, &examples, &d, Some(start), None, on_step)?;
     super::crash_point("step-trained");
     let n = t
         .revisions()?
@@ -199,7 +200,7 @@ pub fn eval(t: &Tuned, name: &str) -> Result<f64> {
         return Ok(k);
     }
     let mut opened = t.opened.clone();
-    opened.adapter_path = t.dir.adapter(name);
+    opened.adapter = Some(t.dir.adapter(name));
     let mut loaded = rescore::load(&opened, &t.home, None)?;
     let scored = rescore::rescore(&opened, &mut loaded, &GenOptions::default(), &|| {})?;
     rev.k_score = Some(scored.rescored_k);

@@ -15,6 +15,7 @@ use kolm::progress::Progress;
 use kolm::stages::*;
 
 pub mod example;
+pub mod http;
 pub mod nginx;
 pub mod python;
 pub mod student;
@@ -274,6 +275,27 @@ pub fn recipe_project() -> Project {
     p.age_all();
     p.build();
     p
+}
+
+/// A file of `tests/fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Runs a client program that prints one JSON line last (the fixtures' clients), and returns
+/// that line; a failure shows everything the program printed.
+pub fn client_json(c: &mut std::process::Command) -> serde_json::Value {
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{c:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{c:?}: {e}: {stdout}"))
 }
 
 /// Resident memory of a process, KiB (Linux).
