@@ -1,13 +1,16 @@
-//! `kolm serve --http`: an OpenAI-compatible HTTP server (kolmfile-spec/serve.md §3).
+//! `kolm serve --http`: an OpenAI-compatible HTTP server, and MCP over Streamable HTTP
+//! (kolmfile-spec/serve.md §3, §2.4).
 //!
 //! `GET /healthz`, `GET /metrics` (Prometheus text), `GET /v1/models`,
-//! `POST /v1/chat/completions` and `POST /v1/wrap/verified` (k samples through the verifier,
-//! an `rs-1-verified` receipt; requests read by [`super::request`]). Runs are CPU-bound, so one thread owns the artifacts (their
-//! models stay loaded) and runs one request at a time; requests wait in a bounded queue, and
-//! past it get 503 with `Retry-After`. Every request
-//! has a size limit (413) and a time limit (504); with `KOLM_SERVE_TOKEN` set every request but
-//! `/healthz` needs `Authorization: Bearer <token>` (401), and a bind beyond loopback refuses to
-//! start without one. SIGTERM and Ctrl-C stop accepting, finish what is running, and exit.
+//! `POST /v1/chat/completions` (`super::openai`), `POST /v1/wrap/verified` (k samples through
+//! the verifier, an `rs-1-verified` receipt; requests read by [`super::request`]) and `/mcp`
+//! (`super::mcp_http`). Runs are CPU-bound, so one thread owns the artifacts (their models stay
+//! loaded) and runs one request at a time; requests wait in a bounded queue, and past it get
+//! 503 with `Retry-After`. Every request has a size limit (413) and a time limit (504), comes
+//! from a loopback `Host` and `Origin` or an allowed one (403: DNS rebinding); with
+//! `KOLM_SERVE_TOKEN` set every request but `/healthz` needs `Authorization: Bearer <token>`
+//! (401), and a bind beyond loopback refuses to start without one. SIGTERM and Ctrl-C stop
+//! accepting, finish what is running, and exit.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -1,5 +1,6 @@
-//! Serving artifacts to agents and apps: `kolm serve --mcp` ([`mcp`]) and `kolm serve --http`
-//! ([`http`]).
+//! Serving artifacts to agents and apps: `kolm serve --mcp` ([`mcp`], stdio) and `kolm serve
+//! --http` ([`http`]: the OpenAI-compatible API, `openai` for chat completions, and MCP over
+//! Streamable HTTP at `/mcp`, `mcp_http`; what their routes share is `state`).
 //!
 //! A [`Catalog`] is what a server serves: every installed artifact and every `--artifact PATH`,
 //! each verified when the server starts (one that fails is left out, with the reason on
