@@ -65,6 +65,9 @@ pub(super) struct Job {
     req: Request,
     delta: Option<Delta>,
     reply: Reply,
+    /// Whether nobody waits for the answer any more (the HTTP client went away while the job
+    /// queued): such a job is not run.
+    gone: Option<Box<dyn Fn() -> bool + Send>>,
 }
 
 impl Job {
@@ -73,6 +76,7 @@ impl Job {
             req,
             delta: None,
             reply,
+            gone: None,
         }
     }
 }
@@ -122,7 +126,16 @@ pub(super) fn start_runner(
             .collect();
         let infos = super::mcp::Tools::tools(&catalog);
         let _ = ready_tx.send(Ok((models, infos)));
-        for Job { req, delta, reply } in rx {
+        for Job {
+            req,
+            delta,
+            reply,
+            gone,
+        } in rx
+        {
+            if gone.is_some_and(|g| g()) {
+                continue;
+            }
             let ask = Ask {
                 schema: req.schema.as_ref(),
                 max_tokens: req.max_tokens,
@@ -270,12 +283,14 @@ impl AppState {
                 let _ = tx.send(Event::Delta(piece.to_string()));
             }) as Delta
         });
+        let watch = tx.clone();
         let job = Job {
             req,
             delta,
             reply: Box::new(move |out| {
                 let _ = tx.send(Event::Done(Box::new(out)));
             }),
+            gone: Some(Box::new(move || watch.is_closed())),
         };
         // A bounded queue: past it, come back later.
         if self.jobs.try_send(job).is_err() {
