@@ -70,8 +70,8 @@ pub struct RunOutput {
 }
 
 impl Runner {
-    /// Verifies `path` (failing closed, as `kolm verify` does), extracts what llama.cpp must
-    /// read from a file, and loads the student. `embedder`: the folder of the index's embedder
+    /// Verifies `path` (failing closed, as `kolm verify` does) and loads the student from the
+    /// verified handle, in place. `embedder`: the folder of the index's embedder
     /// when the copy a build keeps is not on this machine (indexes with dense vectors only).
     pub fn open(
         path: &Path,

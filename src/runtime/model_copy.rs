@@ -1,13 +1,13 @@
 //! The store's copy of a model, trusted only for its content.
 //!
-//! llama.cpp reads a model from a path, so a run uses the copy extracted into the model store,
-//! and a copy can rot (a disk error keeps its size, inode and times). A run must never use bytes
-//! that differ from the signed ones, so every open checks the copy's content: its blake3, taken
-//! from the bytes as they were extracted (while the verifier checked them against the signed
-//! sha256), is kept beside it in `<model>.b3`, and the copy is hashed again on open. blake3 over
-//! a memory map on every core costs a fraction of a sha256 pass (benches/runtime.rs measures it),
-//! so the check stays honest without making a cold start slow. Any mismatch, or a missing or
-//! damaged record, makes the copy unsound and the caller extracts it again.
+//! A run reads the model in place from the artifact; training reads it by path, from the copy
+//! extracted into the model store (`Opened::model_file`), and a copy can rot (a disk error
+//! keeps its size, inode and times). Training must never use bytes that differ from the signed
+//! ones, so every use checks the copy's content: its blake3, taken from the bytes as they were
+//! extracted (and checked against the signed sha256), is kept beside it in `<model>.b3`, and the
+//! copy is hashed again before use (blake3 over a memory map on every core: a fraction of a
+//! sha256 pass). Any mismatch, or a missing or damaged record, makes the copy unsound and the
+//! caller extracts it again.
 
 use std::path::{Path, PathBuf};
 
