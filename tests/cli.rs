@@ -359,3 +359,60 @@ fn clean_removes_outputs_only() {
         .collect();
     assert_eq!(ran, ["seal"]);
 }
+
+/// A `SOURCE_DATE_EPOCH` that is not text is refused like any other bad value (kolmfile.md
+/// §21: it used to be taken for unset), before any stage runs.
+#[test]
+fn a_source_date_epoch_that_is_not_utf8_is_refused() {
+    use std::os::unix::ffi::OsStrExt;
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    kolm(home.path())
+        .arg("init")
+        .arg(dir.path())
+        .assert()
+        .success();
+    let out = Command::cargo_bin("kolmbuild")
+        .unwrap()
+        .current_dir(dir.path())
+        .env("KOLM_HOME", home.path())
+        .env("NO_COLOR", "1")
+        .env(
+            "SOURCE_DATE_EPOCH",
+            std::ffi::OsStr::from_bytes(b"17\xff00"),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SOURCE_DATE_EPOCH is not valid UTF-8"),
+        "{err}"
+    );
+    assert!(!home.path().join("cache").exists(), "no stage ran");
+}
+
+/// `--key-file` wins over KOLM_SIGNING_KEY, and every command's help says so (kolmfile.md §19).
+#[test]
+fn key_file_help_says_the_file_wins() {
+    for cmd in [
+        &["verify", "--help"][..],
+        &["inspect", "--help"],
+        &["run", "--help"],
+    ] {
+        let out = Command::cargo_bin("kolm")
+            .unwrap()
+            .args(cmd)
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("wins over KOLM_SIGNING_KEY"),
+            "{cmd:?}: {help}"
+        );
+        assert!(
+            !help.contains("when KOLM_SIGNING_KEY is not set"),
+            "{cmd:?}: {help}"
+        );
+    }
+}

@@ -117,6 +117,17 @@ pub fn options(a: &BuildArgs) -> Result<BuildOptions> {
                     )
                 })?,
         ),
+        // Not text at all: refused like any other value that is not a timestamp, never taken
+        // for unset (a build would then stamp no date while the caller asked for one).
+        Err(std::env::VarError::NotUnicode(v)) => {
+            return Err(Error::invalid(
+                format!(
+                "SOURCE_DATE_EPOCH is not valid UTF-8 ({} bytes), so it is not a Unix timestamp",
+                v.len()
+            ),
+                "set it to whole seconds since 1970, or unset it",
+            ))
+        }
         _ => None,
     };
     Ok(BuildOptions {
