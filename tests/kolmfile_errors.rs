@@ -418,6 +418,19 @@ fn duplicate_task_names() {
     );
 }
 
+/// The error points at the second task's `name`, not at the last `"demo"` in the file, which
+/// may be another key's value (kolmfile.md §21 listed this).
+#[test]
+fn duplicate_task_name_points_at_the_second_name() {
+    let second = "\n[[task]]\nname = \"demo\"\ndescription = \"demo\"\noutput_schema = { type = \"object\" }\nseeds = \"seeds.jsonl\"\nevals = \"evals.jsonl\"\n";
+    expect(
+        &format!("{GOOD}{second}"),
+        26,
+        "duplicate task name `demo`",
+        None,
+    );
+}
+
 #[test]
 fn task_without_schema() {
     expect(

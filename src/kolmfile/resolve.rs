@@ -70,10 +70,13 @@ pub(super) fn resolve(cx: &Cx, raw: RawKolmfile) -> R<(Project, Vec<TaskConfig>)
     let mut tasks = Vec::new();
     for t in raw.task {
         let span = t.span();
+        // The `name` value's own place: the table's span is its header only. (A task without
+        // a name is refused by `resolve_task` first.)
+        let name_span = t.get_ref().name.as_ref().map_or(span.clone(), |n| n.span());
         let task = resolve_task(cx, t.into_inner(), span, &d)?;
         if !seen.insert(task.name.clone()) {
             return Err(cx.err(
-                cx.key_span(span_of_task(cx, &task.name), "name"),
+                name_span,
                 format!("duplicate task name `{}`", task.name),
                 "second task with this name",
                 Some(
@@ -127,14 +130,6 @@ fn cache(cx: &Cx, raw: Option<Spanned<super::raw::RawCache>>) -> R<CacheConfig> 
         remote,
         read_only: c.read_only.map(Spanned::into_inner).unwrap_or(false),
     })
-}
-
-/// The span of the last `name = "<task>"` line, for duplicate-name errors.
-fn span_of_task(cx: &Cx, name: &str) -> Range<usize> {
-    let needle = format!("\"{name}\"");
-    let at = cx.src.rfind(&needle).unwrap_or(0);
-    let start = cx.src[..at].rfind('\n').map(|i| i + 1).unwrap_or(0);
-    start..at + needle.len()
 }
 
 struct Defaults {
