@@ -7,7 +7,7 @@
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 use serde_json::json;
 
 use super::{eval, promote, status, step, Gate, StepOptions, Tuned};
@@ -89,10 +89,13 @@ pub fn daemon(t: &Tuned, o: &DaemonOptions, say: &(dyn Fn(&str) + Sync)) -> Resu
         }
         match rx.recv_timeout(Duration::from_millis(250)) {
             Ok(Ok(ev)) => {
-                look |= ev
-                    .paths
-                    .iter()
-                    .any(|p| p.file_name().is_some_and(|n| n == "captures.jsonl"));
+                // A write to the capture log, not a read: a cycle reads it, and taking that
+                // for news would start the next cycle at once, a failing one over and over.
+                look |= !matches!(ev.kind, EventKind::Access(_))
+                    && ev
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name().is_some_and(|n| n == "captures.jsonl"));
             }
             Ok(Err(e)) => say(&format!("watch error (still watching): {e}")),
             Err(RecvTimeoutError::Timeout) => {}
