@@ -251,7 +251,13 @@ fn wait_for(home: &Path, event: &str, n: usize) {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("no {n} × {event} in {:?}", events(home));
+    // The last lines say why (a daemon_error carries its message).
+    let log = std::fs::read_to_string(home.join("logs/tune.jsonl")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+    panic!(
+        "no {n} × {event} in {:?}; last lines: {tail:#?}",
+        events(home)
+    );
 }
 
 #[test]
