@@ -13,6 +13,16 @@ fn kolm(home: &std::path::Path) -> Command {
     c
 }
 
+/// `kolmbuild` in `dir` with `home` as KOLM_HOME and no signing key.
+fn kolmbuild(dir: &std::path::Path, home: &std::path::Path) -> Command {
+    let mut c = Command::cargo_bin("kolmbuild").unwrap();
+    c.current_dir(dir)
+        .env("KOLM_HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("KOLM_SIGNING_KEY");
+    c
+}
+
 #[test]
 fn init_writes_a_starter_project_and_never_overwrites() {
     let home = tempfile::tempdir().unwrap();
@@ -45,14 +55,7 @@ fn the_starter_builds_end_to_end_and_runs() {
         .assert()
         .success();
     // Without a key the build stops at the seal, with everything before it built and cached.
-    let out = Command::cargo_bin("kolmbuild")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("KOLM_HOME", home.path())
-        .env("NO_COLOR", "1")
-        .env_remove("KOLM_SIGNING_KEY")
-        .output()
-        .unwrap();
+    let out = kolmbuild(dir.path(), home.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no signing key"), "{err}");
@@ -372,11 +375,7 @@ fn a_source_date_epoch_that_is_not_utf8_is_refused() {
         .arg(dir.path())
         .assert()
         .success();
-    let out = Command::cargo_bin("kolmbuild")
-        .unwrap()
-        .current_dir(dir.path())
-        .env("KOLM_HOME", home.path())
-        .env("NO_COLOR", "1")
+    let out = kolmbuild(dir.path(), home.path())
         .env(
             "SOURCE_DATE_EPOCH",
             std::ffi::OsStr::from_bytes(b"17\xff00"),

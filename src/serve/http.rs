@@ -198,7 +198,7 @@ async fn guard(
     let refuse = |status: StatusCode, code: &str, message: String| {
         st.count(&path, status);
         if mcp {
-            let body = json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32000, "message": message}});
+            let body = super::mcp::transport_error(-32000, message);
             (status, axum::Json(body)).into_response()
         } else {
             oai_error(status, "invalid_request_error", code, message)

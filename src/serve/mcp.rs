@@ -428,6 +428,12 @@ fn check_stateless(meta: Option<&Map<String, Value>>) -> Result<(), RpcError> {
     Ok(())
 }
 
+/// A transport's refusal of a whole message, as a JSON-RPC error without a request id (the
+/// HTTP transport's 400, 403, 404…).
+pub(super) fn transport_error(code: i64, message: impl Into<String>) -> Value {
+    error_reply(Value::Null, err(code, message))
+}
+
 fn error_reply(id: Value, e: RpcError) -> Value {
     let mut error = json!({"code": e.code, "message": e.message});
     if let Some(d) = e.data {

@@ -23,7 +23,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::mcp::{Protocol, Tools, HANDSHAKE, STATELESS};
 use super::request::Request;
@@ -35,9 +35,11 @@ use crate::{Error, Result};
 /// A JSON-RPC error as an HTTP answer (no request id: the transport refused the message).
 fn refuse(st: &AppState, status: StatusCode, code: i64, message: impl Into<String>) -> Response {
     st.count("/mcp", status);
-    let body =
-        json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message.into()}});
-    (status, axum::Json(body)).into_response()
+    (
+        status,
+        axum::Json(super::mcp::transport_error(code, message)),
+    )
+        .into_response()
 }
 
 /// The tools as the HTTP server has them: the catalog's descriptions, and calls sent to the

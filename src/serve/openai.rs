@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use super::request::{self, Streaming};
-use super::state::{unix_now, AppState, Done, Event};
+use super::state::{oai_error_body, unix_now, AppState, Done, Event};
 use crate::runtime::{RunOutput, Stop};
 
 const ENDPOINT: &str = "/v1/chat/completions";
@@ -172,11 +172,6 @@ impl Stream {
 
     /// An error after the answer began: OpenAI's error object as the last event.
     fn error(&self, message: &str) {
-        let body = oai_error_body("server_error", "run_failed", message);
-        self.send(body);
+        self.send(oai_error_body("server_error", "run_failed", message, None));
     }
-}
-
-fn oai_error_body(kind: &str, code: &str, message: &str) -> Value {
-    json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
 }

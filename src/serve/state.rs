@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::mcp::Protocol;
 use super::request::{Refusal, Request};
@@ -188,9 +188,16 @@ pub(super) fn oai_error_param(
     message: impl Into<String>,
     param: Option<&str>,
 ) -> Response {
-    let body =
-        json!({"error": {"message": message.into(), "type": kind, "param": param, "code": code}});
-    (status, axum::Json(body)).into_response()
+    (
+        status,
+        axum::Json(oai_error_body(kind, code, &message.into(), param)),
+    )
+        .into_response()
+}
+
+/// OpenAI's error object (also the last event of a stream that fails after it began).
+pub(super) fn oai_error_body(kind: &str, code: &str, message: &str, param: Option<&str>) -> Value {
+    json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
 }
 
 impl AppState {
