@@ -415,3 +415,51 @@ fn key_file_help_says_the_file_wins() {
         );
     }
 }
+
+/// A seal that reruns and does not seal (no key here, then the gate) leaves no earlier build's
+/// artifact where a deploy step could take it for this build's, and says it removed it
+/// (kolmfile.md §21, closed).
+#[test]
+fn a_seal_that_does_not_seal_removes_the_earlier_artifact_and_says_so() {
+    let p = Project::new(&kolmfile_text(""));
+    p.build();
+    let earlier = std::fs::read(p.artifact()).unwrap();
+    let note = "note: removed `dist/demo.kolm`: it was an earlier build's";
+    // No key now: the signed artifact no longer checks out under the key in use, so seal reruns.
+    let out = kolmbuild(p.dir.path(), p.home.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no signing key") && err.contains(note),
+        "{err}"
+    );
+    assert!(!p.artifact().exists(), "the earlier artifact is gone");
+    assert!(
+        p.path("dist/demo.report.json").is_file(),
+        "this build's report"
+    );
+
+    // Back as it was, then a gate the build cannot pass.
+    std::fs::write(p.artifact(), &earlier).unwrap();
+    let out = kolmbuild(p.dir.path(), p.home.path())
+        .env("KOLM_SIGNING_KEY", KEY)
+        .args(["build", "--gate", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "below the gate: {err}");
+    assert!(
+        err.contains("below the gate") && err.contains(note),
+        "{err}"
+    );
+    assert!(!p.artifact().exists());
+
+    // A build that seals says nothing of the kind.
+    let out = kolmbuild(p.dir.path(), p.home.path())
+        .env("KOLM_SIGNING_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("note: removed"));
+    assert_eq!(std::fs::read(p.artifact()).unwrap(), earlier);
+}

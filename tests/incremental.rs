@@ -17,6 +17,24 @@ fn first_build_runs_everything_and_seals() {
     assert!(p.path("Kolmfile.lock").is_file(), "the lock is written");
 }
 
+/// The report is an output of seal: deleted, the next build writes it again, the same bytes,
+/// and the artifact with it (kolmfile.md §21, closed).
+#[test]
+fn a_deleted_report_is_restored_by_the_next_build() {
+    let p = Project::new(&kolmfile_text(""));
+    p.build();
+    let report = p.path("dist/demo.report.json");
+    let (before, artifact) = (
+        std::fs::read(&report).unwrap(),
+        std::fs::read(p.artifact()).unwrap(),
+    );
+    std::fs::remove_file(&report).unwrap();
+    let r = p.build();
+    assert_eq!(ran(&r), ["seal"]);
+    assert_eq!(std::fs::read(&report).unwrap(), before);
+    assert_eq!(std::fs::read(p.artifact()).unwrap(), artifact);
+}
+
 #[test]
 fn noop_rebuild_runs_nothing_and_hashes_nothing() {
     let p = Project::new(&kolmfile_text(""));

@@ -251,6 +251,21 @@ fn replay_needs_a_cassette() {
     );
 }
 
+/// kolmfile.md §21, closed: a replay build with no cassette failed in `label`, long after the
+/// Kolmfile was read.
+#[test]
+fn a_replay_cassette_must_exist() {
+    expect(
+        &edit(
+            "provider = \"none\"",
+            "provider = \"replay\"\ncassette = \"recorded.jsonl\"",
+        ),
+        9,
+        "cassette `recorded.jsonl` does not exist",
+        Some("paths are relative to"),
+    );
+}
+
 #[test]
 fn out_of_range_samples() {
     expect(

@@ -173,13 +173,7 @@ fn openai_labels_by_majority_and_never_asks_twice() {
     for root in [p.dir.path(), p.home.path()] {
         for f in walk(root) {
             let bytes = std::fs::read(&f).unwrap_or_default();
-            assert!(
-                !bytes
-                    .windows(TEACHER_KEY.len())
-                    .any(|w| w == TEACHER_KEY.as_bytes()),
-                "the API key leaked into {}",
-                f.display()
-            );
+            assert_no_secret(TEACHER_KEY, &f.display().to_string(), &bytes);
         }
     }
 }

@@ -7,6 +7,8 @@
 mod check;
 pub mod config;
 pub mod init;
+mod keys;
+mod mask;
 mod raw;
 mod resolve;
 mod sections;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_spanned::Spanned;
 
-use super::check::{in_range, int, must_be_file, one_of, relative_path, Cx, R};
+use super::check::{existing_file, in_range, int, must_be_file, one_of, relative_path, Cx, R};
 use super::config::*;
 use super::raw::*;
 use crate::diagnostic::did_you_mean;
@@ -170,7 +170,11 @@ pub(super) fn teacher(cx: &Cx, t: RawTeacher) -> R<TeacherConfig> {
             ),
         ));
     }
-    let cassette = t.cassette.map(|c| relative_path(cx, c)).transpose()?;
+    // Replay reads the cassette, so it must be there now; a network provider records into it.
+    let cassette = match t.cassette {
+        Some(c) if provider == Provider::Replay => Some(existing_file(cx, c, "cassette")?),
+        c => c.map(|c| relative_path(cx, c)).transpose()?,
+    };
     let price = t.price.map(Spanned::into_inner).unwrap_or_default();
     Ok(TeacherConfig {
         provider,

@@ -2,11 +2,19 @@
 //! re-worded for a person, with a suggestion, and with secrets kept out of the message.
 
 use super::check::Cx;
+use super::keys;
+use super::mask::Shown;
 use crate::diagnostic::{did_you_mean, KolmfileError};
 
-/// Turns a serde error from the TOML deserializer into our error, with a suggestion.
+/// Turns a serde error from the TOML deserializer into our error, with a suggestion. The file
+/// is rendered as [`Shown`] has it: no value kolm does not recognise is ever printed.
 pub(super) fn shape_error(cx: &Cx, e: &toml_edit::de::Error) -> KolmfileError {
     let span = e.span().unwrap_or(0..0);
+    let shown = Shown::of(cx.src, span.start);
+    let cx = &Cx {
+        src: &shown.src,
+        ..*cx
+    };
     let msg = e.message().trim().to_string();
     if msg.contains("carriage return must be followed by newline") {
         // Old Mac line endings: TOML takes `\n` or `\r\n` only. Point at the first lone `\r`.
@@ -34,35 +42,27 @@ pub(super) fn shape_error(cx: &Cx, e: &toml_edit::de::Error) -> KolmfileError {
             }
             None => None,
         };
-        let section = enclosing_table(cx.src, span.start);
+        let section = shown
+            .table_of(span.start)
+            .map_or_else(|| "the file".to_string(), keys::header);
         let lower = word.to_ascii_lowercase();
         if ["key", "token", "secret", "password"]
             .iter()
             .any(|s| lower.contains(s))
         {
-            // The value may be a credential pasted by mistake: never echo its line.
-            let line_start = cx.src[..span.start.min(cx.src.len())]
-                .rfind('\n')
-                .map(|i| i + 1)
-                .unwrap_or(0);
-            let line_end = cx.src[line_start..]
-                .find('\n')
-                .map(|i| line_start + i)
-                .unwrap_or(cx.src.len());
-            let value = cx.src[line_start..line_end]
-                .find('=')
-                .map(|eq| line_start + eq + 1..line_end)
-                .unwrap_or(span.clone());
+            // The name says a credential may follow: its value is starred like every unknown
+            // one, and the offending text is not quoted either.
             let help = help.map(|h| {
                 format!("{h} (secrets never go in the Kolmfile: name an env var instead)")
             });
-            return cx.secret_err(
-                value,
+            let mut e = cx.err(
                 span,
                 format!("unknown key `{word}` in {section}"),
                 "unknown key",
                 help,
             );
+            e.snippet = "<redacted>".into();
+            return e;
         }
         return cx.err(
             span,
@@ -77,15 +77,16 @@ pub(super) fn shape_error(cx: &Cx, e: &toml_edit::de::Error) -> KolmfileError {
             .unwrap_or((rest, "another type"));
         let key = key_at(cx.src, span.start);
         let what = key.map(|k| format!(" for `{k}`")).unwrap_or_default();
-        return cx.err(
-            span,
-            format!(
-                "wrong type{what}: expected {}, found {found}",
-                plain_type(expected)
-            ),
-            "wrong type",
-            None,
+        let msg = format!(
+            "wrong type{what}: expected {}, found ",
+            plain_type(expected)
         );
+        if found.starts_with("string ") {
+            // A string where kolm reads no string is not a value kolm recognises: it may be a
+            // pasted credential, so say what it is, not what it says.
+            return cx.secret_err(span.clone(), span, msg + "a string", "wrong type", None);
+        }
+        return cx.err(span, msg + found, "wrong type", None);
     }
     if let Some(rest) = msg.strip_prefix("invalid value: ") {
         // The TOML is valid; the value is outside what the key takes (`seed = -1`).
@@ -174,30 +175,6 @@ fn key_before(src: &str, offset: usize) -> Option<String> {
         .rev()
         .collect();
     (!name.is_empty()).then_some(name)
-}
-
-/// The `[table]` header that encloses an offset, for messages like "in [teacher]".
-fn enclosing_table(src: &str, offset: usize) -> String {
-    let before = &src[..offset.min(src.len())];
-    before
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| {
-            let name = l
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or(l)
-                .trim();
-            if l.starts_with("[[") {
-                format!("[[{name}]]")
-            } else {
-                format!("[{name}]")
-            }
-        })
-        .unwrap_or_else(|| "the top level".to_string())
 }
 
 /// The key on the line of an offset (`key = value`).

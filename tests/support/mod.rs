@@ -308,3 +308,45 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap()
 }
+
+/// The ways a secret could be written down: as is, in hex (either case), and in base64 at each
+/// of the three alignments a longer encoded stream could give it (only the characters that do
+/// not depend on its neighbours).
+pub fn secret_forms(secret: &str) -> Vec<Vec<u8>> {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut forms = vec![
+        secret.as_bytes().to_vec(),
+        hex::encode(secret).into_bytes(),
+        hex::encode_upper(secret).into_bytes(),
+    ];
+    for pad in 0..3 {
+        let bytes: Vec<u8> = std::iter::repeat_n(0u8, pad)
+            .chain(secret.bytes())
+            .collect();
+        let mut enc = Vec::new();
+        for c in bytes.chunks(3) {
+            let n = c
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+            for i in 0..=c.len() {
+                enc.push(B64[(n >> (18 - 6 * i) & 63) as usize]);
+            }
+        }
+        // Drop the characters touched by the padding and by whatever follows.
+        let skip = (pad * 4).div_ceil(3);
+        forms.push(enc[skip..enc.len() - 2].to_vec());
+    }
+    forms
+}
+
+/// Panics, saying where, when `bytes` hold `secret` in any of its [`secret_forms`].
+pub fn assert_no_secret(secret: &str, place: &str, bytes: &[u8]) {
+    for form in secret_forms(secret) {
+        assert!(
+            !bytes.windows(form.len()).any(|w| w == form.as_slice()),
+            "the secret leaked into {place} (as {:?})",
+            String::from_utf8_lossy(&form)
+        );
+    }
+}
