@@ -11,6 +11,9 @@ export KOLM_HOME
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 DEMO_KEY := $${KOLM_SIGNING_KEY:-demo-key-not-secret}
+# Every crate of the workspace and the Cargo build.rs helper (rules/cargo); not the example
+# application, whose build script needs a built kolmbuild (tests/integrations/cargo.rs builds it).
+PACKAGES := -p kolm -p kolm-core -p kolm-kernels -p kolm-runtime -p kolm-compiler -p kolm-serve -p kolm-build
 
 .PHONY: demo test bench deps embedder base student pyenv inspector build
 
@@ -56,11 +59,11 @@ demo: build base
 
 test: deps embedder base pyenv inspector
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --all-targets -p kolm -p kolm-build -- -D warnings
-	$(CARGO) clippy -p kolm --lib --no-default-features -- -D warnings
+	$(CARGO) clippy --all-targets $(PACKAGES) -- -D warnings
+	$(CARGO) clippy -p kolm-core -p kolm-runtime -p kolm-serve -- -D warnings
 	python3 $(EXAMPLE)/gen_data.py --check
 	python3 examples/replay-triage/derive.py --check
-	$(CARGO) test --no-fail-fast -p kolm -p kolm-build
+	$(CARGO) test --no-fail-fast $(PACKAGES)
 
 bench: build embedder base demo
 	bash benches/run.sh

@@ -86,11 +86,14 @@ pub struct TrainArgs {
     learning_rate: f64,
     #[arg(long, default_value_t = StepOptions::default().batch_size)]
     batch_size: u32,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = StepOptions::default().seed)]
     seed: i64,
-    /// Training threads (default: every core).
-    #[arg(long)]
-    threads: Option<u32>,
+    /// Longest training sequence, in tokens (the Kolmfile's `distill.max_seq_len` default).
+    #[arg(long, default_value_t = StepOptions::default().max_seq_len)]
+    max_seq_len: u32,
+    /// Training threads (the adapter is the same for any count).
+    #[arg(long, default_value_t = StepOptions::default().threads)]
+    threads: u32,
     /// Offline: set TRANSFORMERS_OFFLINE, HF_HUB_OFFLINE, HF_DATASETS_OFFLINE and KOLM_AIRGAP
     /// for anything the loop starts, and refuse a base that is not a local file (also
     /// KOLM_AIRGAP=1).
@@ -104,9 +107,9 @@ impl TrainArgs {
             epochs: self.epochs,
             learning_rate: self.learning_rate,
             batch_size: self.batch_size,
+            max_seq_len: self.max_seq_len,
             seed: self.seed,
-            threads: self.threads.unwrap_or(StepOptions::default().threads),
-            ..StepOptions::default()
+            threads: self.threads,
         }
     }
 

@@ -4,12 +4,12 @@
 //! eval does (and only score and seal rerun), a broken Kolmfile fails the build with kolm's
 //! message and a fix reruns it.
 //!
-//! The example is a member of this workspace, and the nested `cargo build` turns on kolm's
-//! default features (`--features kolm/default`), so it links the library this test binary
-//! was built with and compiles little more than the example. That the example as written
-//! (`default-features = false`) leaves the build out is checked on its dependency tree, and
-//! `make test` compiles kolm without its default features (`cargo clippy
-//! --no-default-features`).
+//! The example is a member of this workspace, and the nested `cargo build` builds the `kolm`
+//! package beside it (`-p kolm`), so Cargo unifies the features of the crates they share as
+//! this test binary's build did: it links the libraries already built and compiles little
+//! more than the example. That the example as written (`kolm-runtime` alone) leaves the build
+//! out is checked on its dependency tree, and `make test` compiles `kolm-runtime` without its
+//! features (`cargo clippy -p kolm-runtime`).
 
 use std::process::{Command, Output};
 
@@ -42,10 +42,7 @@ fn cargo(c: &Checkout, args: &[&str]) -> Output {
 
 /// `cargo build -vv` of the example: whether its build script ran, and everything Cargo said.
 fn build(c: &Checkout) -> (bool, String) {
-    let out = cargo(
-        c,
-        &["build", "-vv", "-p", PACKAGE, "--features", "kolm/default"],
-    );
+    let out = cargo(c, &["build", "-vv", "-p", PACKAGE, "-p", "kolm"]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     let ran = err.lines().any(|l| {
@@ -112,7 +109,7 @@ fn build_rs_builds_the_artifact_and_reruns_only_when_an_input_changed() {
     // A broken Kolmfile fails the build with kolm's own message; the fix reruns it.
     let good = std::fs::read_to_string(c.path("Kolmfile.toml")).unwrap();
     c.edit("Kolmfile.toml", &good.replace("min_k = 0.0", "min_k = 7"));
-    let out = cargo(&c, &["build", "-p", PACKAGE, "--features", "kolm/default"]);
+    let out = cargo(&c, &["build", "-p", PACKAGE, "-p", "kolm"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -152,10 +149,19 @@ fn an_app_that_runs_artifacts_compiles_no_build_machinery() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        tree.contains("kolm v") && tree.contains("llama-cpp-2"),
+        tree.contains("kolm-runtime v") && tree.contains("llama-cpp-2"),
         "{tree}"
     );
+    // No crate of the build, serving or the CLI; no candle (dense retrieval is a feature the
+    // example does not ask for), no HTTP client, no graph library.
     for crate_name in [
+        "kolm",
+        "kolm-compiler",
+        "kolm-serve",
+        "kolm-kernels",
+        "candle-core",
+        "candle-nn",
+        "tokenizers",
         "petgraph",
         "reqwest",
         "cacache",

@@ -5,9 +5,7 @@
 use std::io::BufRead;
 use std::path::Path;
 
-use kolm::artifact::verify::VerifyOptions;
-use kolm::home::Home;
-use kolm::runtime::{GenOptions, Runner};
+use kolm_runtime::{GenOptions, Home, Runner, VerifyOptions};
 
 const ARTIFACT: &str = env!("KOLM_ARTIFACT");
 
@@ -18,7 +16,7 @@ fn main() {
     }
 }
 
-fn run() -> kolm::Result<()> {
+fn run() -> kolm_runtime::Result<()> {
     let home = Home::from_env();
     let mut runner = Runner::open(
         Path::new(ARTIFACT),

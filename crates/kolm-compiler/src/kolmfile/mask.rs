@@ -31,7 +31,7 @@ impl Shown {
                     masks: Vec::new(),
                     keys: Vec::new(),
                 };
-                w.table(doc.as_table(), &[], Some(keys::ROOT));
+                w.table(doc.as_table(), &[], Some(super::raw::KEYS));
                 Shown {
                     src: starred(src, &w.masks),
                     keys: w.keys,
@@ -61,7 +61,7 @@ struct Walk {
 impl Walk {
     /// A table at `path`; `known` is its keys when kolm knows the table, `None` when every
     /// value in it is to be hidden.
-    fn table(&mut self, t: &Table, path: &[String], known: Option<&'static [Keys]>) {
+    fn table(&mut self, t: &Table, path: &[String], known: Option<Keys>) {
         for (name, item) in t.iter() {
             if let Some(span) = t.key(name).and_then(|k| k.span()) {
                 self.keys.push((span, path.to_vec()));
@@ -109,7 +109,7 @@ impl Walk {
     }
 }
 
-fn sub(node: Option<&Node>) -> Option<&'static [Keys]> {
+fn sub(node: Option<&Node>) -> Option<Keys> {
     match node {
         Some(Node::Table(k)) => Some(k),
         _ => None,

@@ -10,9 +10,6 @@ use serde::{Deserialize, Serialize};
 // The scoring inputs are K's own types: kscore sits below the Kolmfile and owns them.
 pub use crate::kscore::{Baseline, DeviceProfile, Weights};
 
-/// Default ship gate (seed 003).
-pub const DEFAULT_MIN_K: f64 = 0.70;
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Project {
     pub name: String,

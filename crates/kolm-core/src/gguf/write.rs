@@ -49,6 +49,23 @@ impl TensorData {
     /// row's length must be a multiple of 256) with candle's port of ggml's reference
     /// quantiser. Hand-writing k-quant packing would be a second copy of intricate bit layout
     /// for test models only; candle's is the one its own dequantiser (training's) reads.
+    /// Without the `kquant` feature (no candle), it says so.
+    #[cfg(not(feature = "kquant"))]
+    pub fn k_quant(
+        name: impl Into<String>,
+        _dims: Vec<u64>,
+        _values: &[f32],
+        ty: GgmlType,
+    ) -> Result<TensorData, String> {
+        Err(format!(
+            "`{}`: writing {} is not available: kolm-core was built without its `kquant` feature",
+            name.into(),
+            ty.name()
+        ))
+    }
+
+    /// See above: the quantiser itself.
+    #[cfg(feature = "kquant")]
     pub fn k_quant(
         name: impl Into<String>,
         dims: Vec<u64>,

@@ -26,7 +26,7 @@ provider = "none"
 train = false   # a zero-init adapter: the student behaves exactly like the base
 
 [gate]
-min_k = 0.0     # raise towards 0.70 once the student learns the task
+min_k = {init_min_k}     # raise towards {min_k} once the student learns the task
 
 [[task]]
 name = "{name}"
@@ -68,7 +68,13 @@ pub fn init(dir: &Path) -> Result<Vec<PathBuf>> {
     let files = [
         (
             dir.join(super::FILE_NAME),
-            KOLMFILE.replace("{name}", &name),
+            KOLMFILE
+                .replace("{name}", &name)
+                .replace(
+                    "{init_min_k}",
+                    &format!("{:.1}", super::defaults::INIT_MIN_K),
+                )
+                .replace("{min_k}", &format!("{:.2}", super::defaults::MIN_K)),
         ),
         (dir.join("data/seeds.jsonl"), SEEDS.to_string()),
         (dir.join("data/evals.jsonl"), EVALS.to_string()),

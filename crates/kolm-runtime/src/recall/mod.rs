@@ -14,6 +14,7 @@
 //! - [`rank`]: BM25 and vector search fused by reciprocal rank.
 //! - [`ground`]: an input with its best chunks: the one template every grounded prompt uses.
 
+#[cfg(feature = "embed")]
 pub mod bert;
 pub mod bm25;
 pub mod chunk;
@@ -21,9 +22,12 @@ pub mod corpus;
 pub mod document;
 pub mod embed;
 pub mod embedders;
+pub mod folder;
 pub mod ground;
 pub mod index;
 pub mod rank;
+#[cfg(feature = "embed")]
+mod sentence;
 pub mod tokenize;
 
 pub use index::{search, Hit};

@@ -277,7 +277,7 @@ pub struct Gate {
 impl Default for Gate {
     fn default() -> Self {
         Gate {
-            k: 0.85,
+            k: crate::kolmfile::defaults::PROMOTE_MIN_K,
             require_improvement: true,
         }
     }

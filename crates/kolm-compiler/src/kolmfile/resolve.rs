@@ -276,7 +276,7 @@ fn resolve_task(cx: &Cx, t: RawTask, span: Range<usize>, d: &Defaults) -> R<Task
                 .min_k
                 .map(|k| in_range(cx, k, 0.0, 1.0, "gate.min_k"))
                 .transpose()?
-                .unwrap_or(DEFAULT_MIN_K),
+                .unwrap_or(super::defaults::MIN_K),
         },
         sign: SignConfig {
             key_file: t

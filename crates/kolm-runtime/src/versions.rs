@@ -14,10 +14,10 @@ pub fn runtime() -> String {
 
 #[cfg(test)]
 mod tests {
-    /// The recorded version is the one Cargo.toml pins.
+    /// The recorded version is the one the workspace Cargo.toml pins.
     #[test]
     fn llama_cpp_2_is_the_pinned_version() {
-        let toml = include_str!("../Cargo.toml");
+        let toml = include_str!("../../../Cargo.toml");
         let pinned = toml
             .lines()
             .find_map(|l| l.strip_prefix("llama-cpp-2 = \"="))

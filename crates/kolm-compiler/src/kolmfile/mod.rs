@@ -6,6 +6,7 @@
 
 mod check;
 pub mod config;
+pub mod defaults;
 pub mod init;
 mod keys;
 mod mask;

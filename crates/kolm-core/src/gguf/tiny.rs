@@ -120,6 +120,13 @@ impl Quant {
     /// Why `shape` cannot be stored this way, if it cannot.
     pub fn fits(self, shape: &Shape) -> Result<(), String> {
         let k = matches!(self, Quant::Q4KM | Quant::Q5KM | Quant::Q6K);
+        if k && cfg!(not(feature = "kquant")) {
+            return Err(
+                "k-quant test models are not available: kolm-core was built without \
+                 its `kquant` feature"
+                    .into(),
+            );
+        }
         if k && !(shape.n_embd.is_multiple_of(256) && shape.n_ff.is_multiple_of(256)) {
             return Err(format!(
                 "k-quants need widths that are multiples of 256; this shape has {} and {} \

@@ -10,6 +10,7 @@ use serde_spanned::Spanned;
 
 use super::check::{existing_file, in_range, int, must_be_file, one_of, relative_path, Cx, R};
 use super::config::*;
+use super::defaults::distill as default;
 use super::raw::*;
 use crate::diagnostic::did_you_mean;
 
@@ -286,29 +287,55 @@ pub(super) fn distill(cx: &Cx, d: RawDistill) -> R<DistillConfig> {
             }
             list
         }
-        None => ["attn_q", "attn_k", "attn_v", "attn_output"]
-            .map(String::from)
-            .to_vec(),
+        None => default::TARGETS.map(String::from).to_vec(),
     };
     Ok(DistillConfig {
         train: d.train.map(Spanned::into_inner).unwrap_or(true),
-        rank: int(cx, d.rank, 1, 1024, "distill.rank", 8)?,
+        rank: int(cx, d.rank, 1, 1024, "distill.rank", default::RANK.into())?,
         alpha: d
             .alpha
             .map(|v| in_range(cx, v, 1e-6, 1e6, "distill.alpha"))
             .transpose()?
-            .unwrap_or(16.0),
+            .unwrap_or(default::ALPHA),
         targets,
-        epochs: int(cx, d.epochs, 1, 10_000, "distill.epochs", 3)?,
+        epochs: int(
+            cx,
+            d.epochs,
+            1,
+            10_000,
+            "distill.epochs",
+            default::EPOCHS.into(),
+        )?,
         learning_rate: d
             .learning_rate
             .map(|v| in_range(cx, v, 1e-9, 10.0, "distill.learning_rate"))
             .transpose()?
-            .unwrap_or(1e-3),
-        batch_size: int(cx, d.batch_size, 1, 4096, "distill.batch_size", 8)?,
-        max_seq_len: int(cx, d.max_seq_len, 16, 131_072, "distill.max_seq_len", 512)?,
-        seed: d.seed.map(Spanned::into_inner).unwrap_or(0),
-        threads: int(cx, d.threads, 1, 1024, "distill.threads", 2)?,
+            .unwrap_or(default::LEARNING_RATE),
+        batch_size: int(
+            cx,
+            d.batch_size,
+            1,
+            4096,
+            "distill.batch_size",
+            default::BATCH_SIZE.into(),
+        )?,
+        max_seq_len: int(
+            cx,
+            d.max_seq_len,
+            16,
+            131_072,
+            "distill.max_seq_len",
+            default::MAX_SEQ_LEN.into(),
+        )?,
+        seed: d.seed.map(Spanned::into_inner).unwrap_or(default::SEED),
+        threads: int(
+            cx,
+            d.threads,
+            1,
+            1024,
+            "distill.threads",
+            default::THREADS.into(),
+        )?,
     })
 }
 

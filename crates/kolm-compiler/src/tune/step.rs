@@ -23,15 +23,14 @@ pub struct StepOptions {
 
 impl Default for StepOptions {
     fn default() -> Self {
+        use crate::kolmfile::defaults::distill as d;
         StepOptions {
-            epochs: 1,
-            learning_rate: 1e-3,
-            batch_size: 8,
-            max_seq_len: 1024,
-            seed: 0,
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(1),
+            epochs: d::STEP_EPOCHS,
+            learning_rate: d::LEARNING_RATE,
+            batch_size: d::BATCH_SIZE,
+            max_seq_len: d::MAX_SEQ_LEN,
+            seed: d::SEED,
+            threads: d::THREADS,
         }
     }
 }
