@@ -12,10 +12,10 @@
 
 use std::time::Instant;
 
-use kolm::runtime::tuned::{Capture, TuneDir};
 use kolm::runtime::{GenOptions, Runner};
 use kolm::train::data;
 use kolm::tune::{self, StepOptions, Tuned};
+use kolm::tune_state::{Capture, TuneDir};
 
 #[path = "support/example.rs"]
 mod example;

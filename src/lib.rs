@@ -16,7 +16,7 @@
 //! | `kolm` (this one) | surfaces: `cli`, `process` | the `kolm` and `kolmbuild` commands |
 //! | `kolm-serve` | `serve` | MCP and the OpenAI-compatible HTTP API; on the runtime alone |
 //! | `kolm-compiler` | `download`, `cache` · `kolmfile` · `teacher` · `label`, `train`, `propose`, `tune` · `stages` · `graph`, `executor`, `explain`, `inputs`, `watch` | compiling a Kolmfile: the description, the teacher wire, the build engines, one module per stage, the graph |
-//! | `kolm-runtime` | `recipes`, `evals`, `versions` · `artifact`, `recall` · `runtime`, `rag`, `receipts` | the product at run time: the container (it knows no inference engine), the index, llama.cpp, recipes, receipts |
+//! | `kolm-runtime` | `recipes`, `evals`, `versions` · `artifact`, `recall`, `tune_state` · `runtime`, `rag`, `receipts` | the product at run time: the container (it knows no inference engine), the index, llama.cpp, recipes, receipts |
 //! | `kolm-kernels` | `kernels` | training kernels on candle (and the embedder's GELU) |
 //! | `kolm-core` | `error`, `diagnostic`, `digest`, `dates`, `fsutil`, `interrupt`, `jsonl`, `rng`, `progress`, `home`, `untrusted` · `gguf`, `kscore` | what every crate shares |
 //!

@@ -45,7 +45,7 @@ const LAYERS: &[(&str, &str, &[&str])] = &[
     (
         "crates/kolm-runtime",
         "containers and engines",
-        &["artifact", "recall"],
+        &["artifact", "recall", "tune_state"],
     ),
     (
         "crates/kolm-runtime",

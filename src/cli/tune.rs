@@ -171,7 +171,7 @@ pub fn run(g: &Global, c: TuneCommand) -> Result<()> {
             println!("{text}");
         }
     };
-    let say_head = |head: &crate::runtime::tuned::Head| {
+    let say_head = |head: &crate::tune_state::Head| {
         say(
             format!(
                 "HEAD is now {} (previous: {})",

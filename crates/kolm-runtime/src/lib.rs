@@ -24,8 +24,8 @@
 //!
 //! Layers inside the crate (lowest first; `tests/layers.rs` checks them): formats and measures
 //! (`recipes`, `evals`, `versions`), containers and engines (`artifact`: the container, which
-//! knows no inference engine; `recall`: the index), then the runtime (`runtime`, `rag`,
-//! `receipts`).
+//! knows no inference engine; `recall`: the index; `tune_state`: what `kolm tune` keeps beside
+//! an artifact), then the runtime (`runtime`, `rag`, `receipts`).
 //!
 //! Feature `embed`: dense retrieval, the sentence embedder on candle, for artifacts whose
 //! index carries vectors. Without it such an artifact is refused when it is opened, saying so;
@@ -46,6 +46,7 @@ pub mod recall;
 pub mod receipts;
 pub mod recipes;
 pub mod runtime;
+pub mod tune_state;
 pub mod versions;
 
 pub use artifact::verify::VerifyOptions;

@@ -7,32 +7,37 @@
 //!    inputs) and hash the description into its key (the file digests enter through one digest
 //!    of the whole listing; the full description is kept for `--explain`).
 //! 3. If the action cache has the key and the stage agrees the result is still usable, the node
-//!    is fresh. Otherwise it runs, and its output is stored under the key.
+//!    is fresh. Otherwise it runs, and its output is stored under the key. The caches are
+//!    behind one trait (`cache::ActionCache`): the local store, then a remote if one is set.
 //! 4. Dependents key on the node's *output* digest, so a node that reruns and produces the same
 //!    output leaves them fresh (early cutoff).
+//!
+//! What enters each stage's key, setting by setting, is measured from the code and tabled in
+//! kolmfile-spec/kolmfile.md §16 (`tests/stage_keys.rs` fails when they disagree). `node.rs`
+//! holds the steps for one node; this file plans a build, schedules the nodes, and reports.
 //!
 //! A build never writes a cache entry for work that did not finish, so Ctrl-C (which only
 //! raises a flag the stages check) loses nothing: the next run resumes from what finished.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use petgraph::stable_graph::NodeIndex;
 use serde::Serialize;
 
 mod keys;
+mod node;
 
-use keys::{file_digests, files_by_path, files_digest};
+use node::run_node;
 
 use crate::cache::remote::Remote;
-use crate::cache::{ActionEntry, Fingerprints, Lock, Pin, Store};
+use crate::cache::{ActionCache, Fingerprints, Layered, Lock, Store};
 use crate::explain;
 use crate::graph::Graph;
 use crate::home::Home;
 use crate::kolmfile::Kolmfile;
 use crate::progress::Progress;
-use crate::stages::{BuildOptions, Cx, Inputs, StageKind, StageOutput, Stages};
+use crate::stages::{BuildOptions, Inputs, StageKind, StageOutput, Stages};
 use crate::{Error, Result};
 
 /// How to run.
@@ -135,18 +140,25 @@ struct Shared {
     explain_dir: std::path::PathBuf,
     lock: Mutex<Lock>,
     meter: crate::teacher::Meter,
-    remote: Option<Arc<Remote>>,
+    /// Where results are looked up and kept: the local store, then a remote if there is one.
+    actions: Box<dyn ActionCache>,
 }
 
-/// Outcome of one node, sent back to the scheduler.
-struct Done {
-    idx: NodeIndex,
-    report: NodeReport,
-    output: Option<StageOutput>,
-    error: Option<Error>,
+impl BuildReport {
+    fn empty() -> BuildReport {
+        BuildReport {
+            nodes: vec![],
+            artifacts: vec![],
+            hashed_bytes: 0,
+            lock_changed: false,
+            teacher: Default::default(),
+            remote: None,
+        }
+    }
 }
 
-/// Builds every task of the Kolmfile.
+/// Builds every task of the Kolmfile: plan, run the graph (again for each damaged blob met),
+/// report, and update the lock.
 pub fn build(
     kolmfile: Kolmfile,
     home: Home,
@@ -155,52 +167,78 @@ pub fn build(
     exec: ExecOptions,
     progress: Progress,
 ) -> std::result::Result<BuildReport, Box<Failed>> {
-    let empty = || BuildReport {
-        nodes: vec![],
-        artifacts: vec![],
-        hashed_bytes: 0,
-        lock_changed: false,
-        teacher: Default::default(),
-        remote: None,
-    };
-    let fail = |error: Error| {
+    let p = prepare(kolmfile, home, stages, options, exec, progress).map_err(|error| {
         Box::new(Failed {
             error,
-            report: empty(),
+            report: BuildReport::empty(),
         })
-    };
-    let graph = Graph::plan(&kolmfile, &stages, &options).map_err(fail)?;
+    })?;
+    let (reports, outputs, first_error) = passes(&p.rt, &p.shared);
+    drop(p.rt);
+    let shared = p.shared;
+    let mut report = report_of(&shared, reports, &outputs);
+    if let Some(error) = first_error {
+        return Err(Box::new(Failed { error, report }));
+    }
+    if !shared.exec.dry_run {
+        match update_lock(&shared, &p.lock, &p.lock_path) {
+            Ok(changed) => report.lock_changed = changed,
+            Err(error) => return Err(Box::new(Failed { error, report })),
+        }
+    }
+    drop(p.one_at_a_time);
+    Ok(report)
+}
+
+/// A build ready to run: the plan, the caches, the lock as it was, and the runtime.
+struct Prepared {
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Runtime,
+    lock: Lock,
+    lock_path: std::path::PathBuf,
+    /// Held until the build ends: one build of a project at a time.
+    one_at_a_time: Option<std::fs::File>,
+}
+
+/// Plans the graph, takes the project's build lock, connects the caches, and checks every
+/// input before any stage runs.
+fn prepare(
+    kolmfile: Kolmfile,
+    home: Home,
+    stages: Stages,
+    options: BuildOptions,
+    exec: ExecOptions,
+    progress: Progress,
+) -> Result<Prepared> {
+    let graph = Graph::plan(&kolmfile, &stages, &options)?;
     // One build of a project at a time (`make -j` on two of its artifacts, a watcher beside a
     // person): the second waits, then finds the first one's work in the cache.
-    let _one_at_a_time = if exec.dry_run {
+    let one_at_a_time = if exec.dry_run {
         None
     } else {
         let path = explain::dir(&home.cache(), &kolmfile.dir).join("build.lock");
-        Some(
-            crate::fsutil::lock_exclusive(&path, || {
-                progress.println(&format!(
-                    "  waiting for another build of this project to finish (lock {})",
-                    path.display()
-                ))
-            })
-            .map_err(fail)?,
-        )
+        Some(crate::fsutil::lock_exclusive(&path, || {
+            progress.println(&format!(
+                "  waiting for another build of this project to finish (lock {})",
+                path.display()
+            ))
+        })?)
     };
     let store = Store::new(home.cache());
     let remote = if exec.dry_run {
         None
     } else {
-        connect_remote(&kolmfile, &exec, &progress).map_err(fail)?
+        connect_remote(&kolmfile, &exec, &progress)?
     };
     let lock_path = Lock::path_for(&kolmfile.dir);
-    let lock = Lock::load(&lock_path).map_err(fail)?;
+    let lock = Lock::load(&lock_path)?;
     let mut fingerprints = Fingerprints::load(&home.cache(), &kolmfile.dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(exec.jobs.clamp(1, 64))
         .max_blocking_threads(exec.jobs.clamp(1, 64))
         .enable_all()
         .build()
-        .map_err(|e| fail(Error::failed("could not start the async runtime", e)))?;
+        .map_err(|e| Error::failed("could not start the async runtime", e))?;
     // The inputs are checked before any stage runs; hashing a large base for that can take a
     // while, so Ctrl-C is watched already (the scheduler watches it from then on).
     let watch = rt.spawn(async {
@@ -210,29 +248,40 @@ pub fn build(
     });
     let checked = crate::stages::preflight::check(&kolmfile, &home, &mut fingerprints);
     watch.abort();
-    checked.map_err(fail)?;
+    checked?;
     let explain_dir = explain::dir(&home.cache(), &kolmfile.dir);
     let shared = Arc::new(Shared {
         kolmfile,
         home,
+        actions: Box::new(Layered::new(store.clone(), remote)),
         store,
         stages,
         options,
-        exec: exec.clone(),
+        exec,
         progress,
         graph,
         fingerprints: Mutex::new(fingerprints),
         explain_dir,
         lock: Mutex::new(lock.clone()),
         meter: Default::default(),
-        remote: remote.clone(),
     });
-    let (mut reports, mut outputs, mut first_error) = rt.block_on(schedule(shared.clone()));
-    // Each pass that meets a damaged blob has dropped it from the store, so the stage that made
-    // it is a miss now: another pass redoes it and everything after it. Every pass drops a
-    // different blob, so this ends; the bound only guards against a store that cannot delete.
+    Ok(Prepared {
+        shared,
+        rt,
+        lock,
+        lock_path,
+        one_at_a_time,
+    })
+}
+
+/// Runs the graph. Each pass that meets a damaged blob has dropped it from the store, so the
+/// stage that made it is a miss now: another pass redoes it and everything after it. Every
+/// pass drops a different blob, so this ends; the bound only guards against a store that
+/// cannot delete.
+fn passes(rt: &tokio::runtime::Runtime, shared: &Arc<Shared>) -> Scheduled {
+    let mut run = rt.block_on(schedule(shared.clone()));
     let mut lost = std::collections::BTreeSet::new();
-    while let Some(Error::BlobLost { sha256, .. }) = &first_error {
+    while let Some(Error::BlobLost { sha256, .. }) = &run.2 {
         if !lost.insert(sha256.clone()) || lost.len() > 64 {
             break;
         }
@@ -240,69 +289,72 @@ pub fn build(
             "warning: a cached result was damaged (blob sha256:{}): redoing the stage that made it",
             &sha256[..sha256.len().min(16)]
         ));
-        (reports, outputs, first_error) = rt.block_on(schedule(shared.clone()));
+        run = rt.block_on(schedule(shared.clone()));
     }
-    drop(rt);
+    run
+}
 
-    let mut report = empty();
-    report.nodes = reports;
+/// What a build did: every node, the artifacts, what the teacher and the remote did, and how
+/// much was hashed (the fingerprints are saved on the way).
+fn report_of(
+    shared: &Shared,
+    nodes: Vec<NodeReport>,
+    outputs: &BTreeMap<NodeIndex, StageOutput>,
+) -> BuildReport {
+    let mut report = BuildReport::empty();
+    report.nodes = nodes;
     report.teacher = shared.meter.totals();
     // Uploads finish (or are given up on) before the report: they never fail a build.
-    report.remote = remote.map(|r| r.finish());
+    report.remote = shared.actions.finish();
     for out in outputs.values() {
         if let StageOutput::Seal(s) = out {
             report.artifacts.push(s.clone());
         }
     }
-    {
-        let mut fp = shared.fingerprints.lock().expect("not poisoned");
-        report.hashed_bytes = fp.hashed_bytes;
-        if let Err(e) = fp.save() {
-            shared
-                .progress
-                .println(&format!("warning: could not save fingerprints: {e}"));
-        }
+    let mut fp = shared.fingerprints.lock().expect("not poisoned");
+    report.hashed_bytes = fp.hashed_bytes;
+    if let Err(e) = fp.save() {
+        shared
+            .progress
+            .println(&format!("warning: could not save fingerprints: {e}"));
     }
-    if let Some(error) = first_error {
-        return Err(Box::new(Failed { error, report }));
-    }
-    if !exec.dry_run {
-        let mut new_lock = shared.lock.lock().expect("not poisoned").clone();
-        let names: Vec<&str> = shared
-            .kolmfile
-            .tasks
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect();
-        new_lock.retain_tasks(&names);
-        new_lock.version = 1;
-        if new_lock != lock || !lock_path.exists() {
-            if exec.locked {
-                let diff = lock.diff(&new_lock).join("; ");
-                return Err(Box::new(Failed {
-                    error: Error::Locked {
-                        what: format!("Kolmfile.lock needs to change: {diff}"),
-                        help: "run without --locked to update it, and commit the result".into(),
-                    },
-                    report,
-                }));
-            }
-            if let Err(error) = new_lock.save(&lock_path) {
-                return Err(Box::new(Failed { error, report }));
-            }
-            report.lock_changed = true;
-        }
-    }
-    Ok(report)
+    report
 }
 
-async fn schedule(
-    shared: Arc<Shared>,
-) -> (
+/// Writes Kolmfile.lock if this build changed it (refused under `--locked`); whether it did.
+fn update_lock(shared: &Shared, before: &Lock, path: &std::path::Path) -> Result<bool> {
+    let mut lock = shared.lock.lock().expect("not poisoned").clone();
+    let names: Vec<&str> = shared
+        .kolmfile
+        .tasks
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    lock.retain_tasks(&names);
+    lock.version = 1;
+    if lock == *before && path.exists() {
+        return Ok(false);
+    }
+    if shared.exec.locked {
+        let diff = before.diff(&lock).join("; ");
+        return Err(Error::Locked {
+            what: format!("Kolmfile.lock needs to change: {diff}"),
+            help: "run without --locked to update it, and commit the result".into(),
+        });
+    }
+    lock.save(path)?;
+    Ok(true)
+}
+
+/// What one pass over the graph gives: the reports in graph order, the outputs, and the first
+/// error.
+type Scheduled = (
     Vec<NodeReport>,
     BTreeMap<NodeIndex, StageOutput>,
     Option<Error>,
-) {
+);
+
+async fn schedule(shared: Arc<Shared>) -> Scheduled {
     let order = shared.graph.order.clone();
     let mut outputs: BTreeMap<NodeIndex, StageOutput> = BTreeMap::new();
     let mut reports: BTreeMap<NodeIndex, NodeReport> = BTreeMap::new();
@@ -421,196 +473,6 @@ fn not_run(shared: &Shared, idx: NodeIndex, why: &str) -> NodeReport {
     }
 }
 
-/// What became of one node: fresh or ran (or would run), its output, why it ran, whether its
-/// output came out as before (early cutoff), and its key.
-struct Outcome {
-    status: NodeStatus,
-    output: Option<StageOutput>,
-    reasons: Vec<String>,
-    cutoff: bool,
-    key: String,
-}
-
-/// Fingerprints, keys, looks up, and (if needed) runs one node.
-fn run_node(
-    shared: &Shared,
-    idx: NodeIndex,
-    inputs: Inputs,
-    input_digests: BTreeMap<String, String>,
-) -> Done {
-    let started = Instant::now();
-    let mut report = not_run(shared, idx, "");
-    let result = settle(shared, idx, inputs, input_digests);
-    report.millis = started.elapsed().as_millis() as u64;
-    match result {
-        Ok(o) => {
-            report.status = o.status;
-            report.reasons = o.reasons;
-            report.cutoff = o.cutoff;
-            report.key = Some(o.key);
-            Done {
-                idx,
-                report,
-                output: o.output,
-                error: None,
-            }
-        }
-        Err(e) => {
-            report.status = NodeStatus::Failed;
-            Done {
-                idx,
-                report,
-                output: None,
-                error: Some(e),
-            }
-        }
-    }
-}
-
-/// Brings one node up to date: its key, a cache hit that still holds, or a run.
-fn settle(
-    shared: &Shared,
-    idx: NodeIndex,
-    inputs: Inputs,
-    input_digests: BTreeMap<String, String>,
-) -> Result<Outcome> {
-    let node = &shared.graph.g[idx];
-    let task = &shared.kolmfile.tasks[node.task_index];
-    let stage = shared.stages.get(node.kind);
-    let files = file_digests(shared, node)?;
-    // The key covers the files through one digest of the whole listing: for a corpus of
-    // thousands of files, canonicalising a JSON map of them was most of a no-op build's key
-    // time. The full description (every file by name) is built only when it is needed: on a
-    // miss, to say why, and when the record changes.
-    let describe = |files: serde_json::Value| {
-        serde_json::json!({
-            "kolm_key": 2,
-            "stage": node.kind,
-            "version": stage.version(),
-            "config": stage.config(task, &shared.options),
-            "files": files,
-            "inputs": input_digests,
-        })
-    };
-    let key = crate::digest::key_of(&describe(files_digest(&files).into()));
-    let description = || describe(serde_json::to_value(&files).expect("serialises"));
-    // Records are kept per (task, stage), not per node identity: a config edit changes the
-    // identity, and the record is what says what the edit was.
-    let record_id = format!("{}.{}", node.tasks[0], node.kind);
-    let previous = explain::load(&shared.explain_dir, &record_id);
-    let cx = Cx {
-        kolmfile: &shared.kolmfile,
-        task,
-        home: &shared.home,
-        store: &shared.store,
-        options: &shared.options,
-        files: &files_by_path(&node.files, &files),
-        progress: &shared.progress,
-        meter: &shared.meter,
-    };
-    // Whether it was fresh or ran: pin it in the lock if need be, and record it for
-    // `--explain` and early cutoff next time.
-    let remember = |out: &StageOutput| -> Result<()> {
-        record_lock(
-            shared,
-            &node.tasks,
-            node.kind,
-            &key,
-            out,
-            stage.deterministic(task),
-        )?;
-        save_record(
-            shared,
-            &record_id,
-            previous.as_ref(),
-            &key,
-            &description,
-            out,
-        );
-        Ok(())
-    };
-    let outcome = |status, output, reasons, cutoff| Outcome {
-        status,
-        output,
-        reasons,
-        cutoff,
-        key: key.clone(),
-    };
-    let mut reasons = Vec::new();
-    let local = shared.store.get_action(&key);
-    let from_remote = local.is_none();
-    let entry = local.or_else(|| shared.remote.as_ref()?.fetch(&key, &shared.store));
-    // The remote already has this key when its entry was fetched (and then found stale here).
-    let remote_has_it = from_remote && entry.is_some();
-    if let Some(entry) = entry {
-        if let Ok(out) = serde_json::from_value::<StageOutput>(entry.output.clone()) {
-            let valid = {
-                let mut fp = shared.fingerprints.lock().expect("not poisoned");
-                stage.still_valid(&cx, &out, &mut fp)
-            };
-            if valid {
-                remember(&out)?;
-                let status = if from_remote {
-                    NodeStatus::Remote
-                } else {
-                    NodeStatus::Fresh
-                };
-                return Ok(outcome(status, Some(out), vec![], false));
-            }
-            reasons =
-                vec!["the cached result's files outside the cache are missing or changed".into()];
-        }
-    } else {
-        reasons = explain::reasons(&shared.explain_dir, &record_id, &description());
-        if reasons.is_empty() {
-            reasons.push("the cache entry is missing (cleaned, or damaged and discarded)".into());
-        }
-    }
-    if !stage.deterministic(task) && shared.exec.locked {
-        let pinned = node.tasks.iter().any(|t| {
-            shared
-                .lock
-                .lock()
-                .expect("not poisoned")
-                .pinned(t, node.kind.name(), &key)
-                .is_some()
-        });
-        return Err(Error::Locked {
-            what: if pinned {
-                format!("--locked: `{}` is pinned in Kolmfile.lock but its result is not in the cache; redoing it could give a different answer", node.label())
-            } else {
-                format!("--locked: `{}` would do new nondeterministic work that Kolmfile.lock does not pin", node.label())
-            },
-            help: "fill the cache from the remote cache, or build without --locked".into(),
-        });
-    }
-    if shared.exec.dry_run {
-        return Ok(outcome(NodeStatus::WouldRun, None, reasons, false));
-    }
-    crate::interrupt::check()?;
-    let out = stage.run(&cx, &inputs)?;
-    {
-        // Files the stage just wrote and hashed need no rehash on the next build.
-        let mut fp = shared.fingerprints.lock().expect("not poisoned");
-        for (path, sha) in stage.written(&cx, &out) {
-            fp.remember_written(&path, &sha);
-        }
-    }
-    let cutoff = previous.as_ref().is_some_and(|p| p.output == out.digest());
-    let entry = ActionEntry {
-        v: crate::cache::store::ACTION_FORMAT,
-        stage: node.kind.name().into(),
-        output: serde_json::to_value(&out).expect("serialises"),
-        blobs: out.blobs(),
-    };
-    shared.store.put_action(&key, &entry)?;
-    if let (Some(r), false) = (&shared.remote, remote_has_it) {
-        r.upload(&key, &entry, &shared.store);
-    }
-    remember(&out)?;
-    Ok(outcome(NodeStatus::Ran, Some(out), reasons, cutoff))
-}
-
 /// The remote cache of this build: `--remote-cache`, else `KOLM_REMOTE_CACHE`, else the
 /// Kolmfile's `[cache] remote`; read-only if any of the flag, `[cache] read_only` or
 /// `KOLM_REMOTE_CACHE_READ_ONLY=1` says so.
@@ -635,62 +497,4 @@ fn connect_remote(
         || std::env::var("KOLM_REMOTE_CACHE_READ_ONLY").is_ok_and(|v| v == "1");
     let p = progress.clone();
     Remote::connect(&url, read_only, Box::new(move |line| p.println(line)))
-}
-
-fn save_record(
-    shared: &Shared,
-    id: &str,
-    previous: Option<&explain::Record>,
-    key: &str,
-    description: &dyn Fn() -> serde_json::Value,
-    out: &StageOutput,
-) {
-    let r = explain::Record {
-        key: key.to_string(),
-        output: out.digest(),
-    };
-    if previous == Some(&r) {
-        return;
-    }
-    if let Err(e) = explain::save(&shared.explain_dir, id, &r, &description()) {
-        shared
-            .progress
-            .println(&format!("warning: could not record build state: {e}"));
-    }
-}
-
-/// Updates the lock: base digests per task, and pins for nondeterministic outputs.
-fn record_lock(
-    shared: &Shared,
-    tasks: &[String],
-    kind: StageKind,
-    key: &str,
-    out: &StageOutput,
-    deterministic: bool,
-) -> Result<()> {
-    let mut lock = shared.lock.lock().expect("not poisoned");
-    if let StageOutput::Base(b) = out {
-        for t in tasks {
-            if shared.exec.locked {
-                if let Some(old) = lock.base.get(t).filter(|old| **old != b.sha256) {
-                    return Err(Error::Locked {
-                        what: format!("--locked: the base of task `{t}` is sha256 {}…, but Kolmfile.lock pins {}…", &b.sha256[..12], &old[..12.min(old.len())]),
-                        help: "restore the pinned model, or build without --locked to accept the new one".into(),
-                    });
-                }
-            }
-            lock.base.insert(t.clone(), b.sha256.clone());
-        }
-    }
-    if !deterministic {
-        for t in tasks {
-            lock.set_pin(Pin {
-                task: t.clone(),
-                stage: kind.name().into(),
-                key: key.into(),
-                output: out.digest(),
-            });
-        }
-    }
-    Ok(())
 }

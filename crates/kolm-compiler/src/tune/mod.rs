@@ -5,22 +5,22 @@
 //! trains `v(n+1)` from HEAD's adapter on the captures (and the pairs given to `init`) with the
 //! train stage's code; `eval` is K on the artifact's own tests with the compile's code; `promote`
 //! moves HEAD only through the gate; `rollback` swaps HEAD and `head.prev`. What the runtime
-//! reads (HEAD, the capture log) is [`crate::runtime::tuned`]; every state change is one JSON
+//! reads (HEAD, the capture log) is [`crate::tune_state`]; every state change is one JSON
 //! line in `KOLM_HOME/logs/tune.jsonl` ([`log`]).
 
 pub mod daemon;
-pub mod log;
 pub mod step;
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::artifact::verify::VerifyOptions;
 use crate::home::Home;
 use crate::runtime::open::{self, Opened};
-use crate::runtime::tuned::{Head, TuneDir};
+pub use crate::tune_state::Revision;
+use crate::tune_state::{log, Head, TuneDir};
 use crate::{Error, Result};
 
 pub use daemon::{daemon, DaemonOptions};
@@ -60,24 +60,6 @@ pub fn airgap_from_env() -> bool {
     std::env::var("KOLM_AIRGAP").is_ok_and(|v| v == "1")
 }
 
-/// What `revisions/vN/revision.json` records.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Revision {
-    pub name: String,
-    /// The revision it was trained from (`None` for v0, the artifact's adapter).
-    pub parent: Option<String>,
-    /// K on the artifact's tests, once evaluated.
-    pub k_score: Option<f64>,
-    /// Capture lines it was trained on (the first `captures` lines of `captures.jsonl`).
-    pub captures: u64,
-    /// Pairs from `init --pairs` it was trained on.
-    pub pairs: u64,
-    pub steps: u64,
-    pub tokens: u64,
-    pub final_loss: Option<f64>,
-}
-
 /// An artifact being tuned: the verified artifact and its state folder.
 pub struct Tuned {
     pub opened: Opened,
@@ -113,50 +95,16 @@ impl Tuned {
     }
 
     pub fn revision(&self, name: &str) -> Result<Revision> {
-        let path = self.dir.revision(name).join("revision.json");
-        let bytes = std::fs::read(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::invalid(
-                    format!("there is no revision `{name}`"),
-                    "`kolm tune status` lists the revisions",
-                )
-            } else {
-                Error::io(&path, "read", e)
-            }
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            Error::invalid(
-                format!("`{}` is damaged: {e}", path.display()),
-                "remove that revision's folder; it can be trained again with `kolm tune step`",
-            )
-        })
+        self.dir.read_revision(name)
     }
 
     fn write_revision_json(&self, r: &Revision) -> Result<()> {
-        let path = self.dir.revision(&r.name).join("revision.json");
-        crate::fsutil::write_atomic(&path, &serde_json::to_vec_pretty(r).expect("serialises"))
+        self.dir.write_revision(r)
     }
 
     /// Revision names, oldest first (`v0`, `v1`, …).
     pub fn revisions(&self) -> Result<Vec<String>> {
-        let dir = self.dir.revisions();
-        let mut numbered: Vec<(u64, String)> = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let n = name.strip_prefix('v')?.parse().ok()?;
-                    e.path()
-                        .join("revision.json")
-                        .is_file()
-                        .then_some((n, name))
-                })
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io(&dir, "list", e)),
-        };
-        numbered.sort();
-        Ok(numbered.into_iter().map(|(_, n)| n).collect())
+        self.dir.revision_names()
     }
 
     /// Moves HEAD (and `head.prev`) in one atomic write, and logs it.
@@ -192,7 +140,7 @@ impl Tuned {
     }
 
     pub fn slug(&self) -> String {
-        crate::runtime::tuned::slug(&self.opened.manifest.task.name, &self.opened.sha256)
+        crate::tune_state::slug(&self.opened.manifest.task.name, &self.opened.sha256)
     }
 }
 

@@ -5,9 +5,9 @@ use serde_json::{json, Value};
 
 use super::{Revision, Tuned};
 use crate::kolmfile::DistillConfig;
-use crate::runtime::tuned::{Capture, TuneDir};
 use crate::runtime::{rescore, GenOptions};
 use crate::train::{self, data};
+use crate::tune_state::{Capture, TuneDir};
 use crate::{Error, Result};
 
 /// How a step trains (tune.md §3). The rank, alpha and targets are the artifact's adapter's.

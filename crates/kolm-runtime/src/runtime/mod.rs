@@ -27,7 +27,6 @@ pub mod prompt;
 pub mod quantize;
 pub mod recipes;
 pub mod rescore;
-pub mod tuned;
 pub mod verified;
 
 use std::path::Path;
@@ -38,6 +37,7 @@ use crate::artifact::verify::VerifyOptions;
 use crate::home::Home;
 use crate::recall::ground::{ground, Grounded, Grounding};
 use crate::receipts::{self, Receipt, RunFacts};
+use crate::tune_state;
 use crate::{Error, Result};
 
 /// An artifact, verified and loaded, ready to answer.
@@ -56,7 +56,7 @@ pub struct Runner {
     /// The recipe pack: exact answers, and drafts for the model.
     pub recipes: recipes::Recipes,
     /// The artifact's tune state, and the revision whose adapter the student runs with.
-    tune: tuned::TuneDir,
+    tune: tune_state::TuneDir,
     revision: Option<String>,
 }
 
@@ -84,7 +84,7 @@ impl Runner {
         // A sidecar that no longer matches its index fails here, before any model loads.
         let rag = crate::rag::attached(home, path)?;
         // A tuned artifact runs with its HEAD revision's adapter; the `.kolm` is unchanged.
-        let tune = tuned::TuneDir::of(home, &artifact.manifest.task.name, &artifact.sha256);
+        let tune = tune_state::TuneDir::of(home, &artifact.manifest.task.name, &artifact.sha256);
         let (revision, student) = tuned_student(&artifact, &tune)?;
         let system = prompt::system_prompt(
             &artifact.manifest.task.description,
@@ -258,7 +258,7 @@ impl Runner {
         if !self.tune.capturing() {
             return;
         }
-        let row = tuned::Capture {
+        let row = tune_state::Capture {
             input: input.to_string(),
             output: output.clone(),
             recipe: receipt
@@ -414,7 +414,7 @@ struct Plan<'s> {
 /// the revision.
 fn tuned_student(
     artifact: &open::Opened,
-    tune: &tuned::TuneDir,
+    tune: &tune_state::TuneDir,
 ) -> Result<(Option<String>, Student)> {
     Ok(match tune.head_adapter()? {
         None => (None, artifact.student()?),

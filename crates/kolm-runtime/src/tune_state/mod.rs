@@ -1,8 +1,14 @@
-//! What the runtime reads and writes of an artifact's tune state (kolmfile-spec/tune.md): the
-//! HEAD revision's adapter, applied instead of the artifact's own, and the capture log. The
-//! signed `.kolm` never changes; everything that evolves lives under
-//! `KOLM_HOME/tune/<slug>/`. The verbs that change the state are `crate::tune`'s; this module
-//! is below them so that `kolm run` and `kolm serve` need no training code.
+//! An artifact's tune state (kolmfile-spec/tune.md), all of it: the HEAD file, the revisions,
+//! the capture log ([`TuneDir`]), and the tune log (`log`). The signed `.kolm` never changes;
+//! everything that evolves lives under `KOLM_HOME/tune/<slug>/`. The runtime reads HEAD's
+//! adapter and appends captures; the verbs that change the state (`kolm tune`, in the
+//! compiler's `tune`) go through this module too. It sits below the runtime so that `kolm run`
+//! and `kolm serve` need no training code.
+
+pub mod log;
+mod revision;
+
+pub use revision::Revision;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

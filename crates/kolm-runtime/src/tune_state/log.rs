@@ -20,5 +20,5 @@ pub fn append(
     bytes.push(b'\n');
     let dir = home.logs();
     std::fs::create_dir_all(&dir).map_err(|e| crate::Error::io(&dir, "create", e))?;
-    crate::runtime::tuned::append_line(&dir.join("tune.jsonl"), &bytes)
+    super::append_line(&dir.join("tune.jsonl"), &bytes)
 }
