@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The example application's cost to compile (examples/cargo-buildrs): its dependency count
 # (`cargo tree -e normal`, unique crates) and its clean build time (a fresh target folder,
-# `cargo build -p kolm-example-cargo-buildrs`, dev profile), at two commits in turn: before
-# and after the crate's features split the runtime from the build (fc2a915 and fd55fc0), or
-# any two given. Each build compiles everything, llama.cpp included: about half an hour each on
-# 2 cores. Run it on an otherwise idle machine; it prints one line per commit.
+# `cargo build -p kolm-example-cargo-buildrs`, dev profile), at two commits in turn: by default
+# before and after the crate's features split the runtime from the build (fc2a915 and
+# fd55fc0); for the workspace of crates, 63bb178 and fc6fb6f. Each build compiles everything
+# the app needs, llama.cpp included: about twenty minutes each on 2 cores. Run it on an
+# otherwise idle machine; it prints one line per commit.
 #
 #   bash benches/app_build.sh [BEFORE AFTER]
 #

@@ -120,14 +120,14 @@ fn self_check(
         let equal = r.equal;
         out["rescore"] = serde_json::to_value(&r).expect("serialises");
         if !equal {
-            return Err(crate::Error::Verify {
+            return Err(crate::Error::from(crate::artifact::VerifyFailed {
                 path: a.artifact.clone(),
                 reason: format!(
                     "rescoring gives K = {:.6}, but the artifact was sealed with K = {:.6}",
                     r.rescored_k, r.sealed_k
                 ),
                 help: "the student decodes differently on this machine (another CPU or llama.cpp build), or the manifest's figures were not produced by this artifact".into(),
-            });
+            }));
         }
     }
     if a.bench {

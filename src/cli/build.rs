@@ -93,6 +93,7 @@ pub fn kolmfile_path(g: &Global) -> Result<PathBuf> {
                     cwd.display()
                 ),
                 help: "run `kolm init` to create one, or pass `-f path/to/Kolmfile.toml`".into(),
+                cause: None,
             })?;
             // Relative to the current folder when possible: shorter messages.
             found.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(found)

@@ -274,8 +274,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             };
             let shape = crate::gguf::tiny::Shape::named(&shape).expect("clap checked the name");
             q.fits(&shape).map_err(|e| {
-                Error::invalid(
-                    format!("--quant with --shape: {e}"),
+                Error::invalid_because(
+                    "--quant with --shape",
+                    e,
                     "pick a shape the quantisation fits",
                 )
             })?;

@@ -157,7 +157,7 @@ pub fn receipts(g: &Global, c: ReceiptsCommand) -> Result<()> {
     let key = receipts::env_key()?;
     let report = receipts::verify(&path, key.as_ref())?;
     if let Some(b) = &report.broken {
-        return Err(Error::Verify {
+        return Err(Error::from(crate::artifact::VerifyFailed {
             path: path.clone(),
             reason: format!(
                 "the receipt chain breaks at line {}: {} ({} receipts before it are intact)",
@@ -165,7 +165,7 @@ pub fn receipts(g: &Global, c: ReceiptsCommand) -> Result<()> {
             ),
             help: "the log was edited, truncated in the middle, or reordered after it was written"
                 .into(),
-        });
+        }));
     }
     if g.json {
         println!(

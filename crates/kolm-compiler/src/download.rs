@@ -42,10 +42,12 @@ pub fn fetch_pinned(hf: &str, pin: &str, dest: &Path, progress: &Progress) -> Re
 
 /// Downloads `url` (named `hf` in messages) to `dest`, resuming a partial download.
 pub fn fetch_url(hf: &str, url: &str, pin: &str, dest: &Path, progress: &Progress) -> Result<()> {
-    let fail = |reason: String, help: &str| Error::Download {
-        url: hf.to_string(),
-        reason,
-        help: help.to_string(),
+    let fail = |reason: String, help: &str| {
+        Error::from(crate::download::DownloadFailed {
+            url: hf.to_string(),
+            reason,
+            help: help.to_string(),
+        })
     };
     let partial_dir = dest.parent().unwrap_or(Path::new(".")).join("partial");
     std::fs::create_dir_all(&partial_dir).map_err(|e| Error::io(&partial_dir, "create", e))?;
@@ -147,4 +149,20 @@ pub(crate) fn plain(e: reqwest::Error) -> String {
         src = inner.source();
     }
     s
+}
+
+/// A base model download that failed or did not match its pin.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("download of `{url}` failed: {reason}")]
+#[diagnostic(code(kolm::download), help("{help}"))]
+pub struct DownloadFailed {
+    pub url: String,
+    pub reason: String,
+    pub help: String,
+}
+
+impl crate::error::Domain for DownloadFailed {
+    fn stable_code(&self) -> &'static str {
+        "DOWNLOAD"
+    }
 }

@@ -135,8 +135,9 @@ pub fn open(home: &Home, name: &str) -> Result<(RagManifest, rusqlite::Connectio
             ))
         }
         Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-            Error::invalid(
-                format!("`{}` is not a rag manifest: {e}", mpath.display()),
+            Error::invalid_because(
+                format!("`{}` is not a rag manifest", mpath.display()),
+                e,
                 format!("rebuild it with `kolm rag index DIR --name {name}`"),
             )
         })?,
@@ -187,8 +188,9 @@ pub fn attached(home: &Home, artifact: &Path) -> Result<Option<(Sidecar, rusqlit
         return Ok(None);
     };
     let s: Sidecar = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::invalid(
-            format!("`{}` is not a rag sidecar: {e}", side.display()),
+        Error::invalid_because(
+            format!("`{}` is not a rag sidecar", side.display()),
+            e,
             "remove it with `kolm rag detach`, then attach again",
         )
     })?;

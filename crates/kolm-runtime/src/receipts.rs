@@ -127,8 +127,10 @@ pub fn append(path: &Path, facts: RunFacts, key: Option<&Key>) -> Result<Receipt
         None => (0, GENESIS.to_string()),
         Some(line) => {
             let r: Receipt = serde_json::from_slice(&line).map_err(|e| {
-                Error::invalid(
-                    format!("the last line of `{}` is not a receipt: {e}", path.display()),
+                Error::invalid_because(
+ format!("the last line of `{}` is not a receipt", path.display()),
+ e,
+
                     "run `kolm receipts verify` to find the damage; move the log aside to start a new chain",
                 )
             })?;

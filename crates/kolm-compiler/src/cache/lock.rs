@@ -108,3 +108,18 @@ impl Lock {
         crate::fsutil::write_atomic(path, format!("{HEADER}{body}").as_bytes())
     }
 }
+
+/// `--locked` refused a change to Kolmfile.lock, or work it cannot redo the same.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{what}")]
+#[diagnostic(code(kolm::locked), help("{help}"))]
+pub struct Locked {
+    pub what: String,
+    pub help: String,
+}
+
+impl crate::error::Domain for Locked {
+    fn stable_code(&self) -> &'static str {
+        "LOCKED"
+    }
+}

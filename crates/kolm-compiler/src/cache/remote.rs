@@ -97,11 +97,9 @@ impl Remote {
         warn: Box<dyn Fn(&str) + Send + Sync>,
     ) -> Result<Option<Arc<Remote>>> {
         let parsed = reqwest::Url::parse(url).map_err(|e| {
-            Error::invalid(
-                format!(
-                    "the remote cache address `{}` is not a URL: {e}",
-                    redact(url)
-                ),
+            Error::invalid_because(
+                format!("the remote cache address `{}` is not a URL", redact(url)),
+                e,
                 "write it as http://host:port/prefix or https://…",
             )
         })?;

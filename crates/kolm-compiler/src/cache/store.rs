@@ -55,10 +55,10 @@ impl Store {
     }
 
     fn cache_err(&self, e: impl std::fmt::Display) -> Error {
-        Error::Cache {
+        Error::from(crate::cache::store::CacheUnusable {
             path: self.dir.clone(),
             reason: e.to_string(),
-        }
+        })
     }
 
     /// Stores bytes; returns their reference.
@@ -79,14 +79,14 @@ impl Store {
 
     /// Reads a blob that must exist. A missing or damaged one is removed (so every action entry
     /// naming it becomes a miss: damage is a miss, never a dead end) and reported as
-    /// [`Error::BlobLost`], on which the executor builds again.
+    /// [`BlobLost`], on which the executor builds again.
     pub fn blob(&self, r: &BlobRef) -> Result<Vec<u8>> {
         self.get_blob(r).ok_or_else(|| {
             let _ = self.remove_blob(&r.sha256);
-            Error::BlobLost {
+            Error::from(crate::cache::store::BlobLost {
                 path: self.dir.clone(),
                 sha256: r.sha256.clone(),
-            }
+            })
         })
     }
 
@@ -201,4 +201,41 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// The cache folder cannot be read or written.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("the cache at `{}` is unusable: {reason}", path.display())]
+#[diagnostic(
+    code(kolm::cache),
+    help("run `kolm cache verify`; `kolm cache gc` or removing the folder starts it afresh")
+)]
+pub struct CacheUnusable {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl crate::error::Domain for CacheUnusable {
+    fn stable_code(&self) -> &'static str {
+        "CACHE"
+    }
+}
+
+/// A blob a cached result names is missing or damaged. The store has already dropped it, so the
+/// result it belongs to is a miss from now on; the executor builds again once.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("the cache at `{}` lost a result: blob sha256:{sha256} is missing or damaged", path.display())]
+#[diagnostic(
+    code(kolm::cache),
+    help("run the build again: the stage that made it runs again and repairs the cache")
+)]
+pub struct BlobLost {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+impl crate::error::Domain for BlobLost {
+    fn stable_code(&self) -> &'static str {
+        "CACHE"
+    }
 }

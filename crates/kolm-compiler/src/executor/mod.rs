@@ -281,7 +281,12 @@ fn prepare(
 fn passes(rt: &tokio::runtime::Runtime, shared: &Arc<Shared>) -> Scheduled {
     let mut run = rt.block_on(schedule(shared.clone()));
     let mut lost = std::collections::BTreeSet::new();
-    while let Some(Error::BlobLost { sha256, .. }) = &run.2 {
+    while let Some(sha256) = run
+        .2
+        .as_ref()
+        .and_then(|e| e.domain::<crate::cache::store::BlobLost>())
+        .map(|b| b.sha256.clone())
+    {
         if !lost.insert(sha256.clone()) || lost.len() > 64 {
             break;
         }
@@ -337,10 +342,10 @@ fn update_lock(shared: &Shared, before: &Lock, path: &std::path::Path) -> Result
     }
     if shared.exec.locked {
         let diff = before.diff(&lock).join("; ");
-        return Err(Error::Locked {
+        return Err(Error::from(crate::cache::lock::Locked {
             what: format!("Kolmfile.lock needs to change: {diff}"),
             help: "run without --locked to update it, and commit the result".into(),
-        });
+        }));
     }
     lock.save(path)?;
     Ok(true)

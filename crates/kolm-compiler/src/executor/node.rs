@@ -250,7 +250,7 @@ fn refuse_locked(shared: &Shared, node: &Node, key: &str) -> Error {
             .pinned(t, node.kind.name(), key)
             .is_some()
     });
-    Error::Locked {
+    Error::from(crate::cache::lock::Locked {
         what: if pinned {
             format!("--locked: `{}` is pinned in Kolmfile.lock but its result is not in the cache; redoing it could give a different answer", node.label())
         } else {
@@ -260,7 +260,7 @@ fn refuse_locked(shared: &Shared, node: &Node, key: &str) -> Error {
             )
         },
         help: "fill the cache from the remote cache, or build without --locked".into(),
-    }
+    })
 }
 
 /// Step 4's record for `--explain` and early cutoff: written only when it changed.
@@ -299,10 +299,10 @@ fn record_lock(
         for t in tasks {
             if shared.exec.locked {
                 if let Some(old) = lock.base.get(t).filter(|old| **old != b.sha256) {
-                    return Err(Error::Locked {
+                    return Err(Error::from(crate::cache::lock::Locked {
                         what: format!("--locked: the base of task `{t}` is sha256 {}…, but Kolmfile.lock pins {}…", &b.sha256[..12], &old[..12.min(old.len())]),
                         help: "restore the pinned model, or build without --locked to accept the new one".into(),
-                    });
+                    }));
                 }
             }
             lock.base.insert(t.clone(), b.sha256.clone());

@@ -109,8 +109,9 @@ impl Stage for BaseStage {
             }
         }
         let header = gguf::read_header(&path).map_err(|e| {
-            Error::invalid(
-                format!("base model `{}`: {e}", path.display()),
+            Error::invalid_because(
+                format!("base model `{}`", path.display()),
+                e,
                 "the base must be a GGUF model file (llama.cpp's format)",
             )
         })?;

@@ -80,11 +80,12 @@ impl Stage for DecomposeStage {
             let sandbox = Sandbox::new(pack.limits)
                 .map_err(|e| Error::failed("the recipe sandbox could not start", e.to_string()))?;
             let schema = jsonschema::validator_for(&cx.task.output_schema).map_err(|e| {
-                Error::invalid(
+                Error::invalid_because(
                     format!(
-                        "the output schema of task `{}` does not compile: {e}",
+                        "the output schema of task `{}` does not compile",
                         cx.task.name
                     ),
+                    e,
                     "fix output_schema",
                 )
             })?;
@@ -257,8 +258,9 @@ fn summary(task: &str, pack: &Pack, verdicts: &[Verdict]) -> String {
 fn recipe_files(project: &Path, dir: &str) -> Result<Vec<String>> {
     let abs = project.join(dir);
     let entries = std::fs::read_dir(&abs).map_err(|e| {
-        Error::invalid(
-            format!("decompose.recipes_dir `{dir}` cannot be read: {e}"),
+        Error::invalid_because(
+            format!("decompose.recipes_dir `{dir}` cannot be read"),
+            e,
             "create the folder (its *.js files are the recipes), or remove recipes_dir",
         )
     })?;

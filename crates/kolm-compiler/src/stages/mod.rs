@@ -8,7 +8,7 @@
 //! ([`Stage::deterministic`]); if not, its output is pinned in `Kolmfile.lock`.
 //!
 //! Each stage's body lives in the module named for it. Bodies still to come from their own
-//! issues fail with [`Error::StageUnavailable`] rather than producing anything.
+//! issues fail with [`StageUnavailable`] rather than producing anything.
 
 pub mod base;
 pub mod baseline;
@@ -398,12 +398,12 @@ impl Stages {
 
 /// The error for a stage body that has not been built yet.
 pub fn unavailable(stage: StageKind, task: &TaskConfig, why: &str, help: &str) -> Error {
-    Error::StageUnavailable {
+    Error::from(crate::stages::StageUnavailable {
         stage: stage.name().into(),
         task: task.name.clone(),
         why: why.into(),
         help: help.into(),
-    }
+    })
 }
 
 /// Reads a project file named in the Kolmfile.
@@ -415,4 +415,21 @@ pub fn read_project_file(cx: &Cx, rel: &str) -> Result<Vec<u8>> {
 /// Relative path display used in messages.
 pub fn rel_display(p: &Path) -> String {
     p.to_string_lossy().replace('\\', "/")
+}
+
+/// A stage whose body is not built yet: it fails rather than producing anything.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("stage `{stage}` is not available yet (task `{task}`): {why}")]
+#[diagnostic(code(kolm::stage_unavailable), help("{help}"))]
+pub struct StageUnavailable {
+    pub stage: String,
+    pub task: String,
+    pub why: String,
+    pub help: String,
+}
+
+impl crate::error::Domain for StageUnavailable {
+    fn stable_code(&self) -> &'static str {
+        "STAGE_UNAVAILABLE"
+    }
 }

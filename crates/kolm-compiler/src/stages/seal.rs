@@ -123,7 +123,7 @@ fn key_choice<'a>(cx: &'a Cx) -> sign::KeyChoice<'a> {
 fn load_key(cx: &Cx) -> Result<sign::Key> {
     match sign::load_key(&key_choice(cx))? {
         Some((k, _)) => Ok(k),
-        None => Err(Error::NoSigningKey),
+        None => Err(crate::artifact::NoSigningKey.into()),
     }
 }
 
@@ -137,12 +137,12 @@ fn seal(cx: &Cx, inputs: &Inputs) -> Result<SealOut> {
     let report = cx.store.blob(&score.report)?;
     crate::fsutil::write_atomic(&cx.project_path(&report_path(cx)), &report)?;
     if !kscore::passes(k, gate) {
-        return Err(Error::Gate {
+        return Err(Error::from(crate::stages::seal::BelowGate {
             task: cx.task.name.clone(),
             k,
             gate,
             components: serde_json::to_value(components).expect("serialises"),
-        });
+        }));
     }
     let key = if cx.options.unsigned {
         None
@@ -323,4 +323,33 @@ fn write(
         return Err(e);
     }
     crate::digest::sha256_file(&dest, None)
+}
+
+/// K below the gate: nothing is sealed. Exit code 2, `--json` code `K_GATE`.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("K = {k:.4} is below the gate {gate:.2} for task `{task}`: no artifact written")]
+#[diagnostic(
+    code(K_GATE),
+    help("improve the components below, or lower the gate with `--gate` (it is sealed into the manifest)")
+)]
+pub struct BelowGate {
+    pub task: String,
+    pub k: f64,
+    pub gate: f64,
+    pub components: serde_json::Value,
+}
+
+impl crate::error::Domain for BelowGate {
+    fn stable_code(&self) -> &'static str {
+        "K_GATE"
+    }
+    fn exit_code(&self) -> i32 {
+        2
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "task": self.task, "k_score": self.k, "gate": self.gate,
+            "k_components": self.components,
+        })
+    }
 }

@@ -40,8 +40,9 @@ impl Stage for TrainStage {
         let base = inputs.base()?;
         let path = cx.base_path(base);
         let header = crate::gguf::read_header(&path).map_err(|e| {
-            Error::invalid(
-                format!("base `{}`: {e}", path.display()),
+            Error::invalid_because(
+                format!("base `{}`", path.display()),
+                e,
                 "check the base model",
             )
         })?;

@@ -16,9 +16,11 @@ pub const API_VERSION: &str = "2023-06-01";
 
 pub fn headers(key: &str) -> Result<HeaderMap> {
     let mut h = HeaderMap::new();
-    let mut v = HeaderValue::from_str(key).map_err(|_| Error::Teacher {
-        what: "the teacher's API key has characters an HTTP header cannot carry".into(),
-        help: "check the variable named by `teacher.api_key_env`".into(),
+    let mut v = HeaderValue::from_str(key).map_err(|_| {
+        Error::from(crate::teacher::TeacherFailed {
+            what: "the teacher's API key has characters an HTTP header cannot carry".into(),
+            help: "check the variable named by `teacher.api_key_env`".into(),
+        })
     })?;
     v.set_sensitive(true);
     h.insert("x-api-key", v);

@@ -103,7 +103,7 @@ impl Cassette {
             ),
             None => String::new(),
         };
-        Err(Error::Teacher {
+        Err(Error::from(crate::teacher::TeacherFailed {
             what: format!(
                 "the cassette `{}` has no answer for request {} [{}]{hint}",
                 self.path.display(),
@@ -111,7 +111,7 @@ impl Cassette {
                 r.describe()
             ),
             help: "record it: build once with `provider = \"openai\"` or `\"anthropic\"` and the same `cassette`, then switch back to `\"replay\"`".into(),
-        })
+        }))
     }
 }
 

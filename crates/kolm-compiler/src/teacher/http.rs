@@ -83,9 +83,11 @@ impl Endpoint {
         policy: Policy,
         shape_help: &'static str,
     ) -> Result<Endpoint> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| Error::Teacher {
-            what: format!("the teacher's URL `{url}` is not a URL ({e})"),
-            help: "check `teacher.endpoint`: a base URL such as https://api.openai.com".into(),
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            Error::from(crate::teacher::TeacherFailed {
+                what: format!("the teacher's URL `{url}` is not a URL ({e})"),
+                help: "check `teacher.endpoint`: a base URL such as https://api.openai.com".into(),
+            })
         })?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let client = reqwest::Client::builder()
@@ -104,13 +106,13 @@ impl Endpoint {
 
     /// The error for an answer kolm cannot read as the wire's response.
     pub fn shape_error(&self, why: impl std::fmt::Display) -> Error {
-        Error::Teacher {
+        Error::from(crate::teacher::TeacherFailed {
             what: format!(
                 "the teacher at {} answered in a shape kolm does not know: {why}",
                 self.url
             ),
             help: self.shape_help.into(),
-        }
+        })
     }
 
     /// POSTs `body` as JSON until a response reads as a `T`, the request fails for good, or
@@ -185,14 +187,14 @@ impl Endpoint {
                 tokio::time::sleep(wait).await;
             }
         }
-        Err(Error::Teacher {
+        Err(Error::from(crate::teacher::TeacherFailed {
             what: format!(
                 "the teacher at {} failed {} time(s); last: {last}",
                 self.url,
                 policy.max_retries + 1
             ),
             help: "the answers that did come back are cached: build again to resume, or raise `teacher.max_retries` / `teacher.timeout_secs`".into(),
-        })
+        }))
     }
 }
 
@@ -201,20 +203,20 @@ fn fatal(code: u16, body: &[u8], said: &str, url: &str, policy: &Policy) -> Resu
     let quota = String::from_utf8_lossy(body).contains("insufficient_quota");
     let what = |why: &str| format!("the teacher at {url} {why} ({code}: {said})");
     match code {
-        401 | 403 => Err(Error::Teacher {
+        401 | 403 => Err(Error::from(crate::teacher::TeacherFailed {
             what: what("rejected the API key"),
             help: policy.key_help(),
-        }),
-        429 if quota => Err(Error::Teacher {
+        })),
+        429 if quota => Err(Error::from(crate::teacher::TeacherFailed {
             what: what("says the account is out of quota"),
             help: format!("add credit or use another key; {}", policy.key_help()),
-        }),
+        })),
         408 | 409 | 429 => Ok(()),
         500..=599 => Ok(()),
-        _ => Err(Error::Teacher {
+        _ => Err(Error::from(crate::teacher::TeacherFailed {
             what: what("refused the request"),
             help: "check `teacher.model` and `teacher.endpoint`; the provider's message says what it did not accept".into(),
-        }),
+        })),
     }
 }
 

@@ -121,10 +121,10 @@ impl Teacher {
         let key = match std::env::var(&env) {
             Ok(k) if !k.trim().is_empty() => k,
             _ => {
-                return Err(Error::Teacher {
+                return Err(Error::from(crate::teacher::TeacherFailed {
                     what: format!("`teacher.api_key_env` names `{env}`, which is not set"),
                     help: format!("export {env}=… with the provider's API key (kolm reads keys only from the environment)"),
-                })
+                }))
             }
         };
         let base = t.endpoint.as_deref().unwrap_or(default_endpoint);
@@ -333,5 +333,20 @@ impl Live<'_> {
             rec.record(r, &a)?;
         }
         Ok(a)
+    }
+}
+
+/// The teacher could not be asked, or did not answer usably.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{what}")]
+#[diagnostic(code(kolm::teacher), help("{help}"))]
+pub struct TeacherFailed {
+    pub what: String,
+    pub help: String,
+}
+
+impl crate::error::Domain for TeacherFailed {
+    fn stable_code(&self) -> &'static str {
+        "TEACHER"
     }
 }

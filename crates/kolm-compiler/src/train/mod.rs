@@ -235,8 +235,9 @@ fn train_here(
         ));
     }
     let header = crate::gguf::read_header(base_path).map_err(|e| {
-        Error::invalid(
-            format!("base `{}`: {e}", base_path.display()),
+        Error::invalid_because(
+            format!("base `{}`", base_path.display()),
+            e,
             "check the base model",
         )
     })?;

@@ -129,10 +129,12 @@ fn cycle(t: &Tuned, o: &DaemonOptions, say: &(dyn Fn(&str) + Sync)) -> Result<St
             h.head,
             h.prev.as_deref().unwrap_or("-")
         )),
-        Err(Error::PromotionBlocked { reason, head, .. }) => Ok(format!(
-            "{}: K {k:.4}, not promoted: {reason} (HEAD stays {head})",
-            rev.name
-        )),
-        Err(e) => Err(e),
+        Err(e) => match e.domain::<super::PromotionBlocked>() {
+            Some(b) => Ok(format!(
+                "{}: K {k:.4}, not promoted: {} (HEAD stays {})",
+                rev.name, b.reason, b.head
+            )),
+            None => Err(e),
+        },
     }
 }

@@ -267,14 +267,14 @@ pub fn promote(t: &Tuned, candidate: Option<&str>, gate: Gate) -> Result<Head> {
             "gate_blocked",
             json!({"candidate": name, "k_score": k, "head": head.head, "head_k_score": k_head, "gate": gate.k, "require_improvement": gate.require_improvement, "reason": why}),
         )?;
-        return Err(Error::PromotionBlocked {
+        return Err(Error::from(crate::tune::PromotionBlocked {
             candidate: name,
             k,
             gate: gate.k,
             head: head.head,
             head_k: k_head,
             reason: why,
-        });
+        }));
     }
     let new = Head {
         head: name.clone(),
@@ -343,4 +343,35 @@ pub fn status(t: &Tuned) -> Result<Status> {
         captures_since_step: captures.saturating_sub(trained_on),
         revisions,
     })
+}
+
+/// A tune promotion the gate refused: HEAD stays. Exit code 2, `--json` code `K_GATE`.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("tune promotion of `{candidate}` refused: {reason}; HEAD stays {head}")]
+#[diagnostic(
+    code(K_GATE),
+    help("capture more runs and `kolm tune step` again, or lower the gate with `--gate`")
+)]
+pub struct PromotionBlocked {
+    pub candidate: String,
+    pub k: f64,
+    pub gate: f64,
+    pub head: String,
+    pub head_k: f64,
+    pub reason: String,
+}
+
+impl crate::error::Domain for PromotionBlocked {
+    fn stable_code(&self) -> &'static str {
+        "K_GATE"
+    }
+    fn exit_code(&self) -> i32 {
+        2
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "candidate": self.candidate, "k_score": self.k, "gate": self.gate,
+            "head": self.head, "head_k_score": self.head_k, "reason": self.reason,
+        })
+    }
 }

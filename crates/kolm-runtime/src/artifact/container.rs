@@ -28,11 +28,11 @@ pub struct Opened {
 /// A verification failure. The reason may quote the file (entry names, a hostile zip's bytes):
 /// it is escaped and capped before anything prints it.
 pub fn fail(path: &Path, reason: impl Into<String>, help: &str) -> Error {
-    Error::Verify {
+    Error::from(crate::artifact::VerifyFailed {
         path: path.to_path_buf(),
         reason: crate::untrusted::shown_up_to(&reason.into(), 1000),
         help: help.into(),
-    }
+    })
 }
 
 pub const TAMPER: &str = "the file was modified or damaged after it was sealed: rebuild it, or fetch it again from its source";

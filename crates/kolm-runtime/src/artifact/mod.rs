@@ -6,6 +6,7 @@
 //! human and JSON views. The normative format is `kolmfile-spec/rs-1.md`.
 
 pub mod container;
+pub mod failures;
 pub mod inspect;
 pub mod installed;
 pub mod manifest;
@@ -17,6 +18,7 @@ pub mod zipwrite;
 
 use std::path::Path;
 
+pub use failures::{NoSigningKey, VerifyFailed};
 pub use manifest::Manifest;
 use zipwrite::{EntrySpec, Method, Source};
 
@@ -111,6 +113,7 @@ pub fn write(
                     payload.model_sha256
                 ),
                 help: "nothing was sealed; run the build again to read the base afresh".into(),
+ cause: None,
             });
         }
         Ok(())
@@ -145,6 +148,7 @@ fn source_digest(path: &Path) -> Result<String> {
                 path.display()
             ),
             help: "nothing was sealed; run the build again once nothing writes the model".into(),
+            cause: None,
         });
     }
     Ok(sha256)

@@ -42,8 +42,9 @@ pub struct Verifier {
 impl Verifier {
     pub fn new(schema: &Value, asserts: &[Value]) -> Result<Verifier> {
         let schema = jsonschema::validator_for(schema).map_err(|e| {
-            Error::invalid(
-                format!("the task's output schema does not compile: {e}"),
+            Error::invalid_because(
+                "the task's output schema does not compile",
+                e,
                 "fix `output_schema`",
             )
         })?;
@@ -51,7 +52,7 @@ impl Verifier {
             .iter()
             .map(|a| {
                 Assertion::parse(a).map_err(|e| {
-                    Error::invalid(format!("a task assertion is invalid: {e}"), "fix `assert`")
+                    Error::invalid_because("a task assertion is invalid", e, "fix `assert`")
                 })
             })
             .collect::<Result<_>>()?;

@@ -16,7 +16,7 @@ pub fn files(dir: &Path, globs: &[String]) -> Result<Vec<String>> {
         let matcher = globset::GlobBuilder::new(g)
             .literal_separator(true)
             .build()
-            .map_err(|e| Error::invalid(format!("corpus glob `{g}`: {e}"), "fix the glob"))?
+            .map_err(|e| Error::invalid_because(format!("corpus glob `{g}`"), e, "fix the glob"))?
             .compile_matcher();
         let base = root_of(g);
         let root = dir.join(base);
@@ -30,8 +30,9 @@ pub fn files(dir: &Path, globs: &[String]) -> Result<Vec<String>> {
             .build();
         for entry in walker {
             let entry = entry.map_err(|e| {
-                Error::invalid(
-                    format!("cannot list the corpus under `{}`: {e}", root.display()),
+                Error::invalid_because(
+                    format!("cannot list the corpus under `{}`", root.display()),
+                    e,
                     "check the folder's permissions",
                 )
             })?;

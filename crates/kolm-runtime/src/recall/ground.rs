@@ -50,8 +50,9 @@ impl Grounding {
         let chunks: i64 = db
             .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
             .map_err(|e| {
-                Error::invalid(
-                    format!("`{}` is not a kolm index: {e}", path.display()),
+                Error::invalid_because(
+                    format!("`{}` is not a kolm index", path.display()),
+                    e,
                     "rebuild it",
                 )
             })?;

@@ -279,8 +279,9 @@ pub fn open(path: &Path) -> Result<Connection> {
     register_sqlite_vec();
     let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| {
-            Error::invalid(
-                format!("`{}` is not a readable kolm index: {e}", path.display()),
+            Error::invalid_because(
+                format!("`{}` is not a readable kolm index", path.display()),
+                e,
                 "rebuild it",
             )
         })?;

@@ -96,8 +96,10 @@ impl Student {
             Gguf::Path(p) => {
                 path_str(p)?;
                 LlamaModel::load_from_file(backend, p, &LlamaModelParams::default()).map_err(|e| {
-                    Error::invalid(
-                        format!("llama.cpp could not load `{}`: {e}", p.display()),
+                    Error::invalid_because(
+ format!("llama.cpp could not load `{}`", p.display()),
+ e,
+
                         "the file passed kolm's GGUF checks but llama.cpp refused it: check that its architecture is one llama.cpp supports",
                     )
                 })?
@@ -112,8 +114,10 @@ impl Student {
             Some(Gguf::Path(a)) => {
                 path_str(a)?;
                 Some(RefCell::new(loaded.lora_adapter_init(a).map_err(|e| {
-                    Error::invalid(
-                        format!("llama.cpp could not load the adapter `{}`: {e}", a.display()),
+                    Error::invalid_because(
+ format!("llama.cpp could not load the adapter `{}`", a.display()),
+ e,
+
                         "the adapter must be a GGUF LoRA adapter for this base (general.type = adapter)",
                     )
                 })?))
@@ -138,11 +142,12 @@ impl Student {
         read_checked(Gguf::Path(model), "model")?;
         let params = LlamaModelParams::default().with_vocab_only(true);
         let loaded = LlamaModel::load_from_file(backend, model, &params).map_err(|e| {
-            Error::invalid(
+            Error::invalid_because(
                 format!(
-                    "llama.cpp could not load the vocabulary of `{}`: {e}",
+                    "llama.cpp could not load the vocabulary of `{}`",
                     model.display()
                 ),
+                e,
                 "check the base model",
             )
         })?;
@@ -313,8 +318,10 @@ fn read_checked(g: Gguf<'_>, what: &str) -> Result<crate::gguf::Header> {
             let h = crate::gguf::read_header_from(&mut w)
                 .and_then(|h| crate::gguf::check_extent(&h, span.len).map(|_| h));
             return h.map_err(|e| {
-                Error::invalid(
-                    format!("the {what} {label} is damaged: {e}"),
+                Error::invalid_because(
+ format!("the {what} {label} is damaged"),
+ e,
+
                     "the artifact passed verification, so this is a bug in its writer: please report it",
                 )
             });
@@ -322,17 +329,16 @@ fn read_checked(g: Gguf<'_>, what: &str) -> Result<crate::gguf::Header> {
     };
     let md = std::fs::metadata(path).map_err(|e| Error::io(path, "open", e))?;
     let h = crate::gguf::read_header(path).map_err(|e| {
-        Error::invalid(
-            format!(
-                "the {what} `{}` is not a valid GGUF file: {e}",
-                path.display()
-            ),
+        Error::invalid_because(
+            format!("the {what} `{}` is not a valid GGUF file", path.display()),
+            e,
             "the file is damaged or not a GGUF model: fetch or build it again",
         )
     })?;
     crate::gguf::check_extent(&h, md.len()).map_err(|e| {
-        Error::invalid(
-            format!("the {what} `{}` is damaged: {e}", path.display()),
+        Error::invalid_because(
+            format!("the {what} `{}` is damaged", path.display()),
+            e,
             "the file is truncated or corrupt: fetch or build it again",
         )
     })?;

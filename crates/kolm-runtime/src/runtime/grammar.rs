@@ -119,8 +119,9 @@ pub fn schema_grammar(schema: &serde_json::Value) -> Result<String> {
     // the schema came from (the Kolmfile at build time, the canonical manifest at run time).
     let sorted = crate::digest::sorted_keys(schema);
     let grammar = llama_cpp_2::json_schema_to_grammar(&sorted.to_string()).map_err(|e| {
-        Error::invalid(
-            format!("llama.cpp cannot turn the task's output schema into a grammar: {e}"),
+        Error::invalid_because(
+            "llama.cpp cannot turn the task's output schema into a grammar",
+            e,
             "simplify output_schema (see llama.cpp's json-schema-to-grammar for what it supports)",
         )
     })?;

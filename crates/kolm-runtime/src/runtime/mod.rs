@@ -453,8 +453,9 @@ fn cut_output(g: &Generation, max_tokens: u32, partial: bool) -> Result<serde_js
 /// converter does not express every JSON-schema keyword).
 fn check_against(schema: &serde_json::Value, output: &serde_json::Value) -> Result<()> {
     let v = jsonschema::validator_for(schema).map_err(|e| {
-        Error::invalid(
-            format!("the requested schema does not compile: {e}"),
+        Error::invalid_because(
+            "the requested schema does not compile",
+            e,
             "send a valid JSON schema",
         )
     })?;

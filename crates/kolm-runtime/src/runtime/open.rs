@@ -108,11 +108,11 @@ impl Opened {
                 .map_err(|e| Error::io(&dest, "extract the model to", e))?;
         }
         if hex::encode(sha.finalize()) != *declared {
-            return Err(Error::Verify {
+            return Err(Error::from(crate::artifact::VerifyFailed {
                 path: self.path.clone(),
                 reason: "model.gguf changed since the artifact was verified".into(),
                 help: "something is writing the artifact: run again once it is finished".into(),
-            });
+            }));
         }
         crate::fsutil::persist(tmp, &dest)?;
         model_copy::remember(&dest, &b3.finalize())?;
@@ -293,10 +293,12 @@ pub fn open(path: &Path, home: &Home, opts: &VerifyOptions, stamps: bool) -> Res
                 offset: e.offset,
                 len: e.size,
             })
-            .ok_or_else(|| Error::Verify {
-                path: path.to_path_buf(),
-                reason: format!("`{name}` is not stored uncompressed, as RS-1 requires"),
-                help: verify::TAMPER.into(),
+            .ok_or_else(|| {
+                Error::from(crate::artifact::VerifyFailed {
+                    path: path.to_path_buf(),
+                    reason: format!("`{name}` is not stored uncompressed, as RS-1 requires"),
+                    help: verify::TAMPER.into(),
+                })
             })
     };
     let (model_span, adapter_span) = (span("model.gguf")?, span("lora.bin")?);
@@ -358,11 +360,11 @@ fn whole_file_sha256(
     let (sha256, _) = crate::digest::sha256_reader(f, path, None)?;
     let after = f.metadata().map_err(|e| Error::io(path, "stat", e))?;
     if facts(&after) != facts(before) {
-        return Err(Error::Verify {
+        return Err(Error::from(crate::artifact::VerifyFailed {
             path: path.to_path_buf(),
             reason: "the file changed while it was being read".into(),
             help: "something is writing the artifact: run again once it is finished".into(),
-        });
+        }));
     }
     Ok(sha256)
 }

@@ -54,8 +54,9 @@ impl Recipes {
                 })?)
             };
         let schema = jsonschema::validator_for(schema).map_err(|e| {
-            Error::invalid(
-                format!("the task's output schema does not compile: {e}"),
+            Error::invalid_because(
+                "the task's output schema does not compile",
+                e,
                 "rebuild the artifact",
             )
         })?;

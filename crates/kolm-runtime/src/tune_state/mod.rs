@@ -102,8 +102,10 @@ impl TuneDir {
             Err(e) => return Err(Error::io(&path, "read", e)),
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            Error::invalid(
-                format!("`{}` is not a tune HEAD: {e}", path.display()),
+            Error::invalid_because(
+ format!("`{}` is not a tune HEAD", path.display()),
+ e,
+
                 "it is written only by `kolm tune`; restore it with `kolm tune rollback`, or remove the tune folder to start over",
             )
         })

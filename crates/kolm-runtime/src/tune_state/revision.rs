@@ -39,8 +39,9 @@ impl TuneDir {
             }
         })?;
         serde_json::from_slice(&bytes).map_err(|e| {
-            Error::invalid(
-                format!("`{}` is damaged: {e}", path.display()),
+            Error::invalid_because(
+                format!("`{}` is damaged", path.display()),
+                e,
                 "remove that revision's folder; it can be trained again with `kolm tune step`",
             )
         })
