@@ -13,6 +13,8 @@ BIN := $(TARGET_DIR)/release
 DEMO_KEY := $${KOLM_SIGNING_KEY:-demo-key-not-secret}
 # Every crate of the workspace and the Cargo build.rs helper (rules/cargo); not the example
 # application, whose build script needs a built kolmbuild (tests/integrations/cargo.rs builds it).
+# `make test` then tests kolm-runtime once more as an application gets it: without its
+# features (no embedder), where a dense artifact must be refused, not run.
 PACKAGES := -p kolm -p kolm-core -p kolm-kernels -p kolm-runtime -p kolm-compiler -p kolm-serve -p kolm-build
 
 .PHONY: demo test bench deps embedder base student pyenv inspector build
@@ -64,6 +66,7 @@ test: deps embedder base pyenv inspector
 	python3 $(EXAMPLE)/gen_data.py --check
 	python3 examples/replay-triage/derive.py --check
 	$(CARGO) test --no-fail-fast $(PACKAGES)
+	$(CARGO) test --no-fail-fast -p kolm-runtime --lib
 
 bench: build embedder base demo
 	bash benches/run.sh

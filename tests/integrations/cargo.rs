@@ -153,7 +153,7 @@ fn an_app_that_runs_artifacts_compiles_no_build_machinery() {
         "{tree}"
     );
     // No crate of the build, serving or the CLI; no candle (dense retrieval is a feature the
-    // example does not ask for), no HTTP client, no graph library.
+    // example does not ask for), no HTTP client, no graph library, no async runtime.
     for crate_name in [
         "kolm",
         "kolm-compiler",
@@ -169,6 +169,7 @@ fn an_app_that_runs_artifacts_compiles_no_build_machinery() {
         "clap",
         "notify",
         "toml_edit",
+        "tokio",
     ] {
         assert!(
             !tree

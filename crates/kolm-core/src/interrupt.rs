@@ -33,6 +33,7 @@ pub fn check() -> crate::Result<()> {
 }
 
 /// Resolves at SIGTERM or Ctrl-C: what a server or daemon stops on.
+#[cfg(feature = "signals")]
 pub async fn terminated() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {

@@ -90,3 +90,25 @@ pub fn from_blob(b: &[u8]) -> Vec<f32> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
+
+#[cfg(all(test, not(feature = "embed")))]
+mod tests {
+    /// Built without `embed`, an artifact's embedder is refused with the reason, never faked.
+    #[test]
+    fn without_the_embed_feature_an_embedder_is_refused_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in super::FILES {
+            std::fs::write(dir.path().join(f), b"{}").unwrap();
+        }
+        let e = match super::Embedder::load(dir.path(), "x".into()) {
+            Err(e) => e,
+            Ok(_) => panic!("an embedder without the feature"),
+        };
+        let shown = e.render();
+        assert!(
+            shown.contains("dense retrieval is not available"),
+            "{shown}"
+        );
+        assert!(shown.contains("`embed` feature"), "{shown}");
+    }
+}
