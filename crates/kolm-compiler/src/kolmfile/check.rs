@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_spanned::Spanned;
 
-use super::raw::S;
+use super::raw::{Bounds, S};
 use crate::diagnostic::{did_you_mean, KolmfileError};
 
 pub(super) type R<T> = Result<T, KolmfileError>;
@@ -134,10 +134,18 @@ pub(super) fn in_range<T: PartialOrd + Copy + std::fmt::Display>(
     Ok(x)
 }
 
-pub(super) fn int(cx: &Cx, v: S<i64>, lo: i64, hi: i64, key: &str, default: i64) -> R<u32> {
-    Ok(v.map(|v| in_range(cx, v, lo, hi, key))
+/// An integer key: in its declared range, else its declared default.
+pub(super) fn int(cx: &Cx, v: S<i64>, b: Bounds, key: &str) -> R<u32> {
+    Ok(v.map(|v| in_range(cx, v, b.lo as i64, b.hi as i64, key))
         .transpose()?
-        .unwrap_or(default) as u32)
+        .unwrap_or(b.default as i64) as u32)
+}
+
+/// A number key: in its declared range, else its declared default.
+pub(super) fn float(cx: &Cx, v: S<f64>, b: Bounds, key: &str) -> R<f64> {
+    Ok(v.map(|v| in_range(cx, v, b.lo, b.hi, key))
+        .transpose()?
+        .unwrap_or(b.default))
 }
 
 pub(super) fn one_of(cx: &Cx, v: &Spanned<String>, names: &[&str], key: &str) -> R<()> {

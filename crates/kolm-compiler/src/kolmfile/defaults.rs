@@ -17,19 +17,18 @@ pub const INIT_MIN_K: f64 = 0.0;
 /// `kolm tune promote`'s gate when none is given.
 pub const PROMOTE_MIN_K: f64 = 0.85;
 
-/// `[distill]` when a key is not set, and `kolm tune step`'s training options.
+/// `[distill]`'s defaults that are not numbers with a range (those are declared with their
+/// key in `raw.rs`, and [`distill::of`] reads them), and `kolm tune step`'s one difference.
 pub mod distill {
-    pub const RANK: u32 = 8;
-    pub const ALPHA: f64 = 16.0;
     pub const TARGETS: [&str; 4] = ["attn_q", "attn_k", "attn_v", "attn_output"];
-    /// A build's epochs. A tune step trains one epoch on HEAD (tune.md §3): it continues an
-    /// adapter already trained, on captures that grow between steps.
-    pub const EPOCHS: u32 = 3;
-    pub const STEP_EPOCHS: u32 = 1;
-    pub const LEARNING_RATE: f64 = 1e-3;
-    pub const BATCH_SIZE: u32 = 8;
-    pub const MAX_SEQ_LEN: u32 = 512;
     pub const SEED: i64 = 0;
-    /// The adapter is the same for any count (training.md); two is what a laptop spares.
-    pub const THREADS: u32 = 2;
+    /// A tune step trains one epoch on HEAD (tune.md §3): it continues an adapter already
+    /// trained, on captures that grow between steps.
+    pub const STEP_EPOCHS: u32 = 1;
+
+    /// The declared default of the `[distill]` key `key` (`max_seq_len`, `threads`, …): what a
+    /// build trains with when the Kolmfile does not say, and what `kolm tune step` trains with.
+    pub fn of(key: &str) -> f64 {
+        super::super::raw::RawDistill::bounds(key).default
+    }
 }

@@ -30,15 +30,15 @@ pub trait Overlay {
 /// Declares a table: the struct (every key optional, unknown keys refused), its place in the
 /// tree of known keys, and with `overlay`, the task-over-defaults merge.
 macro_rules! table {
-    (overlay $(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $field:ident: $ty:ty,)* }) => {
-        table! { $(#[$m])* pub struct $name { $($(#[$fm])* pub $field: $ty,)* } }
+    (overlay $(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $field:ident: $ty:ty $(= $default:literal in $lo:literal ..= $hi:literal)?,)* }) => {
+        table! { $(#[$m])* pub struct $name { $($(#[$fm])* pub $field: $ty $(= $default in $lo ..= $hi)?,)* } }
         impl Overlay for $name {
             fn overlay(self, defaults: &Self) -> Self {
                 $name { $($field: self.$field.or_else(|| defaults.$field.clone()),)* }
             }
         }
     };
-    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $field:ident: $ty:ty,)* }) => {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $field:ident: $ty:ty $(= $default:literal in $lo:literal ..= $hi:literal)?,)* }) => {
         $(#[$m])*
         #[derive(Debug, Deserialize, Default, Clone)]
         #[serde(deny_unknown_fields)]
@@ -46,7 +46,32 @@ macro_rules! table {
         impl Key for $name {
             const NODE: Node = Node::Table(&[$((stringify!($field), <$ty as Key>::NODE),)*]);
         }
+        // Generated for every table; only those with numeric keys use it.
+        #[allow(dead_code)]
+        impl $name {
+            /// The numeric keys' defaults and allowed ranges, as declared.
+            pub const BOUNDS: &'static [(&'static str, Bounds)] = &[
+                $($((stringify!($field), Bounds { default: $default as f64, lo: $lo as f64, hi: $hi as f64 }),)?)*
+            ];
+
+            /// The declared bounds of `key` (a name this table declares with them).
+            pub fn bounds(key: &str) -> Bounds {
+                Self::BOUNDS
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, b)| *b)
+                    .unwrap_or_else(|| panic!("`{key}` is declared with bounds in {}", stringify!($name)))
+            }
+        }
     };
+}
+
+/// A numeric key's default and the range it takes, from its declaration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bounds {
+    pub default: f64,
+    pub lo: f64,
+    pub hi: f64,
 }
 
 table! {
@@ -124,13 +149,13 @@ table! {
         pub endpoint: S<String>,
         pub api_key_env: S<String>,
         pub cassette: S<String>,
-        pub samples: S<i64>,
-        pub temperature: S<f64>,
+        pub samples: S<i64> = 3 in 1..=64,
+        pub temperature: S<f64> = 0.7 in 0.0..=2.0,
         pub seed: S<i64>,
-        pub concurrency: S<i64>,
-        pub timeout_secs: S<i64>,
-        pub max_retries: S<i64>,
-        pub synthesize: S<i64>,
+        pub concurrency: S<i64> = 8 in 1..=1024,
+        pub timeout_secs: S<i64> = 120 in 1..=3600,
+        pub max_retries: S<i64> = 5 in 0..=100,
+        pub synthesize: S<i64> = 0 in 0..=1_000_000,
         pub verify_seeds: S<bool>,
         pub price: Option<Spanned<RawPrice>>,
     }
@@ -138,33 +163,33 @@ table! {
 
 table! {
     pub struct RawPrice {
-        pub input_per_mtok: S<f64>,
-        pub output_per_mtok: S<f64>,
+        pub input_per_mtok: S<f64> = 0.0 in 0.0..=1e6,
+        pub output_per_mtok: S<f64> = 0.0 in 0.0..=1e6,
     }
 }
 
 table! {
     overlay pub struct RawRecall {
         pub corpus: S<Vec<String>>,
-        pub chunk_chars: S<i64>,
+        pub chunk_chars: S<i64> = 1200 in 64..=1_000_000,
         pub overlap_chars: S<i64>,
         pub embedder: S<String>,
-        pub top_k: S<i64>,
+        pub top_k: S<i64> = 4 in 1..=100,
     }
 }
 
 table! {
     overlay pub struct RawDistill {
         pub train: S<bool>,
-        pub rank: S<i64>,
-        pub alpha: S<f64>,
+        pub rank: S<i64> = 8 in 1..=1024,
+        pub alpha: S<f64> = 16.0 in 1e-6..=1e6,
         pub targets: S<Vec<String>>,
-        pub epochs: S<i64>,
-        pub learning_rate: S<f64>,
-        pub batch_size: S<i64>,
-        pub max_seq_len: S<i64>,
+        pub epochs: S<i64> = 3 in 1..=10_000,
+        pub learning_rate: S<f64> = 1e-3 in 1e-9..=10.0,
+        pub batch_size: S<i64> = 8 in 1..=4096,
+        pub max_seq_len: S<i64> = 512 in 16..=131_072,
         pub seed: S<i64>,
-        pub threads: S<i64>,
+        pub threads: S<i64> = 2 in 1..=1024,
     }
 }
 
@@ -173,8 +198,8 @@ table! {
         pub enabled: S<bool>,
         pub recipes: S<bool>,
         pub drafts: S<bool>,
-        pub time_limit_ms: S<i64>,
-        pub memory_limit_mb: S<i64>,
+        pub time_limit_ms: S<i64> = 50 in 1..=60_000,
+        pub memory_limit_mb: S<i64> = 16 in 1..=4096,
         pub recipes_dir: S<String>,
     }
 }
@@ -268,5 +293,59 @@ mod tests {
         for (path, keys) in all {
             assert_eq!(serde_keys(&path), keys, "the keys of {path:?}");
         }
+    }
+
+    /// The declared ranges are the ones kolmfile.md's "allowed" column gives (`1–64`,
+    /// `1e-6 – 1e6`), key by key; the defaults are checked against the spec by
+    /// `tests/spec_defaults.rs` through the resolved configuration.
+    #[test]
+    fn declared_ranges_are_the_specs() {
+        let spec = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../kolmfile-spec/kolmfile.md"
+        ))
+        .unwrap();
+        let declared: [(&str, &[(&str, Bounds)]); 5] = [
+            ("teacher", RawTeacher::BOUNDS),
+            ("teacher.price", RawPrice::BOUNDS),
+            ("recall", RawRecall::BOUNDS),
+            ("distill", RawDistill::BOUNDS),
+            ("decompose", RawDecompose::BOUNDS),
+        ];
+        let mut table = None;
+        let mut checked = 0;
+        for line in spec.lines() {
+            if line.starts_with('#') {
+                table = line
+                    .split("`[")
+                    .nth(1)
+                    .and_then(|r| r.split("]`").next())
+                    .map(str::to_string);
+                continue;
+            }
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let (Some(t), true) = (&table, line.starts_with("| `") && cells.len() > 3) else {
+                continue;
+            };
+            let key = cells[0].trim_start_matches("| ").trim_matches('`');
+            let Some((_, bounds)) = declared.iter().find(|(name, _)| name == t) else {
+                continue;
+            };
+            let Some((_, b)) = bounds.iter().find(|(k, _)| *k == key) else {
+                continue;
+            };
+            let num = |x: &str| x.trim().replace(',', "").parse::<f64>().ok();
+            let range = cells[3]
+                .split_once('–')
+                .and_then(|(lo, hi)| Some((num(lo)?, num(hi)?)));
+            assert_eq!(
+                range,
+                Some((b.lo, b.hi)),
+                "the allowed range of `{t}.{key}`"
+            );
+            checked += 1;
+        }
+        let all: usize = declared.iter().map(|(_, b)| b.len()).sum();
+        assert_eq!(checked, all, "every declared range is in kolmfile.md");
     }
 }

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde_spanned::Spanned;
 
-use super::check::{existing_file, in_range, int, must_be_file, one_of, relative_path, Cx, R};
+use super::check::{
+    existing_file, float, in_range, int, must_be_file, one_of, relative_path, Cx, R,
+};
 use super::config::*;
 use super::defaults::distill as default;
 use super::raw::*;
@@ -183,35 +185,68 @@ pub(super) fn teacher(cx: &Cx, t: RawTeacher) -> R<TeacherConfig> {
         endpoint: t.endpoint.map(Spanned::into_inner),
         api_key_env: t.api_key_env.map(Spanned::into_inner),
         cassette,
-        samples: int(cx, t.samples, 1, 64, "teacher.samples", 3)?,
-        temperature: t
-            .temperature
-            .map(|v| in_range(cx, v, 0.0, 2.0, "teacher.temperature"))
-            .transpose()?
-            .unwrap_or(0.7),
+        samples: int(
+            cx,
+            t.samples,
+            RawTeacher::bounds("samples"),
+            "teacher.samples",
+        )?,
+        temperature: float(
+            cx,
+            t.temperature,
+            RawTeacher::bounds("temperature"),
+            "teacher.temperature",
+        )?,
         seed: t.seed.map(Spanned::into_inner).unwrap_or(0),
-        concurrency: int(cx, t.concurrency, 1, 1024, "teacher.concurrency", 8)?,
-        timeout_secs: int(cx, t.timeout_secs, 1, 3600, "teacher.timeout_secs", 120)?,
-        max_retries: int(cx, t.max_retries, 0, 100, "teacher.max_retries", 5)?,
-        synthesize: int(cx, t.synthesize, 0, 1_000_000, "teacher.synthesize", 0)?,
+        concurrency: int(
+            cx,
+            t.concurrency,
+            RawTeacher::bounds("concurrency"),
+            "teacher.concurrency",
+        )?,
+        timeout_secs: int(
+            cx,
+            t.timeout_secs,
+            RawTeacher::bounds("timeout_secs"),
+            "teacher.timeout_secs",
+        )?,
+        max_retries: int(
+            cx,
+            t.max_retries,
+            RawTeacher::bounds("max_retries"),
+            "teacher.max_retries",
+        )?,
+        synthesize: int(
+            cx,
+            t.synthesize,
+            RawTeacher::bounds("synthesize"),
+            "teacher.synthesize",
+        )?,
         verify_seeds: t.verify_seeds.map(Spanned::into_inner).unwrap_or(false),
         price: Price {
-            input_per_mtok: price
-                .input_per_mtok
-                .map(|v| in_range(cx, v, 0.0, 1e6, "teacher.price.input_per_mtok"))
-                .transpose()?
-                .unwrap_or(0.0),
-            output_per_mtok: price
-                .output_per_mtok
-                .map(|v| in_range(cx, v, 0.0, 1e6, "teacher.price.output_per_mtok"))
-                .transpose()?
-                .unwrap_or(0.0),
+            input_per_mtok: float(
+                cx,
+                price.input_per_mtok,
+                RawPrice::bounds("input_per_mtok"),
+                "teacher.price.input_per_mtok",
+            )?,
+            output_per_mtok: float(
+                cx,
+                price.output_per_mtok,
+                RawPrice::bounds("output_per_mtok"),
+                "teacher.price.output_per_mtok",
+            )?,
         },
     })
 }
 
 pub(super) fn recall(cx: &Cx, r: RawRecall) -> R<RecallConfig> {
-    let chunk_chars = int(cx, r.chunk_chars, 64, 1_000_000, "recall.chunk_chars", 1200)?;
+    let chunk_chars = int(
+        cx,
+        r.chunk_chars,
+        RawRecall::bounds("chunk_chars"),
+        "recall.chunk_chars",
+    )?;
     let overlap_chars = match r.overlap_chars {
         Some(o) => in_range(cx, o, 0, chunk_chars as i64 - 1, "recall.overlap_chars")? as u32,
         None => 200.min(chunk_chars / 2),
@@ -247,7 +282,7 @@ pub(super) fn recall(cx: &Cx, r: RawRecall) -> R<RecallConfig> {
         chunk_chars,
         overlap_chars,
         embedder: r.embedder.map(Spanned::into_inner),
-        top_k: int(cx, r.top_k, 1, 100, "recall.top_k", 4)?,
+        top_k: int(cx, r.top_k, RawRecall::bounds("top_k"), "recall.top_k")?,
     })
 }
 
@@ -291,50 +326,34 @@ pub(super) fn distill(cx: &Cx, d: RawDistill) -> R<DistillConfig> {
     };
     Ok(DistillConfig {
         train: d.train.map(Spanned::into_inner).unwrap_or(true),
-        rank: int(cx, d.rank, 1, 1024, "distill.rank", default::RANK.into())?,
-        alpha: d
-            .alpha
-            .map(|v| in_range(cx, v, 1e-6, 1e6, "distill.alpha"))
-            .transpose()?
-            .unwrap_or(default::ALPHA),
+        rank: int(cx, d.rank, RawDistill::bounds("rank"), "distill.rank")?,
+        alpha: float(cx, d.alpha, RawDistill::bounds("alpha"), "distill.alpha")?,
         targets,
-        epochs: int(
+        epochs: int(cx, d.epochs, RawDistill::bounds("epochs"), "distill.epochs")?,
+        learning_rate: float(
             cx,
-            d.epochs,
-            1,
-            10_000,
-            "distill.epochs",
-            default::EPOCHS.into(),
+            d.learning_rate,
+            RawDistill::bounds("learning_rate"),
+            "distill.learning_rate",
         )?,
-        learning_rate: d
-            .learning_rate
-            .map(|v| in_range(cx, v, 1e-9, 10.0, "distill.learning_rate"))
-            .transpose()?
-            .unwrap_or(default::LEARNING_RATE),
         batch_size: int(
             cx,
             d.batch_size,
-            1,
-            4096,
+            RawDistill::bounds("batch_size"),
             "distill.batch_size",
-            default::BATCH_SIZE.into(),
         )?,
         max_seq_len: int(
             cx,
             d.max_seq_len,
-            16,
-            131_072,
+            RawDistill::bounds("max_seq_len"),
             "distill.max_seq_len",
-            default::MAX_SEQ_LEN.into(),
         )?,
         seed: d.seed.map(Spanned::into_inner).unwrap_or(default::SEED),
         threads: int(
             cx,
             d.threads,
-            1,
-            1024,
+            RawDistill::bounds("threads"),
             "distill.threads",
-            default::THREADS.into(),
         )?,
     })
 }
@@ -347,18 +366,14 @@ pub(super) fn decompose(cx: &Cx, d: RawDecompose) -> R<DecomposeConfig> {
         time_limit_ms: int(
             cx,
             d.time_limit_ms,
-            1,
-            60_000,
+            RawDecompose::bounds("time_limit_ms"),
             "decompose.time_limit_ms",
-            50,
         )?,
         memory_limit_mb: int(
             cx,
             d.memory_limit_mb,
-            1,
-            4096,
+            RawDecompose::bounds("memory_limit_mb"),
             "decompose.memory_limit_mb",
-            16,
         )?,
         recipes_dir: d.recipes_dir.map(|v| relative_path(cx, v)).transpose()?,
     })

@@ -26,11 +26,11 @@ impl Default for StepOptions {
         use crate::kolmfile::defaults::distill as d;
         StepOptions {
             epochs: d::STEP_EPOCHS,
-            learning_rate: d::LEARNING_RATE,
-            batch_size: d::BATCH_SIZE,
-            max_seq_len: d::MAX_SEQ_LEN,
+            learning_rate: d::of("learning_rate"),
+            batch_size: d::of("batch_size") as u32,
+            max_seq_len: d::of("max_seq_len") as u32,
             seed: d::SEED,
-            threads: d::THREADS,
+            threads: d::of("threads") as u32,
         }
     }
 }
